@@ -1,0 +1,52 @@
+# napari-invrec: `make run` opens the GUI on sample data, `make test` runs the whole suite.
+# Both create .venv and install the package first (CPU torch pinned to 2.13.0).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+QT     ?= pyqt5
+
+.PHONY: run test bench lint screenshot sample-data xvfb clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[$(QT),testing]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	@if [ -z "$$DISPLAY" ] && [ -z "$$WAYLAND_DISPLAY" ]; then \
+	  echo "No display found. napari needs one; on a headless machine run it under Xvfb:"; \
+	  echo "    xvfb-run -a make run      (Debian: apt-get install xvfb)"; \
+	  echo "or take a screenshot instead:  xvfb-run -a make screenshot"; \
+	  exit 1; fi
+	$(PY) -m napari_invrec
+
+# Xvfb is needed by the GUI tests (pytest-xvfb starts it); install it when we can.
+xvfb:
+	@command -v Xvfb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-image0 libxcb-randr0 \
+	      libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libgl1 libegl1 \
+	      libfontconfig1 libdbus-1-3 >/dev/null; \
+	  else echo "Xvfb missing: install xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0"; \
+	    exit 1; fi; }
+
+test: $(STAMP) xvfb
+	$(PY) -m pytest -q
+
+bench: $(STAMP) xvfb
+	$(PY) benchmarks/run.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check napari_invrec tests benchmarks scripts
+
+screenshot: $(STAMP)
+	$(PY) scripts/screenshot.py
+
+sample-data: $(STAMP)
+	$(PY) scripts/make_sample_data.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

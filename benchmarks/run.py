@@ -1,0 +1,31 @@
+"""Run every benchmark section (or those named on the command line) and print the tables."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+SECTIONS = ("solver", "gui")
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(SECTIONS)
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        print(f"unknown section(s) {unknown}; choose from {SECTIONS}")
+        return 2
+    if "solver" in names:
+        import bench_solver
+
+        bench_solver.main()
+    if "gui" in names:
+        import bench_gui
+
+        bench_gui.main()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,23 @@
+"""napari-invrec: explore reconstructions of imaging inverse problems ``y = A(x) + noise``.
+
+The public API (imported lazily so that ``import napari_invrec`` loads neither torch nor Qt):
+
+``list_operators()``, ``list_methods(operator=None)``, ``make_operator(name, shape, **params)``,
+``simulate(x, op, noise="gaussian", sigma=..., seed=...)``, ``solve(y, op, method, **params)``,
+``reconstruct(y, op, method, **params) -> Result``, ``rerun(provenance, y)``.
+"""
+
+__version__ = "0.1.0"
+
+_API = ("list_operators", "list_methods", "make_operator", "simulate", "solve",
+        "reconstruct", "rerun", "Result", "method_params", "operator_params")
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'napari_invrec' has no attribute {name!r}")

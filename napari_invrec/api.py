@@ -1,0 +1,160 @@
+"""The public Python API; the GUI and the command line run on the same functions.
+
+Examples
+--------
+>>> import napari_invrec as ir
+>>> from napari_invrec.core.data import shepp_logan
+>>> x = shepp_logan(64)
+>>> op = ir.make_operator("blur", x.shape, sigma=2.0)
+>>> y = ir.simulate(x, op, sigma=0.02, seed=1)
+>>> res = ir.reconstruct(y, op, "tv-fista", lam=0.005, iters=50, reference=x)
+>>> res.metrics["psnr"] > 20
+True
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from .core.errors import CancelledError, InputError
+from .core.methods import METHODS, get_method
+from .core.operators import OPERATORS, NoiseParams
+from .core.operators import make_operator as _make_operator
+from .core.operators.registry import operator_from_spec
+from .core.params import from_dict, make_params
+from .core.state import IterState
+from .core.validation import check_image_array
+from .engine.device import choose_device
+from .engine.history import DEFAULT_BUDGET
+from .engine.runner import Result, prepare_measurement, run
+
+__all__ = ["list_operators", "list_methods", "make_operator", "simulate", "solve",
+           "reconstruct", "rerun", "Result", "method_params", "operator_params"]
+
+
+def list_operators() -> list[str]:
+    """Names of the registered operator families."""
+    return sorted(OPERATORS)
+
+
+def list_methods(operator: str | None = None) -> list[str]:
+    """Names of the registered methods, only those supporting ``operator`` if given."""
+    if operator is not None and operator not in OPERATORS:
+        raise InputError(f"unknown operator {operator!r}; available: {', '.join(list_operators())}")
+    return sorted(m for m, s in METHODS.items() if operator is None or s.supports(operator))
+
+
+def operator_params(name: str) -> type:
+    """The params dataclass of operator ``name``."""
+    if name not in OPERATORS:
+        raise InputError(f"unknown operator {name!r}; available: {', '.join(list_operators())}")
+    return OPERATORS[name].params
+
+
+def method_params(name: str) -> type:
+    """The params dataclass of method ``name``."""
+    return get_method(name).params
+
+
+def make_operator(name: str, shape: tuple[int, ...], *, device: str | None = None,
+                  **params: Any) -> Any:
+    """Build operator ``name`` for images of ``shape`` (``(H, W)``) on ``device`` (auto)."""
+    return _make_operator(name, tuple(shape)[-2:], device=choose_device(device or "auto"),
+                          **params)
+
+
+def simulate(x: Any, op: Any, noise: str = "gaussian", sigma: float = 0.03,
+             photons: float = 100.0, seed: int = 0) -> np.ndarray:
+    """Simulate a noisy measurement ``y = N(A x)`` of the 2-D image ``x``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The measurement, complex for complex operators (k-space).
+    """
+    arr = check_image_array(np.asarray(x), "image", complex_ok=op.complex_image)
+    p = make_params(NoiseParams, model=noise, sigma=sigma, photons=photons, seed=seed)
+    xt = op.as_image(torch.from_numpy(np.ascontiguousarray(arr))[None, None])
+    gen = torch.Generator(device=op.device).manual_seed(int(seed))
+    return op.measure(xt, p, generator=gen)[0, 0].cpu().numpy()
+
+
+def solve(y: Any, op: Any, method: str, *, seed: int = 0, x0: Any = None,
+          **params: Any) -> Iterator[IterState]:
+    """Iterate ``method`` on ``y``: yields the core :class:`IterState` of every step (tensors)."""
+    spec = get_method(method, op.name)
+    p = make_params(spec.params, **params)
+    y_t = prepare_measurement(y, op)
+    x0_t = None if x0 is None else op.as_image(torch.as_tensor(np.asarray(x0))[None, None])
+    gen = torch.Generator(device=op.device).manual_seed(int(seed))
+    return spec.fn(y_t, op, p, x0=x0_t, generator=gen)
+
+
+def reconstruct(y: Any, op: Any, method: str, *, seed: int = 0, x0: Any = None,
+                reference: Any = None, device: str | None = None,
+                history_budget: int = DEFAULT_BUDGET, cancel: threading.Event | None = None,
+                progress: Any = None, **params: Any) -> Result:
+    """Reconstruct the 2-D measurement ``y`` and return a :class:`Result`.
+
+    Parameters
+    ----------
+    y
+        Measurement (numpy or dask, 2-D; complex for k-space).
+    op
+        Operator from :func:`make_operator`.
+    method
+        A name from :func:`list_methods`.
+    seed
+        Random seed (stochastic methods, random initialisations).
+    x0
+        Optional initial image.
+    reference
+        Ground truth, for PSNR/SSIM in the metrics.
+    device
+        Move the operator to this device first (``"auto"``, ``"cpu"``, ``"cuda"``).
+    history_budget
+        Memory budget of the stored iterate history, bytes.
+    cancel
+        A ``threading.Event``; when set, the run stops at the next step with
+        :class:`CancelledError`.
+    progress
+        Optional callable ``progress(Progress)`` called after each step.
+    **params
+        Fields of the method's params dataclass (see :func:`method_params`).
+    """
+    spec = get_method(method, op.name)
+    p = make_params(spec.params, **params)
+    if device is not None:
+        op = op.to(choose_device(device))
+    if hasattr(y, "compute") and not isinstance(y, np.ndarray):
+        y = y.compute()
+    gen = run(np.asarray(y), op, method, p, seed=seed, x0=x0, reference=reference,
+              budget_bytes=history_budget)
+    while True:
+        if cancel is not None and cancel.is_set():
+            gen.close()
+            raise CancelledError(f"{method} was cancelled")
+        try:
+            prog = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(prog)
+
+
+def rerun(provenance: dict, y: Any, arrays: dict | None = None, **overrides: Any) -> Result:
+    """Repeat the run recorded in ``provenance`` on the measurement ``y``.
+
+    ``arrays`` holds the operator's array parameters (``Result.arrays``); ``overrides`` change
+    method parameters.
+    """
+    op = operator_from_spec(provenance["operator"], arrays, device=choose_device("auto"))
+    spec = get_method(provenance["method"])
+    p = from_dict(spec.params, provenance["params"])
+    kw = {f: getattr(p, f) for f in p.__dataclass_fields__}
+    kw.update(overrides)
+    return reconstruct(y, op, provenance["method"], seed=provenance.get("seed", 0), **kw)

@@ -1,0 +1,5 @@
+"""Synthetic sample generators (ground-truth images in [0, 1]) and loaders."""
+
+from .phantoms import SAMPLE_IMAGES, atoms, atoms_with_truth, camera, shepp_logan
+
+__all__ = ["SAMPLE_IMAGES", "atoms", "atoms_with_truth", "camera", "shepp_logan"]

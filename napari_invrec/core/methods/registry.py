@@ -1,0 +1,86 @@
+"""Registry of reconstruction methods.
+
+A method is a generator function ``fn(y, op, p, *, x0=None, generator=None)`` that yields an
+:class:`~napari_invrec.core.state.IterState` every step and returns the final one. It is
+registered with :func:`register_method`, which records the name users see, its params
+dataclass, the operator families it supports and whether it is stochastic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from ..errors import InputError
+from ..state import IterState
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What the registry knows about one method.
+
+    Attributes
+    ----------
+    name
+        Key users type and see (``"tv-fista"``).
+    fn
+        The generator function.
+    params
+        Params dataclass.
+    operators
+        Operator families it supports; ``None`` means every linear operator.
+    stochastic
+        Draws samples: results carry a posterior mean and std.
+    weights
+        Names of shipped weights the method needs (empty for classical methods).
+    description
+        One line for menus and ``--help``.
+    """
+
+    name: str
+    fn: Callable[..., Iterator[IterState]]
+    params: type
+    operators: frozenset[str] | None
+    stochastic: bool
+    weights: tuple[str, ...]
+    description: str
+
+    def supports(self, operator: str) -> bool:
+        """Whether this method can run with the operator family ``operator``."""
+        return self.operators is None or operator in self.operators
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(name: str, params: type, *, operators: tuple[str, ...] | None = None,
+                    stochastic: bool = False, weights: tuple[str, ...] = ()
+                    ) -> Callable:
+    """Decorator adding a method generator function to :data:`METHODS`."""
+
+    def deco(fn: Callable) -> Callable:
+        doc = (fn.__doc__ or name).strip().splitlines()[0]
+        METHODS[name] = MethodSpec(name, fn, params,
+                                   frozenset(operators) if operators is not None else None,
+                                   stochastic, tuple(weights), doc)
+        return fn
+
+    return deco
+
+
+def get_method(name: str, operator: str | None = None) -> MethodSpec:
+    """Look up a method, checking it supports ``operator`` if given.
+
+    Raises
+    ------
+    InputError
+        Unknown method, or a method that does not support the operator.
+    """
+    if name not in METHODS:
+        raise InputError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
+    spec = METHODS[name]
+    if operator is not None and not spec.supports(operator):
+        ok = sorted(m for m, s in METHODS.items() if s.supports(operator))
+        raise InputError(f"method {name!r} does not support operator {operator!r}; "
+                         f"methods for {operator!r}: {', '.join(ok)}")
+    return spec

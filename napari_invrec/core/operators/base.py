@@ -1,0 +1,162 @@
+r"""The linear operator contract every forward model follows.
+
+A forward model maps an image :math:`x` of shape ``(B, C, H, W)`` to a measurement
+:math:`y = A x + n`. Subclasses implement :meth:`LinearOperator.A` and
+:meth:`LinearOperator.A_adjoint`; the base class supplies a CG pseudo-inverse
+:math:`A^+ y = \arg\min \{\|x\| : A^H A x = A^H y\}`, the null-space projector
+:math:`(I - A^+ A)`, the operator norm :math:`\|A\|_2` by power iteration (cached) and
+simulated measurements with noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+
+from ..errors import InputError
+from ..linalg import conjugate_gradient, power_iteration
+from ..params import to_dict
+from .noise import NoiseParams, add_noise
+
+Tensor = torch.Tensor
+
+
+class LinearOperator(torch.nn.Module):
+    """Base class of linear forward models.
+
+    Parameters
+    ----------
+    shape
+        Image shape ``(H, W)``.
+    params
+        Instance of the subclass's ``Params`` dataclass (defaults if ``None``).
+    device
+        Torch device for the operator's buffers.
+
+    Attributes
+    ----------
+    name
+        Registry key (``"blur"``, ``"mri"``...).
+    Params
+        Parameter dataclass of this family.
+    complex_image, complex_measurement
+        Whether the image / measurement domain is complex (complex64).
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type]
+    complex_image: ClassVar[bool] = False
+    complex_measurement: ClassVar[bool] = False
+    pinv_iters: ClassVar[int] = 100
+
+    def __init__(self, shape: tuple[int, int], params: Any = None, *,
+                 device: torch.device | str | None = None) -> None:
+        super().__init__()
+        if len(shape) != 2 or min(shape) < 2:
+            raise InputError(f"image shape must be (H, W) with H, W >= 2, got {tuple(shape)}")
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.params = params if params is not None else self.Params()
+        self.register_buffer("_anchor", torch.zeros(0, device=device), persistent=False)
+        self._norm: float | None = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def device(self) -> torch.device:
+        """Device of the operator's buffers."""
+        return self._anchor.device
+
+    @property
+    def image_dtype(self) -> torch.dtype:
+        return torch.complex64 if self.complex_image else torch.float32
+
+    @property
+    def measurement_dtype(self) -> torch.dtype:
+        return torch.complex64 if self.complex_measurement else torch.float32
+
+    @property
+    def measurement_shape(self) -> tuple[int, ...]:
+        """Shape of one measurement without batch and channel (default: the image shape)."""
+        return self.shape
+
+    def check_image(self, x: Tensor) -> None:
+        """Raise :class:`InputError` if ``x`` is not ``(B, C, H, W)`` with this operator's H, W."""
+        if x.dim() != 4 or tuple(x.shape[-2:]) != self.shape:
+            raise InputError(f"{self.name}: expected an image of shape (B, C, {self.shape[0]}, "
+                             f"{self.shape[1]}), got {tuple(x.shape)}")
+
+    def check_measurement(self, y: Tensor) -> None:
+        """Raise :class:`InputError` if ``y`` does not have this operator's measurement shape."""
+        ms = tuple(self.measurement_shape)
+        if y.dim() != 2 + len(ms) or tuple(y.shape[2:]) != ms:
+            raise InputError(f"{self.name}: expected a measurement of shape (B, C, "
+                             f"{', '.join(map(str, ms))}), got {tuple(y.shape)}; was it "
+                             "simulated with other operator settings?")
+
+    def as_image(self, x: Tensor) -> Tensor:
+        """Cast to the image dtype and device."""
+        return x.to(device=self.device, dtype=self.image_dtype)
+
+    def as_measurement(self, y: Tensor) -> Tensor:
+        """Cast to the measurement dtype and device."""
+        return y.to(device=self.device, dtype=self.measurement_dtype)
+
+    # ------------------------------------------------------------------ the maths
+    def A(self, x: Tensor) -> Tensor:  # noqa: N802 - the maths' name
+        """Forward map :math:`x \\mapsto A x`."""
+        raise NotImplementedError
+
+    def A_adjoint(self, y: Tensor) -> Tensor:  # noqa: N802
+        """Adjoint :math:`y \\mapsto A^H y`."""
+        raise NotImplementedError
+
+    def AtA(self, x: Tensor) -> Tensor:  # noqa: N802
+        """Normal operator :math:`A^H A x`."""
+        return self.A_adjoint(self.A(x))
+
+    def A_pinv(self, y: Tensor) -> Tensor:  # noqa: N802
+        """Pseudo-inverse :math:`A^+ y` (CG on the normal equations unless overridden)."""
+        b = self.A_adjoint(y)
+        return conjugate_gradient(self.AtA, b, tol=1e-7, maxiter=self.pinv_iters)
+
+    def null_project(self, x: Tensor) -> Tensor:
+        """Null-space component :math:`(I - A^+ A) x`."""
+        return x - self.A_pinv(self.A(x))
+
+    def range_project(self, x: Tensor) -> Tensor:
+        """Row-space component :math:`A^+ A x`."""
+        return self.A_pinv(self.A(x))
+
+    def norm(self) -> float:
+        """Spectral norm :math:`\\|A\\|_2` by power iteration on :math:`A^H A` (cached)."""
+        if self._norm is None:
+            g = torch.Generator().manual_seed(0)
+            x0 = torch.randn((1, 1, *self.shape), generator=g).to(self.device)
+            if self.complex_image:
+                x0 = x0.to(torch.complex64)
+            with torch.no_grad():
+                self._norm = float(power_iteration(self.AtA, x0, iters=100)) ** 0.5
+        return self._norm
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.A(x)
+
+    def measure(self, x: Tensor, noise: NoiseParams | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
+        """Simulate :math:`y = N(A x)` with the noise model ``noise`` (see :mod:`.noise`)."""
+        noise = noise if noise is not None else NoiseParams()
+        self.check_image(x)
+        with torch.no_grad():
+            return add_noise(self.A(self.as_image(x)), noise, generator)
+
+    # ------------------------------------------------------------------ provenance
+    def spec(self) -> dict:
+        """JSON-serialisable description from which :func:`make_operator` rebuilds the operator."""
+        return {"operator": self.name, "shape": list(self.shape), "params": to_dict(self.params)}
+
+    def extra_repr(self) -> str:
+        fields = ", ".join(f"{f.name}={getattr(self.params, f.name)!r}"
+                           for f in dataclasses.fields(self.params)
+                           if not hasattr(getattr(self.params, f.name), "shape"))
+        return f"shape={self.shape}, {fields}"

@@ -1,0 +1,159 @@
+r"""Single-coil Cartesian MRI: undersampled centred Fourier transform.
+
+.. math::
+
+    A x = M \odot S\,\mathcal F\,S^{-1} x, \qquad A^H y = S\,\mathcal F^H S^{-1}(M \odot y),
+    \qquad A^+ = A^H,
+
+where :math:`\mathcal F` is the orthonormal 2-D DFT (``norm="ortho"``, unitary),
+:math:`S` = ``fftshift`` and :math:`S^{-1}` = ``ifftshift`` over the last two axes, and
+:math:`M \in \{0, 1\}^{H \times W}` the sampling mask. Because :math:`S \mathcal F S^{-1}` is
+unitary and :math:`M` a projection, :math:`A^+ = A^H`, :math:`\|A\|_2 = 1` and
+:math:`(I - A^+ A)x = x - A^H A x` is the unsampled part of k-space brought back to the image.
+
+k-space convention: after ``fftshift`` the DC coefficient sits at index ``(H // 2, W // 2)`` (the
+centre, for even and odd sizes alike), and the image origin is at its centre (``ifftshift``
+first). Sampled lines are **columns** (phase encoding along W, readout along H, as in fastMRI):
+the mask is the same for every row. Images and k-space are complex64; real images are cast by
+:meth:`~.base.LinearOperator.as_image`. Measurements keep the full ``(H, W)`` k-space with
+zeros on unsampled lines; simulated noise is circular complex Gaussian on sampled entries only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..params import param
+from ..validation import check_mask_array
+from .base import LinearOperator
+from .noise import NoiseParams
+from .registry import register_operator
+
+Tensor = torch.Tensor
+PATTERNS = ("random", "equispaced")
+_DIMS = (-2, -1)
+
+
+@dataclass
+class MRIParams:
+    """k-space sampling of a single-coil Cartesian acquisition."""
+
+    acceleration: float = param(4.0, "acceleration R: about W / R k-space columns are sampled",
+                                min=1.0, max=64.0, step=1.0)
+    center_fraction: float = param(0.08, "fraction of columns fully sampled at the k-space "
+                                   "centre", min=0.0, max=1.0, step=0.01)
+    pattern: str = param("random", "how the other columns are chosen", choices=PATTERNS)
+    seed: int = param(0, "seed of the random pattern", min=0, max=2**31 - 1,
+                      when={"pattern": "random"})
+    mask_array: Any = param(None, "custom mask: (W,) sampled columns or (H, W); overrides the "
+                            "pattern", gui=False)
+
+
+def column_mask(p: MRIParams, width: int) -> np.ndarray:
+    """Boolean ``(W,)`` array of sampled columns for ``p.pattern``.
+
+    ``round(center_fraction * W)`` columns around the DC column ``W // 2`` are always kept (at
+    least the DC column when ``center_fraction > 0``). ``random`` adds columns drawn without
+    replacement (CPU generator seeded by ``seed``) up to ``max(n_centre, round(W / R))`` in all;
+    ``equispaced`` keeps columns ``round(W // 2 + k R)`` for integer ``k``, plus the centre.
+
+    Raises
+    ------
+    InputError
+        ``acceleration < 1``, ``center_fraction`` outside [0, 1] or an unknown pattern.
+    """
+    r, cf = float(p.acceleration), float(p.center_fraction)
+    if not (math.isfinite(r) and r >= 1):
+        raise InputError(f"acceleration must be >= 1, got {r}")
+    if not 0 <= cf <= 1:
+        raise InputError(f"center_fraction must be in [0, 1], got {cf}")
+    if p.pattern not in PATTERNS:
+        raise InputError(f"unknown pattern {p.pattern!r}; choose one of {PATTERNS}")
+    lines = np.zeros(width, dtype=bool)
+    n_centre = max(1, int(round(cf * width))) if cf > 0 else 0
+    start = width // 2 - n_centre // 2
+    lines[start:start + n_centre] = True
+    if p.pattern == "random":
+        extra = max(n_centre, max(1, int(round(width / r)))) - n_centre
+        others = np.flatnonzero(~lines)
+        g = torch.Generator().manual_seed(int(p.seed))
+        pick = torch.randperm(len(others), generator=g)[:extra].numpy()
+        lines[others[pick]] = True
+    else:
+        k = np.arange(-math.ceil(width / r) - 1, math.ceil(width / r) + 2)
+        pos = np.round(width // 2 + k * r).astype(int)
+        lines[pos[(pos >= 0) & (pos < width)]] = True
+    return lines
+
+
+def mri_mask(p: MRIParams, shape: tuple[int, int]) -> torch.Tensor:
+    """The float32 0/1 sampling mask ``(H, W)`` on the CPU (custom array or pattern)."""
+    h, w = shape
+    if p.mask_array is None:
+        col = torch.from_numpy(column_mask(p, w).astype(np.float32))
+        return col.expand(h, w).clone()
+    a = np.asarray(p.mask_array)
+    if a.ndim == 1:
+        col = torch.from_numpy(check_mask_array(a, (w,), "MRI column mask"))
+        return col.expand(h, w).clone()
+    if a.ndim == 2:
+        return torch.from_numpy(check_mask_array(a, shape, "MRI mask"))
+    raise InputError(f"MRI mask_array must be (W,) = ({w},) sampled columns or (H, W) = {shape}, "
+                     f"got shape {a.shape}")
+
+
+@register_operator
+class MRI(LinearOperator):
+    """Single-coil Cartesian MRI: centred orthonormal FFT with column undersampling.
+
+    Attributes
+    ----------
+    mask
+        Sampling mask as a numpy float32 ``(H, W)`` copy (1 = sampled, DC at the centre).
+    """
+
+    name = "mri"
+    Params = MRIParams
+    complex_image = True
+    complex_measurement = True
+
+    def __init__(self, shape: tuple[int, int], params: MRIParams | None = None, *,
+                 device: torch.device | str | None = None) -> None:
+        super().__init__(shape, params, device=device)
+        self.register_buffer("_mask", mri_mask(self.params, self.shape).to(self.device),
+                             persistent=False)
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self._mask.detach().cpu().numpy().copy()
+
+    def A(self, x: Tensor) -> Tensor:  # noqa: N802
+        """:math:`M \\odot S \\mathcal F S^{-1} x` (complex64)."""
+        self.check_image(x)
+        x = torch.fft.ifftshift(self.as_image(x), dim=_DIMS)
+        k = torch.fft.fftshift(torch.fft.fft2(x, norm="ortho"), dim=_DIMS)
+        return self._mask * k
+
+    def A_adjoint(self, y: Tensor) -> Tensor:  # noqa: N802
+        """:math:`S \\mathcal F^H S^{-1} (M \\odot y)` (complex64)."""
+        self.check_measurement(y)
+        y = torch.fft.ifftshift(self._mask * self.as_measurement(y), dim=_DIMS)
+        return torch.fft.fftshift(torch.fft.ifft2(y, norm="ortho"), dim=_DIMS)
+
+    def A_pinv(self, y: Tensor) -> Tensor:  # noqa: N802
+        """:math:`A^+ = A^H` (unitary transform times a projection)."""
+        return self.A_adjoint(y)
+
+    def norm(self) -> float:
+        return float(self._mask.max())
+
+    def measure(self, x: Tensor, noise: NoiseParams | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
+        """Noisy k-space, zero on unsampled entries: :math:`M \\odot N(A x)`."""
+        return self._mask * super().measure(x, noise, generator)

@@ -1,0 +1,44 @@
+"""Choice of the torch device a run uses."""
+
+from __future__ import annotations
+
+import torch
+
+from ..core.errors import InputError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def available_devices() -> list[str]:
+    """Devices usable on this machine, best first, always ending with ``"cpu"``."""
+    out = []
+    if torch.cuda.is_available():
+        out.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    out.append("cpu")
+    return out
+
+
+def choose_device(preference: str | torch.device | None = "auto") -> torch.device:
+    """Resolve ``"auto"`` (cuda, then mps, then cpu) or check a forced device exists.
+
+    Raises
+    ------
+    InputError
+        If a forced device is not available here.
+    """
+    if isinstance(preference, torch.device):
+        return preference
+    pref = (preference or "auto").lower()
+    avail = available_devices()
+    if pref == "auto":
+        return torch.device(avail[0])
+    base = pref.split(":")[0]
+    if base not in DEVICE_CHOICES:
+        raise InputError(f"unknown device {preference!r}; choose one of {DEVICE_CHOICES}")
+    if base not in avail:
+        raise InputError(f"device {preference!r} is not available on this machine; "
+                         f"available: {', '.join(avail)} (or 'auto')")
+    return torch.device(pref)

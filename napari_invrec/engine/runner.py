@@ -1,0 +1,233 @@
+"""Drive a method generator: numpy hand-off, throttled previews, bounded history, metrics.
+
+:func:`run` wraps a core method generator into another generator that
+
+* yields a :class:`Progress` after every step (so a Qt ``GeneratorWorker`` can pause or abort
+  between any two steps: cancellation takes effect within one step);
+* converts tensors to CPU numpy before yielding (the GUI thread never touches torch tensors);
+* attaches a preview image at most ``preview_hz`` times a second (and at the last step);
+* keeps an :class:`~napari_invrec.engine.history.IterateHistory` within a memory budget;
+* returns a :class:`Result` with the final image, history, metrics and provenance.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Generator
+
+import numpy as np
+import torch
+
+from ..core.analysis.metrics import psnr, residual, ssim
+from ..core.errors import DivergenceError, InputError
+from ..core.methods import get_method
+from ..core.state import IterState
+from .history import DEFAULT_BUDGET, IterateHistory
+from .layers import image_display
+from .provenance import make_provenance
+
+#: extras that are per-run summaries, not per-step image streams
+_NOT_STREAMS = ("std", "samples")
+
+
+@dataclass
+class Progress:
+    """What the engine hands to the GUI thread after each step (numpy only).
+
+    Attributes
+    ----------
+    step, total
+        Step counter.
+    metrics
+        Scalars of this step.
+    preview
+        Display image of the current iterate (``None`` when throttled away).
+    extras
+        Display images of extra streams (``"std"``, ``"x0_hat"``...), only with a preview.
+    """
+
+    step: int
+    total: int
+    metrics: dict[str, float]
+    preview: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    """Outcome of a reconstruction.
+
+    Attributes
+    ----------
+    x
+        Final image, 2-D numpy (complex for complex operators).
+    iterates
+        ``(N, H, W)`` display stack of stored iterates (magnitude for complex images).
+    steps
+        Step number of each slice of ``iterates``.
+    streams
+        Other stored per-step stacks by name (``"x0_hat"``...), aligned with ``steps``.
+    metrics
+        Final scalar metrics.
+    metric_history
+        Per-step metrics: name -> list over steps ``1..total``.
+    mean, std, samples
+        Posterior mean, per-pixel std and final samples ``(N, H, W)`` for stochastic methods.
+    provenance
+        JSON-serialisable record (see :func:`make_provenance`).
+    arrays
+        Operator array parameters (custom mask/kernel) needed with the provenance to re-run.
+    """
+
+    x: np.ndarray
+    iterates: np.ndarray
+    steps: list[int]
+    streams: dict[str, np.ndarray]
+    metrics: dict[str, float]
+    metric_history: dict[str, list[float]]
+    provenance: dict
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    samples: np.ndarray | None = None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _plane(t: torch.Tensor) -> np.ndarray:
+    """First batch element, first channel, as CPU numpy."""
+    return t.detach()[0, 0].cpu().numpy()
+
+
+def prepare_measurement(y: Any, op: Any) -> torch.Tensor:
+    """Validate a 2-D measurement array and make it a ``(1, 1, ...)`` tensor on the op's device.
+
+    Raises
+    ------
+    InputError
+        Wrong shape, NaN/inf, RGB, integer, or complex data for a real operator.
+    """
+    from ..core.validation import check_image_array
+
+    arr = check_image_array(y, "measurement", complex_ok=op.complex_measurement,
+                            ndim=len(op.measurement_shape))
+    if arr.shape != tuple(op.measurement_shape):
+        raise InputError(f"measurement has shape {arr.shape} but the {op.name} operator expects "
+                         f"{tuple(op.measurement_shape)}; set the operator for this image size")
+    return op.as_measurement(torch.from_numpy(np.ascontiguousarray(arr))[None, None])
+
+
+def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = None,
+        reference: np.ndarray | None = None, budget_bytes: int = DEFAULT_BUDGET,
+        preview_hz: float = 30.0, noise: dict | None = None,
+        ground_truth: str | None = None) -> Generator[Progress, None, Result]:
+    """Run ``method`` on the measurement ``y`` with operator ``op``; see the module docstring.
+
+    Parameters
+    ----------
+    y
+        2-D measurement (numpy, real or complex as the operator needs).
+    op
+        Operator, already on the device to use.
+    method, params
+        Registry name and params dataclass instance.
+    seed
+        Seeds the method's ``torch.Generator`` (stochastic methods, random inits).
+    x0
+        Optional 2-D initial image.
+    reference
+        Ground truth; adds ``psnr``/``ssim`` to the per-step metrics.
+    budget_bytes, preview_hz
+        History memory budget and preview rate limit.
+    noise, ground_truth
+        Stored in the provenance.
+    """
+    spec = get_method(method, op.name)
+    t_start = time.perf_counter()
+    y_t = prepare_measurement(y, op)
+    x0_t = None
+    if x0 is not None:
+        x0_t = op.as_image(torch.as_tensor(np.asarray(x0))[None, None])
+        op.check_image(x0_t)
+    ref_t = None
+    if reference is not None:
+        ref_t = torch.as_tensor(np.abs(np.asarray(reference, dtype=np.complex64))
+                                if np.iscomplexobj(reference)
+                                else np.asarray(reference, dtype=np.float32))[None, None]
+        ref_t = ref_t.to(op.device)
+        if tuple(ref_t.shape[-2:]) != op.shape:
+            raise InputError(f"reference has shape {tuple(ref_t.shape[-2:])}, the image is "
+                             f"{op.shape}")
+    gen = torch.Generator(device=op.device).manual_seed(int(seed))
+    history = IterateHistory(budget_bytes)
+    metric_history: dict[str, list[float]] = {}
+    min_dt = 1.0 / preview_hz if preview_hz > 0 else 0.0
+    last_preview = -np.inf
+    state: IterState | None = None
+    it = spec.fn(y_t, op, params, x0=x0_t, generator=gen)
+    t_setup = time.perf_counter() - t_start
+    try:
+        with torch.no_grad():
+            while True:
+                try:
+                    state = next(it)
+                except StopIteration as stop:
+                    if stop.value is not None:
+                        state = stop.value
+                    break
+                metrics = dict(state.metrics)
+                if not torch.isfinite(state.x).all():
+                    raise DivergenceError(f"{method} produced non-finite values at step "
+                                          f"{state.step}; lower its step size or raise its "
+                                          "regularisation weight")
+                if "residual" not in metrics:
+                    metrics["residual"] = float(residual(op, state.x[:1], y_t))
+                if ref_t is not None:
+                    xm = state.x[:1].abs() if state.x.is_complex() else state.x[:1]
+                    metrics["psnr"] = float(psnr(xm, ref_t))
+                for k, v in metrics.items():
+                    metric_history.setdefault(k, []).append(float(v))
+                final = state.step >= state.total
+                if history.wants(state.step, final):
+                    frames = {"x": image_display(_plane(state.x))}
+                    for k, v in state.extras.items():
+                        if k not in _NOT_STREAMS and v.shape[-2:] == state.x.shape[-2:]:
+                            frames[k] = image_display(_plane(v))
+                    history.add(state.step, frames, final)
+                now = time.perf_counter()
+                prog = Progress(state.step, state.total, metrics)
+                if final or now - last_preview >= min_dt:
+                    last_preview = now
+                    prog.preview = image_display(_plane(state.x))
+                    prog.extras = {k: image_display(_plane(v)) for k, v in state.extras.items()
+                                   if k != "samples" and v.shape[-2:] == state.x.shape[-2:]}
+                yield prog
+    finally:
+        it.close()
+    if state is None:
+        raise RuntimeError(f"{method} yielded no state")
+    if state.step < state.total:
+        history.add(state.step, {"x": image_display(_plane(state.x))}, final=True)
+    t_total = time.perf_counter() - t_start
+    x_final = _plane(state.x)
+    final_metrics = {k: v[-1] for k, v in metric_history.items()}
+    if ref_t is not None:
+        xm = state.x[:1].abs() if state.x.is_complex() else state.x[:1]
+        final_metrics["ssim"] = float(ssim(xm, ref_t))
+    from ..core.operators.registry import operator_arrays
+
+    prov = make_provenance(op, method, params, seed=seed, device=str(op.device),
+                           measurement=y, timings={"setup_s": t_setup, "total_s": t_total,
+                                                   "steps": state.step},
+                           metrics=final_metrics, noise=noise, ground_truth=ground_truth)
+    streams = {k: history.stack(k) for k in history.streams() if k != "x"}
+    res = Result(x=x_final, iterates=history.stack("x"), steps=history.steps, streams=streams,
+                 metrics=final_metrics, metric_history=metric_history, provenance=prov,
+                 arrays={k: np.asarray(v) for k, v in operator_arrays(op).items()})
+    if spec.stochastic:
+        res.mean = x_final
+        if "std" in state.extras:
+            res.std = _plane(state.extras["std"])
+        if "samples" in state.extras:
+            s = state.extras["samples"].detach()[:, 0].cpu().numpy()
+            res.samples = s
+    return res

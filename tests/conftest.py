@@ -1,0 +1,23 @@
+"""Shared test fixtures."""
+
+import pytest
+
+
+# --------------------------------------------------------------------- GUI fixtures (widgets)
+@pytest.fixture
+def notes():
+    """Messages of the napari notifications shown since the test started (a callable)."""
+    from napari.utils.notifications import notification_manager
+
+    start = len(notification_manager.records)
+    return lambda: [str(n.message) for n in notification_manager.records[start:]]
+
+
+@pytest.fixture
+def wait_idle(qtbot):
+    """``wait_idle(widget, timeout_ms)``: wait until the widget's run controller is idle."""
+
+    def wait(widget, timeout: int = 30000) -> None:
+        qtbot.waitUntil(lambda: not widget.controller.running, timeout=timeout)
+
+    return wait

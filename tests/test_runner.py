@@ -1,0 +1,64 @@
+"""Engine runner: numpy hand-off, preview throttling, history budget, divergence reports."""
+
+import numpy as np
+import pytest
+
+from napari_invrec.core.data import shepp_logan
+from napari_invrec.core.errors import DivergenceError
+from napari_invrec.core.methods import get_method
+from napari_invrec.core.operators import make_operator
+from napari_invrec.engine.runner import run
+
+
+def _drain(gen):
+    progs = []
+    while True:
+        try:
+            progs.append(next(gen))
+        except StopIteration as stop:
+            return progs, stop.value
+
+
+@pytest.fixture(scope="module")
+def blur_problem():
+    import napari_invrec as ir
+
+    x = shepp_logan(48)
+    op = make_operator("blur", x.shape, sigma=1.5)
+    return x, op, ir.simulate(x, op, sigma=0.02)
+
+
+def test_yields_every_step_with_numpy_only(blur_problem):
+    x, op, y = blur_problem
+    p = get_method("tv-fista").params(iters=25)
+    progs, res = _drain(run(y, op, "tv-fista", p, reference=x, preview_hz=0))
+    assert [q.step for q in progs] == list(range(1, 26))
+    for q in progs:
+        assert isinstance(q.preview, np.ndarray)
+        assert all(isinstance(v, float) for v in q.metrics.values())
+    assert res.metric_history["psnr"][-1] == pytest.approx(res.metrics["psnr"])
+
+
+def test_preview_is_throttled_but_last_step_always_previews(blur_problem):
+    _, op, y = blur_problem
+    p = get_method("tv-fista").params(iters=50)
+    progs, _ = _drain(run(y, op, "tv-fista", p, preview_hz=1e-3))
+    with_preview = [q.step for q in progs if q.preview is not None]
+    assert with_preview == [1, 50]
+
+
+def test_history_respects_budget(blur_problem):
+    _, op, y = blur_problem
+    frame = 48 * 48 * 4
+    p = get_method("tv-fista").params(iters=200)
+    _, res = _drain(run(y, op, "tv-fista", p, budget_bytes=16 * frame))
+    assert res.iterates.nbytes <= 16 * frame
+    assert res.steps[-1] == 200 and len(res.steps) >= 8
+
+
+def test_nonfinite_iterates_are_reported_as_divergence(blur_problem, monkeypatch):
+    _, op, y = blur_problem
+    monkeypatch.setattr(op, "norm", lambda: 1e-4)  # step 1/L far too large
+    p = get_method("tv-fista").params(iters=500)
+    with pytest.raises(DivergenceError, match="step"):
+        _drain(run(y, op, "tv-fista", p))
