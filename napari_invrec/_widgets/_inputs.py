@@ -18,14 +18,30 @@ import dataclasses
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container
+from magicgui.widgets import ComboBox, Container, Label
 
 from ..core.errors import InputError
 from ..core.validation import check_image_array, check_mask_array
 from .forms import ParamsForm
 
 __all__ = ["LayerCombo", "OperatorPanel", "mask_from_layer", "kernel_from_layer",
-           "layer_by_name", "array_roles"]
+           "layer_by_name", "array_roles", "labelled", "heading"]
+
+
+def heading(text: str) -> Label:
+    """A bold section title."""
+    return Label(value=f"<b>{text}</b>", name=f"{text.replace(' ', '_')}_heading")
+
+
+def labelled(*widgets: Any, name: str) -> Container:
+    """A borderless labelled column of ``widgets``, for use inside an unlabelled container.
+
+    Dock widgets are unlabelled columns of such groups, generated forms and buttons, so that a
+    nested form does not sit behind an empty label column.
+    """
+    box = Container(widgets=list(widgets), labels=True, name=name)
+    box.margins = (0, 0, 0, 0)
+    return box
 
 
 def layer_by_name(viewer: Any, name: str | None) -> Any:
@@ -107,7 +123,7 @@ def kernel_from_layer(layer: Any) -> np.ndarray:
 
 
 def array_roles(params_cls: type) -> dict[str, dataclasses.Field]:
-    """``{"mask": field, "kernel": field}`` for the array (``gui=False``) fields of ``params_cls``."""
+    """``{"mask": field, "kernel": field}``: the array (``gui=False``) fields of a params class."""
     out: dict[str, dataclasses.Field] = {}
     for f in dataclasses.fields(params_cls):
         if f.metadata.get("gui", True):
@@ -132,10 +148,11 @@ class OperatorPanel(Container):
     def __init__(self, viewer: Any, operators: list[str], **kwargs: Any) -> None:
         from napari.layers import Image, Labels, Shapes
 
-        super().__init__(**kwargs)
+        super().__init__(labels=False, **kwargs)
+        self.margins = (0, 0, 0, 0)
         self.operator = ComboBox(name="operator", label="operator", choices=operators,
                                  tooltip="forward model A of y = A(x) + noise")
-        self.form = ParamsForm(self._params_cls(), name="operator_params", label="")
+        self.form = ParamsForm(self._params_cls(), name="operator_params")
         self.mask_layer = LayerCombo(viewer, (Labels, Shapes), optional=True, name="mask_layer",
                                      label="mask from layer",
                                      tooltip="Labels (nonzero) or Shapes (inside) = measured "
@@ -144,7 +161,8 @@ class OperatorPanel(Container):
                                        label="kernel from layer",
                                        tooltip="image of the point-spread function; used by a "
                                                "custom kernel")
-        self.extend([self.operator, self.form, self.mask_layer, self.kernel_layer])
+        self.extend([labelled(self.operator, name="operator_box"), self.form,
+                     labelled(self.mask_layer, self.kernel_layer, name="layer_box")])
         self.operator.changed.connect(self._on_operator)
         self.form.changed.connect(self._update_layer_combos)
         self._update_layer_combos()
@@ -163,7 +181,7 @@ class OperatorPanel(Container):
     def _on_operator(self, *_: Any) -> None:
         idx = self.index(self.form)
         self.remove(self.form)
-        self.form = ParamsForm(self._params_cls(), name="operator_params", label="")
+        self.form = ParamsForm(self._params_cls(), name="operator_params")
         self.form.changed.connect(self._update_layer_combos)
         self.insert(idx, self.form)
         self._update_layer_combos()
@@ -179,10 +197,6 @@ class OperatorPanel(Container):
         self.kernel_layer.visible = self._role_active("kernel")
 
     # ------------------------------------------------------------------ building
-    def values(self) -> dict:
-        """Form values plus array parameters read from the selected layers (no shape check)."""
-        return self.form.values()
-
     def arrays(self, shape: tuple[int, int]) -> dict[str, np.ndarray]:
         """Array parameters from the mask/kernel layers for an image of ``shape``."""
         roles = array_roles(self.form.params_cls)

@@ -10,7 +10,8 @@ already queued when Cancel was pressed are dropped, so no layer is touched after
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["RunController"]
 

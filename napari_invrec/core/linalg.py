@@ -8,8 +8,8 @@ converge independently in one call. Complex tensors use the Hermitian inner prod
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 

@@ -1,7 +1,12 @@
 """Metrics, running posterior statistics and hallucination maps."""
 
-from .hallucination import (error_map, measurement_space_map, null_space_difference,
-                            null_space_map, null_space_spread)
+from .hallucination import (
+                            error_map,
+                            measurement_space_map,
+                            null_space_difference,
+                            null_space_map,
+                            null_space_spread,
+)
 from .metrics import compute_metrics, nrmse, psnr, residual, ssim
 from .stats import Welford
 

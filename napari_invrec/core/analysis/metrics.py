@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch.nn.functional import conv2d
 
 Tensor = torch.Tensor
 
@@ -109,8 +109,8 @@ def ssim(x: Any, ref: Any, data_range: float | None = None, *, sigma: float = 1.
 
     def blur(t: Tensor) -> Tensor:
         t = t.reshape(b * c, 1, h, wd)
-        t = F.conv2d(t, w.view(1, 1, -1, 1))
-        return F.conv2d(t, w.view(1, 1, 1, -1))
+        t = conv2d(t, w.view(1, 1, -1, 1))
+        return conv2d(t, w.view(1, 1, 1, -1))
 
     rng = _range(r, data_range).view(b, 1, 1, 1).repeat_interleave(c, 0)
     c1, c2 = (0.01 * rng) ** 2, (0.03 * rng) ** 2

@@ -19,8 +19,9 @@ The module also holds the helpers every method shares (:func:`prepare`, :func:`r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 

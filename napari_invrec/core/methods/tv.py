@@ -16,8 +16,9 @@ is (for :math:`\epsilon \to 0`) the ``tv-fista`` solution at the same :math:`\la
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -28,8 +29,16 @@ from ..params import param
 from ..state import IterState
 from .classical import check_finite, prepare, relative_residual
 from .registry import register_method
-from .tv_ops import (GRAD_NORM_SQ, grad, grad_adjoint, grad_magnitude, grad_sq_magnitude,
-                     prox_tv, shrink, tv)
+from .tv_ops import (
+    GRAD_NORM_SQ,
+    grad,
+    grad_adjoint,
+    grad_magnitude,
+    grad_sq_magnitude,
+    prox_tv,
+    shrink,
+    tv,
+)
 
 Tensor = torch.Tensor
 
@@ -128,7 +137,7 @@ class TVADMMParams:
     r"""TV-regularised least squares solved by ADMM on :math:`z = D x`."""
 
     lam: float = param(0.01, "TV weight lambda", min=0.0, max=1e3, step=0.001)
-    rho: float = param(1.0, "ADMM penalty rho (convergence speed; the solution does not "
+    rho: float = param(0.3, "ADMM penalty rho (convergence speed; the solution does not "
                        "depend on it)", min=1e-6, max=1e6, step=0.1)
     iters: int = param(100, "ADMM iterations", min=1, max=100000)
     cg_iters: int = param(5, "CG iterations of each x-update (warm-started)", min=1, max=1000)
