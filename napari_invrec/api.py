@@ -97,7 +97,7 @@ def solve(y: Any, op: Any, method: str, *, seed: int = 0, x0: Any = None,
 def reconstruct(y: Any, op: Any, method: str, *, seed: int = 0, x0: Any = None,
                 reference: Any = None, device: str | None = None,
                 history_budget: int = DEFAULT_BUDGET, cancel: threading.Event | None = None,
-                progress: Any = None, **params: Any) -> Result:
+                progress: Any = None, threads: int | None = None, **params: Any) -> Result:
     """Reconstruct the 2-D measurement ``y`` and return a :class:`Result`.
 
     Parameters
@@ -123,6 +123,8 @@ def reconstruct(y: Any, op: Any, method: str, *, seed: int = 0, x0: Any = None,
         :class:`CancelledError`.
     progress
         Optional callable ``progress(Progress)`` called after each step.
+    threads
+        CPU threads torch may use during the run (default: leave torch's setting).
     **params
         Fields of the method's params dataclass (see :func:`method_params`).
     """
@@ -133,7 +135,7 @@ def reconstruct(y: Any, op: Any, method: str, *, seed: int = 0, x0: Any = None,
     if hasattr(y, "compute") and not isinstance(y, np.ndarray):
         y = y.compute()
     gen = run(np.asarray(y), op, method, p, seed=seed, x0=x0, reference=reference,
-              budget_bytes=history_budget)
+              budget_bytes=history_budget, threads=threads)
     while True:
         if cancel is not None and cancel.is_set():
             gen.close()

@@ -2,8 +2,8 @@
 
 Opens napari with the Simulate, Reconstruct and Compare widgets docked, loads the "atoms-blur"
 sample, runs langevin-tv and tv-fista through the Reconstruct widget (setting its values and
-clicking Run, as a user would), moves the step slider of the tv-fista iterate layer to a middle
-step and saves ``screenshots/napari_invrec_overview.png`` (window with docks, not only canvas).
+clicking Run, as a user would), shows a 2x2 grid (ground truth, tv-fista iterate history at a
+middle step, langevin-tv posterior mean and std) and saves ``screenshots/napari_invrec_overview.png`` (window with docks, not only canvas).
 """
 
 from __future__ import annotations
@@ -88,10 +88,20 @@ def main() -> None:
     if compare is not None and hasattr(compare, "refresh"):
         compare.refresh()
 
-    # show the ground truth and the tv-fista history, at a middle step
+    # a 2x2 grid: ground truth, tv-fista iterate history at a middle step, langevin-tv
+    # posterior mean and its per-pixel std
+    from napari_invrec._widgets.compare import _grid
+
     hist = viewer.layers["tv-fista · blur [iterates]"]
+    shown = [viewer.layers[n] for n in ("atoms (ground truth)", "tv-fista · blur [iterates]",
+                                        "langevin-tv · blur", "langevin-tv · blur [std]")]
     for layer in viewer.layers:
-        layer.visible = layer is hist
+        layer.visible = layer in shown
+    std = viewer.layers["langevin-tv · blur [std]"]
+    std.blending = "translucent"
+    grid = _grid(viewer)
+    grid.enabled = True
+    grid.shape = (2, 2)
     steps = hist.metadata["invrec"]["steps"]
     mid = len(steps) // 2
     viewer.dims.set_current_step(0, mid)

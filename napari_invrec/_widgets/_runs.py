@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["RunController"]
+__all__ = ["RunController", "DisplayThrottle"]
 
 
 def _noop(*_: Any) -> None:
@@ -115,3 +115,34 @@ class RunController:
         callbacks = self._callbacks
         self.worker = None
         callbacks["finish"]()
+
+
+class DisplayThrottle:
+    """Rate limit for GUI updates that also bounds the share of GUI time they take.
+
+    A run yields every step; drawing every step would keep the GUI thread (and, through the
+    GIL, the solver) busy. After an update that took ``c`` seconds the next one is allowed
+    ``max(1 / max_hz, c * (1 - duty) / duty)`` seconds later, so on a slow display (software
+    OpenGL, a remote desktop) updates take at most ``duty`` of the GUI thread's time.
+
+    Parameters
+    ----------
+    max_hz
+        Upper bound on the update rate.
+    duty
+        Largest fraction of GUI time spent in updates.
+    """
+
+    def __init__(self, max_hz: float = 30.0, duty: float = 0.25) -> None:
+        self.min_interval = 1.0 / max_hz
+        self.factor = (1.0 - duty) / duty
+        self._next = 0.0
+
+    def ready(self, force: bool = False) -> bool:
+        """Whether an update may run now (``force`` for the last step)."""
+        return force or time.perf_counter() >= self._next
+
+    def done(self, started: float) -> None:
+        """Record an update that began at ``started`` (a ``time.perf_counter()`` value)."""
+        end = time.perf_counter()
+        self._next = end + max(self.min_interval, (end - started) * self.factor)

@@ -20,11 +20,12 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 
 from ..core.errors import InputError
+from ..engine.device import gui_thread_budget
 from ..engine.runner import prepare_measurement
 from ..engine.runner import run as run_engine
 from ._inputs import LayerCombo, OperatorPanel, heading, labelled, layer_by_name
 from ._notify import error_message, guarded, notify_error, notify_info
-from ._runs import RunController
+from ._runs import DisplayThrottle, RunController
 from .forms import ParamsForm, applicable_values
 
 __all__ = ["ReconstructWidget", "STACK_MODES", "run_engine"]
@@ -79,6 +80,8 @@ class ReconstructWidget(Container):
         self.runs: list[dict] = []
         self.controller = RunController()
         self._live: Any = None
+        self._live_throttle = DisplayThrottle(max_hz=30.0, duty=0.25)
+        self._text_throttle = DisplayThrottle(max_hz=10.0, duty=0.1)
         self._run_info: dict = {}
         self.measurement = LayerCombo(viewer, (Image,), name="measurement", label="measurement",
                                       tooltip="measurement y (2-D, or a (T, H, W) stack)")
@@ -275,6 +278,7 @@ class ReconstructWidget(Container):
         return self.controller.start(
             run_engine, y, op, method, params, seed=int(self.seed.value), reference=reference,
             budget_bytes=int(self.budget.value) * 2 ** 20, noise=meta.get("noise"),
+            threads=gui_thread_budget(),
             ground_truth=gt, total=_total(self.method_form.values()), desc=name,
             on_yield=self._on_progress, on_return=self._on_result, on_error=self._on_error,
             on_cancel=self._on_cancel, on_finish=self._on_finish, on_pause=self._on_pause)
@@ -309,15 +313,20 @@ class ReconstructWidget(Container):
 
     def _on_progress(self, prog: Any) -> None:
         self._run_info["step"] = prog.step
-        self.progress.max = max(int(prog.total), 1)
-        self.progress.value = min(int(prog.step), self.progress.max)
-        text = [f"step {prog.step}/{prog.total}"]
-        for k in ("residual", "psnr"):
-            if k in prog.metrics:
-                text.append(f"{k} {prog.metrics[k]:.4g}")
-        self.status.value = " · ".join(text)
-        if prog.preview is None:
+        last = prog.step >= prog.total
+        started = time.perf_counter()
+        if self._text_throttle.ready(last):
+            self.progress.max = max(int(prog.total), 1)
+            self.progress.value = min(int(prog.step), self.progress.max)
+            text = [f"step {prog.step}/{prog.total}"]
+            for k in ("residual", "psnr"):
+                if k in prog.metrics:
+                    text.append(f"{k} {prog.metrics[k]:.4g}")
+            self.status.value = " · ".join(text)
+            self._text_throttle.done(started)
+        if prog.preview is None or not self._live_throttle.ready(last):
             return
+        started = time.perf_counter()
         if self._live is None or self._live not in self.viewer.layers:
             kw = {"contrast_limits": self._run_info["contrast"]} if self._run_info.get(
                 "contrast") else {}
@@ -326,6 +335,7 @@ class ReconstructWidget(Container):
                 metadata={"invrec": {"kind": "live"}}, **kw)
         else:
             self._live.data = prog.preview
+        self._live_throttle.done(started)
 
     def _remove_live(self) -> None:
         if self._live is not None and self._live in self.viewer.layers:
@@ -367,6 +377,7 @@ class ReconstructWidget(Container):
     # ------------------------------------------------------------------ stacks
     def _stack_kwargs(self) -> dict:
         return {"seed": int(self.seed.value), "history_budget": 2 ** 20,
+                "threads": gui_thread_budget(),
                 **self.method_form.values()}
 
     def _stack_meta(self, op: Any, method: str, mode: str) -> dict:

@@ -23,6 +23,7 @@ from ..core.analysis.metrics import psnr, residual, ssim
 from ..core.errors import DivergenceError, InputError
 from ..core.methods import get_method
 from ..core.state import IterState
+from .device import torch_threads
 from .history import DEFAULT_BUDGET, IterateHistory
 from .layers import image_display
 from .provenance import make_provenance
@@ -119,7 +120,8 @@ def prepare_measurement(y: Any, op: Any) -> torch.Tensor:
 def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = None,
         reference: np.ndarray | None = None, budget_bytes: int = DEFAULT_BUDGET,
         preview_hz: float = 30.0, noise: dict | None = None,
-        ground_truth: str | None = None) -> Generator[Progress, None, Result]:
+        ground_truth: str | None = None, threads: int | None = None
+        ) -> Generator[Progress, None, Result]:
     """Run ``method`` on the measurement ``y`` with operator ``op``; see the module docstring.
 
     Parameters
@@ -140,6 +142,9 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
         History memory budget and preview rate limit.
     noise, ground_truth
         Stored in the provenance.
+    threads
+        CPU threads torch may use during the run (``None``: unchanged); the GUI passes
+        :func:`~napari_invrec.engine.device.gui_thread_budget`.
     """
     spec = get_method(method, op.name)
     t_start = time.perf_counter()
@@ -166,7 +171,7 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
     it = spec.fn(y_t, op, params, x0=x0_t, generator=gen)
     t_setup = time.perf_counter() - t_start
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch_threads(threads):
             while True:
                 try:
                     state = next(it)
