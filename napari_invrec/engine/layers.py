@@ -124,6 +124,9 @@ def result_layers(result: Any, *, name: str, scale: Any = None) -> list[tuple]:
         out.append((np.asarray(result.std, dtype=np.float32),
                     {**common, "name": f"{name} [std]", "colormap": "magma",
                      "blending": "additive", "metadata": meta("std")}, "image"))
+    for k, arr in (getattr(result, "extras", None) or {}).items():
+        out.append((image_display(arr), {"colormap": "gray", "name": f"{name} [{k}]",
+                                         "metadata": meta("extra", stream=k)}, "image"))
     if result.samples is not None:
         out.append((image_display(result.samples), {**common, "name": f"{name} [samples]",
                                                     "metadata": meta("samples")}, "image"))

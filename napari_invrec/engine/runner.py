@@ -75,6 +75,9 @@ class Result:
         Per-step metrics: name -> list over steps ``1..total``.
     mean, std, samples
         Posterior mean, per-pixel std and final samples ``(N, H, W)`` for stochastic methods.
+    extras
+        Other final outputs whose shape differs from the image (e.g. an estimated ``"kernel"``
+        of blind deblurring), 2-D numpy by name.
     provenance
         JSON-serialisable record (see :func:`make_provenance`).
     arrays
@@ -92,6 +95,7 @@ class Result:
     std: np.ndarray | None = None
     samples: np.ndarray | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _plane(t: torch.Tensor) -> np.ndarray:
@@ -228,6 +232,8 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
     res = Result(x=x_final, iterates=history.stack("x"), steps=history.steps, streams=streams,
                  metrics=final_metrics, metric_history=metric_history, provenance=prov,
                  arrays={k: np.asarray(v) for k, v in operator_arrays(op).items()})
+    res.extras = {k: _plane(v) for k, v in state.extras.items()
+                  if k not in _NOT_STREAMS and v.shape[-2:] != state.x.shape[-2:]}
     if spec.stochastic:
         res.mean = x_final
         if "std" in state.extras:

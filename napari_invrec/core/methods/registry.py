@@ -28,7 +28,7 @@ class MethodSpec:
     params
         Params dataclass.
     operators
-        Operator families it supports; ``None`` means every linear operator.
+        Operator families it supports; ``None`` means every *linear* operator family.
     stochastic
         Draws samples: results carry a posterior mean and std.
     weights
@@ -47,7 +47,11 @@ class MethodSpec:
 
     def supports(self, operator: str) -> bool:
         """Whether this method can run with the operator family ``operator``."""
-        return self.operators is None or operator in self.operators
+        if self.operators is not None:
+            return operator in self.operators
+        from ..operators.registry import OPERATORS
+
+        return operator in OPERATORS and OPERATORS[operator].linear
 
 
 METHODS: dict[str, MethodSpec] = {}

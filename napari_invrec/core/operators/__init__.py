@@ -1,9 +1,9 @@
 """Forward models, one module per family, collected in :data:`OPERATORS`."""
 
 from . import blur, denoise, inpaint, mri  # noqa: F401  (registration)
-from .base import LinearOperator
+from .base import ForwardOperator, LinearOperator
 from .noise import NOISE_MODELS, NoiseParams, add_noise
 from .registry import OPERATORS, OperatorSpec, make_operator, register_operator
 
-__all__ = ["LinearOperator", "NoiseParams", "NOISE_MODELS", "add_noise", "OPERATORS",
+__all__ = ["ForwardOperator", "LinearOperator", "NoiseParams", "NOISE_MODELS", "add_noise", "OPERATORS",
            "OperatorSpec", "make_operator", "register_operator"]

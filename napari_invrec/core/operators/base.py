@@ -1,7 +1,9 @@
-r"""The linear operator contract every forward model follows.
+r"""The operator contract every forward model follows.
 
 A forward model maps an image :math:`x` of shape ``(B, C, H, W)`` to a measurement
-:math:`y = A x + n`. Subclasses implement :meth:`LinearOperator.A` and
+:math:`y = A(x) + n`. :class:`ForwardOperator` is the contract of every model, linear or not
+(phase retrieval, blind deblurring): shapes, dtypes, ``A``, ``measure`` and ``spec``.
+Linear models subclass :class:`LinearOperator`: they implement :meth:`LinearOperator.A` and
 :meth:`LinearOperator.A_adjoint`; the base class supplies a CG pseudo-inverse
 :math:`A^+ y = \arg\min \{\|x\| : A^H A x = A^H y\}`, the null-space projector
 :math:`(I - A^+ A)`, the operator norm :math:`\|A\|_2` by power iteration (cached) and
@@ -23,8 +25,8 @@ from .noise import NoiseParams, add_noise
 Tensor = torch.Tensor
 
 
-class LinearOperator(torch.nn.Module):
-    """Base class of linear forward models.
+class ForwardOperator(torch.nn.Module):
+    """Base class of every forward model :math:`x \\mapsto A(x)` (linear or not).
 
     Parameters
     ----------
@@ -43,13 +45,16 @@ class LinearOperator(torch.nn.Module):
         Parameter dataclass of this family.
     complex_image, complex_measurement
         Whether the image / measurement domain is complex (complex64).
+    linear
+        Whether ``A`` is linear (then the class is a :class:`LinearOperator` with adjoint,
+        pseudo-inverse and null space).
     """
 
     name: ClassVar[str] = ""
     Params: ClassVar[type]
     complex_image: ClassVar[bool] = False
     complex_measurement: ClassVar[bool] = False
-    pinv_iters: ClassVar[int] = 100
+    linear: ClassVar[bool] = False
 
     def __init__(self, shape: tuple[int, int], params: Any = None, *,
                  device: torch.device | str | None = None) -> None:
@@ -104,8 +109,41 @@ class LinearOperator(torch.nn.Module):
 
     # ------------------------------------------------------------------ the maths
     def A(self, x: Tensor) -> Tensor:  # noqa: N802 - the maths' name
-        """Forward map :math:`x \\mapsto A x`."""
+        """Forward map :math:`x \\mapsto A(x)`."""
         raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.A(x)
+
+    def measure(self, x: Tensor, noise: NoiseParams | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
+        """Simulate :math:`y = N(A x)` with the noise model ``noise`` (see :mod:`.noise`)."""
+        noise = noise if noise is not None else NoiseParams()
+        self.check_image(x)
+        with torch.no_grad():
+            return add_noise(self.A(self.as_image(x)), noise, generator)
+
+    # ------------------------------------------------------------------ provenance
+    def spec(self) -> dict:
+        """JSON-serialisable description from which :func:`make_operator` rebuilds the operator."""
+        return {"operator": self.name, "shape": list(self.shape), "params": to_dict(self.params)}
+
+    def extra_repr(self) -> str:
+        fields = ", ".join(f"{f.name}={getattr(self.params, f.name)!r}"
+                           for f in dataclasses.fields(self.params)
+                           if not hasattr(getattr(self.params, f.name), "shape"))
+        return f"shape={self.shape}, {fields}"
+
+
+class LinearOperator(ForwardOperator):
+    """Base class of linear forward models: adds adjoint, pseudo-inverse, null space and norm.
+
+    Subclasses implement :meth:`A` and :meth:`A_adjoint`; :meth:`A_pinv` defaults to CG on the
+    normal equations (``pinv_iters`` iterations) and :meth:`norm` to power iteration.
+    """
+
+    linear: ClassVar[bool] = True
+    pinv_iters: ClassVar[int] = 100
 
     def A_adjoint(self, y: Tensor) -> Tensor:  # noqa: N802
         """Adjoint :math:`y \\mapsto A^H y`."""
@@ -139,24 +177,3 @@ class LinearOperator(torch.nn.Module):
                 self._norm = float(power_iteration(self.AtA, x0, iters=100)) ** 0.5
         return self._norm
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.A(x)
-
-    def measure(self, x: Tensor, noise: NoiseParams | None = None,
-                generator: torch.Generator | None = None) -> Tensor:
-        """Simulate :math:`y = N(A x)` with the noise model ``noise`` (see :mod:`.noise`)."""
-        noise = noise if noise is not None else NoiseParams()
-        self.check_image(x)
-        with torch.no_grad():
-            return add_noise(self.A(self.as_image(x)), noise, generator)
-
-    # ------------------------------------------------------------------ provenance
-    def spec(self) -> dict:
-        """JSON-serialisable description from which :func:`make_operator` rebuilds the operator."""
-        return {"operator": self.name, "shape": list(self.shape), "params": to_dict(self.params)}
-
-    def extra_repr(self) -> str:
-        fields = ", ".join(f"{f.name}={getattr(self.params, f.name)!r}"
-                           for f in dataclasses.fields(self.params)
-                           if not hasattr(getattr(self.params, f.name), "shape"))
-        return f"shape={self.shape}, {fields}"

@@ -21,16 +21,17 @@ class OperatorSpec:
     description: str
     complex_image: bool
     complex_measurement: bool
+    linear: bool
 
 
 OPERATORS: dict[str, OperatorSpec] = {}
 
 
 def register_operator(cls: type) -> type:
-    """Class decorator: add a :class:`LinearOperator` subclass to :data:`OPERATORS`."""
+    """Class decorator: add a :class:`ForwardOperator` subclass to :data:`OPERATORS`."""
     doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else cls.name
-    OPERATORS[cls.name] = OperatorSpec(cls.name, cls, cls.Params, doc,
-                                       cls.complex_image, cls.complex_measurement)
+    OPERATORS[cls.name] = OperatorSpec(cls.name, cls, cls.Params, doc, cls.complex_image,
+                                       cls.complex_measurement, bool(cls.linear))
     return cls
 
 
