@@ -68,8 +68,8 @@ def _headless_ms_per_step(widget, iters: int) -> float:
 
 
 def measure(iters: int = 150) -> dict:
-    import numpy as np
     import napari
+    import numpy as np
     from qtpy.QtWidgets import QApplication
 
     from napari_invrec._widgets.reconstruct import ReconstructWidget
@@ -116,7 +116,8 @@ def measure(iters: int = 150) -> dict:
             "stream_ms": _max_gap(beats, marks["first"], marks["last"]),
             "start_ms": _max_gap(beats, t0, marks["first"]),
             "finish_ms": _max_gap(beats, marks["last"]),
-            "run_s": run_s, "iters": iters, "headless_ms_per_step": headless, "ms_per_step": 1e3 * run_s / max(marks["steps"], 1)}
+            "run_s": run_s, "iters": iters, "headless_ms_per_step": headless,
+            "ms_per_step": 1e3 * run_s / max(marks["steps"], 1)}
 
 
 def main() -> None:

@@ -30,9 +30,9 @@ def bench_solver(size: int = 256, iters: int = 50) -> list[dict]:
         y = ir.simulate(x, op, sigma=0.01)
         xt = op.as_image(torch.from_numpy(x)[None, None])
         with torch.no_grad():
-            t_ata = _best_of(lambda: op.AtA(xt), repeats=20)
+            t_ata = _best_of(lambda op=op, xt=xt: op.AtA(xt), repeats=20)
 
-        def solve() -> None:
+        def solve(op=op, y=y) -> None:
             for _ in ir.solve(y, op, "tv-fista", iters=iters, lam=0.005):
                 pass
 

@@ -7,11 +7,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-SECTIONS = ("solver", "gui")
+SECTIONS = ("solver", "gui", "catalogue")
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(SECTIONS)
+    flags = [a for a in argv if a.startswith("--")]
+    names = [a for a in argv if not a.startswith("--")] or list(SECTIONS)
     unknown = [n for n in names if n not in SECTIONS]
     if unknown:
         print(f"unknown section(s) {unknown}; choose from {SECTIONS}")
@@ -24,6 +25,10 @@ def main(argv: list[str]) -> int:
         import bench_gui
 
         bench_gui.main()
+    if "catalogue" in names:
+        import bench_catalogue
+
+        bench_catalogue.main(flags)
     return 0
 
 

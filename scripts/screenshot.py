@@ -3,7 +3,8 @@
 Opens napari with the Simulate, Reconstruct and Compare widgets docked, loads the "atoms-blur"
 sample, runs langevin-tv and tv-fista through the Reconstruct widget (setting its values and
 clicking Run, as a user would), shows a 2x2 grid (ground truth, tv-fista iterate history at a
-middle step, langevin-tv posterior mean and std) and saves ``screenshots/napari_invrec_overview.png`` (window with docks, not only canvas).
+middle step, langevin-tv posterior mean and std) and saves
+``screenshots/napari_invrec_overview.png`` (window with docks, not only canvas).
 """
 
 from __future__ import annotations

@@ -196,6 +196,18 @@ class OperatorPanel(Container):
         self.mask_layer.visible = self._role_active("mask")
         self.kernel_layer.visible = self._role_active("kernel")
 
+    def operator_class(self) -> type:
+        """The selected operator family's class."""
+        from ..core.operators import OPERATORS
+
+        return OPERATORS[self.name_value].cls
+
+    def params(self) -> Any:
+        """The form's values as the family's params dataclass (array fields left unset)."""
+        from ..core.params import make_params
+
+        return make_params(self.form.params_cls, **self.form.values())
+
     # ------------------------------------------------------------------ building
     def arrays(self, shape: tuple[int, int]) -> dict[str, np.ndarray]:
         """Array parameters from the mask/kernel layers for an image of ``shape``."""

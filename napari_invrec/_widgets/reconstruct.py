@@ -174,9 +174,26 @@ class ReconstructWidget(Container):
         except RuntimeError:  # the widget was deleted before the viewer
             pass
 
+    def _measurement_ndim(self) -> int:
+        """Axes of one measurement of the current operator (2, or 3 for coils/patterns)."""
+        from ..core.operators import OPERATORS
+
+        spec = self._stored_spec()
+        if spec is not None:
+            return len(spec.get("measurement_shape") or spec["shape"])
+        name = self.operator_name()
+        if name not in OPERATORS:
+            return 2
+        try:
+            params = self.op_panel.params()
+        except InputError:
+            params = OPERATORS[name].params()
+        return OPERATORS[name].cls.measurement_ndim(params)
+
     def _is_stack(self) -> bool:
         layer = self.measurement.value
-        return layer is not None and not getattr(layer, "rgb", False) and layer.ndim == 3
+        return (layer is not None and not getattr(layer, "rgb", False)
+                and layer.ndim == self._measurement_ndim() + 1)
 
     def _on_measurement(self, *_: Any) -> None:
         spec = self._stored_spec()
@@ -202,16 +219,20 @@ class ReconstructWidget(Container):
         self.insert(idx, self.method_form)
 
     # ------------------------------------------------------------------ inputs
-    def _operator(self, shape: tuple[int, int]) -> Any:
+    def _operator(self, measurement_shape: tuple[int, ...]) -> Any:
+        """The operator for one measurement of ``measurement_shape``."""
         from ..core.operators.registry import operator_from_spec
         from ..engine.device import choose_device
 
         spec = self._stored_spec()
         if spec is None:
-            return self.op_panel.build(shape, device=str(self.device.value))
-        if tuple(spec.get("shape", ())) != tuple(shape):
-            raise InputError(f"the stored operator is for {tuple(spec['shape'])} images but the "
-                             f"layer's planes are {tuple(shape)}")
+            cls = self.op_panel.operator_class()
+            image_shape = cls.image_shape_for(tuple(measurement_shape), self.op_panel.params())
+            return self.op_panel.build(image_shape, device=str(self.device.value))
+        stored = tuple(spec.get("measurement_shape") or spec["shape"])
+        if stored != tuple(measurement_shape):
+            raise InputError(f"the stored operator is for measurements of shape {stored} but "
+                             f"the layer holds {tuple(measurement_shape)}")
         return operator_from_spec(spec, self._meta().get("arrays"),
                                   device=choose_device(str(self.device.value)))
 
@@ -249,16 +270,21 @@ class ReconstructWidget(Container):
             raise InputError("no measurement layer: simulate one or open an image")
         data = measurement_from_layer(layer.data, layer.metadata)
         shape = tuple(data.shape)  # never np.size/np.asarray here: a dask stack stays lazy
-        if getattr(layer, "rgb", False) or len(shape) not in (2, 3) or 0 in shape:
-            check_image_array(data, f"layer {layer.name!r}")  # raises with the reason
+        m_ndim = self._measurement_ndim()
+        if getattr(layer, "rgb", False) or len(shape) not in (m_ndim, m_ndim + 1) or 0 in shape:
+            check_image_array(data, f"layer {layer.name!r}", ndim=m_ndim)  # says why
+        stack = len(shape) == m_ndim + 1
+        if stack and m_ndim != 2:
+            raise InputError(f"layer {layer.name!r} has shape {shape}: stacks of "
+                             f"{m_ndim}-D measurements are not supported; pick one measurement")
         if not self.method.value:
             raise InputError(f"no method supports the operator {self.operator_name()!r}")
-        op = self._operator(shape[-2:])
+        op = self._operator(shape[1:] if stack else shape)
         method = str(self.method.value)
         params = self.method_form.params()
         name = run_name(method, op.name)
         plane = None
-        if len(shape) == 3:
+        if stack:
             if self.stack_mode.value == LAZY:
                 return self._add_lazy(data, op, method, name)
             if self.stack_mode.value == EAGER:

@@ -40,7 +40,7 @@ def make_provenance(op: Any, method: str, params: Any, *, seed: int, device: str
     return {
         "package": "napari-invrec",
         "version": package_version(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "operator": op.spec(),
         "method": method,
         "params": to_dict(params),

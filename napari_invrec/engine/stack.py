@@ -12,7 +12,8 @@ Three ways, none of which makes the input dense as a whole:
 
 from __future__ import annotations
 
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 

@@ -8,8 +8,8 @@ dataclass, the operator families it supports and whether it is stochastic.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from ..errors import InputError
 from ..state import IterState

@@ -85,6 +85,25 @@ class ForwardOperator(torch.nn.Module):
         """Shape of one measurement without batch and channel (default: the image shape)."""
         return self.shape
 
+    @classmethod
+    def measurement_ndim(cls, params: Any) -> int:
+        """Number of axes of one measurement for ``params`` (2; 3 for coils or patterns)."""
+        return 2
+
+    @classmethod
+    def image_shape_for(cls, measurement_shape: tuple[int, ...], params: Any) -> tuple[int, int]:
+        """Image shape ``(H, W)`` whose measurement has ``measurement_shape``.
+
+        Used for real data, where only the measurement is given. The default (measurement
+        and image on the same grid) takes the last two axes.
+
+        Raises
+        ------
+        InputError
+            If the image shape cannot be inferred from the measurement.
+        """
+        return (int(measurement_shape[-2]), int(measurement_shape[-1]))
+
     def check_image(self, x: Tensor) -> None:
         """Raise :class:`InputError` if ``x`` is not ``(B, C, H, W)`` with this operator's H, W."""
         if x.dim() != 4 or tuple(x.shape[-2:]) != self.shape:
@@ -123,10 +142,20 @@ class ForwardOperator(torch.nn.Module):
         with torch.no_grad():
             return add_noise(self.A(self.as_image(x)), noise, generator)
 
+    def measurement_views(self, y: Tensor) -> dict[str, Tensor]:
+        """Extra views of a measurement ``y`` (``(1, ...)``) worth showing as layers.
+
+        E.g. the sampling mask of MRI, coil images and their root-sum-of-squares for multi-coil
+        MRI. Values are real tensors without the batch axis; the default is none.
+        """
+        return {}
+
     # ------------------------------------------------------------------ provenance
     def spec(self) -> dict:
         """JSON-serialisable description from which :func:`make_operator` rebuilds the operator."""
-        return {"operator": self.name, "shape": list(self.shape), "params": to_dict(self.params)}
+        return {"operator": self.name, "shape": list(self.shape),
+                "measurement_shape": list(self.measurement_shape),
+                "params": to_dict(self.params)}
 
     def extra_repr(self) -> str:
         fields = ", ".join(f"{f.name}={getattr(self.params, f.name)!r}"

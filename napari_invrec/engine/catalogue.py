@@ -1,0 +1,75 @@
+"""Tables generated from the registries (README, ``napari-invrec list --table``)."""
+
+from __future__ import annotations
+
+import re
+
+README_MARKERS = {
+    "compat": ("<!-- compat-table:start -->", "<!-- compat-table:end -->"),
+    "bench": ("<!-- bench-table:start -->", "<!-- bench-table:end -->"),
+}
+
+
+def _md(text: str) -> str:
+    """A docstring's first line as markdown (reST ``:math:`x``` becomes ``x`` in code)."""
+    return re.sub(r":math:`([^`]*)`", r"`\1`", text)
+
+
+def operator_table() -> str:
+    """Markdown table of the operator families: name, description, linearity, complex data."""
+    from ..core.operators import OPERATORS
+
+    rows = ["| operator | what it models | linear | complex image / data |",
+            "| --- | --- | :-: | :-: |"]
+    yes = {True: "yes", False: "no"}
+    for name, spec in sorted(OPERATORS.items()):
+        cplx = f"{yes[spec.complex_image]} / {yes[spec.complex_measurement]}"
+        rows.append(f"| `{name}` | {_md(spec.description)} | {yes[spec.linear]} | "
+                    f"{cplx} |")
+    return "\n".join(rows)
+
+
+def method_table() -> str:
+    """Markdown table of the methods: name and description."""
+    from ..core.methods import METHODS
+
+    rows = ["| method | what it does |", "| --- | --- |"]
+    for name, spec in sorted(METHODS.items()):
+        rows.append(f"| `{name}` | {_md(spec.description)} |")
+    return "\n".join(rows)
+
+
+def catalogue_markdown() -> str:
+    """Operators, methods and the compatibility matrix, as the README shows them."""
+    return "\n\n".join([operator_table(), method_table(),
+                         "Which method runs with which operator:", compatibility_table()])
+
+
+def compatibility_table() -> str:
+    """Markdown table: one row per method, one column per operator family, ✓ where supported."""
+    from ..core.methods import METHODS
+    from ..core.operators import OPERATORS
+
+    ops = sorted(OPERATORS)
+    head = "| method | " + " | ".join(f"`{o}`" for o in ops) + " |"
+    rule = "| --- |" + " :-: |" * len(ops)
+    rows = []
+    for name in sorted(METHODS):
+        spec = METHODS[name]
+        marks = " | ".join("✓" if spec.supports(o) else "" for o in ops)
+        tag = " (stochastic)" if spec.stochastic else ""
+        rows.append(f"| `{name}`{tag} | {marks} |")
+    return "\n".join([head, rule, *rows])
+
+
+def replace_block(text: str, key: str, block: str) -> str:
+    """Replace the README block between the markers of ``key`` with ``block``."""
+    start, end = README_MARKERS[key]
+    i, j = text.index(start) + len(start), text.index(end)
+    return text[:i] + "\n" + block.strip("\n") + "\n" + text[j:]
+
+
+def read_block(text: str, key: str) -> str:
+    """The current README block of ``key`` (stripped)."""
+    start, end = README_MARKERS[key]
+    return text[text.index(start) + len(start):text.index(end)].strip("\n")
