@@ -62,3 +62,21 @@ def test_nonfinite_iterates_are_reported_as_divergence(blur_problem, monkeypatch
     p = get_method("tv-fista").params(iters=500)
     with pytest.raises(DivergenceError, match="step"):
         _drain(run(y, op, "tv-fista", p))
+
+
+def test_gpu_out_of_memory_becomes_a_clear_error(blur_problem, monkeypatch):
+    import torch
+
+    from napari_invrec.core.errors import ResourceError
+    from napari_invrec.core.methods import METHODS
+
+    _, op, y = blur_problem
+    spec = METHODS["tv-fista"]
+
+    def exhausted(y, op, p, *, x0=None, generator=None):
+        yield from ()
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setitem(METHODS, "tv-fista", type(spec)(**{**spec.__dict__, "fn": exhausted}))
+    with pytest.raises(ResourceError, match="use device 'cpu'"):
+        _drain(run(y, op, "tv-fista", spec.params()))

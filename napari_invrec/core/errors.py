@@ -18,3 +18,7 @@ class DivergenceError(InvRecError, RuntimeError):
 
 class CancelledError(InvRecError):
     """A run was cancelled by the user before it finished."""
+
+
+class ResourceError(InvRecError, RuntimeError):
+    """The device ran out of memory (or another resource); the message says what to reduce."""

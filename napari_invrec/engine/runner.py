@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..core.analysis.metrics import psnr, residual, ssim
-from ..core.errors import DivergenceError, InputError
+from ..core.errors import DivergenceError, InputError, ResourceError
 from ..core.methods import get_method
 from ..core.state import IterState
 from .device import torch_threads
@@ -184,6 +184,11 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
                     if stop.value is not None:
                         state = stop.value
                     break
+                except torch.cuda.OutOfMemoryError as e:
+                    step = state.step if state is not None else 0
+                    raise ResourceError(
+                        f"{method} ran out of GPU memory after step {step} on {op.device}: "
+                        "use device 'cpu', a smaller image, or fewer samples") from e
                 metrics = dict(state.metrics)
                 if not torch.isfinite(state.x).all():
                     raise DivergenceError(f"{method} produced non-finite values at step "
