@@ -22,7 +22,10 @@ COMPATIBLE = [(m, o) for m in METHODS for o in OPERATORS if METHODS[m].supports(
 # Few iterations: enough to exercise the contract quickly.
 SHORT = {"min-norm": {"mode": "cg", "iters": 6}, "tikhonov": {"iters": 6},
          "tv-fista": {"iters": 6}, "tv-admm": {"iters": 6},
-         "langevin-tv": {"iters": 6, "burn_in": 2, "n_samples": 3}}
+         "langevin-tv": {"iters": 6, "burn_in": 2, "n_samples": 3},
+         "blind-deconv": {"iters": 4}, "gerchberg-saxton": {"iters": 6}, "hio": {"iters": 6},
+         "wirtinger-flow": {"iters": 6}, "wavelet-fista": {"iters": 6},
+         "tv-pdhg": {"iters": 6}}
 
 
 @functools.cache
@@ -72,9 +75,15 @@ def test_yields_every_step_with_finite_metrics(method, op_name):
         assert all(math.isfinite(v) for v in s.metrics.values()), s.metrics
 
 
+def home_operator(method: str) -> str:
+    """An operator family the method supports (blur when it can)."""
+    ops = sorted(o for o in OPERATORS if METHODS[method].supports(o))
+    return "blur" if "blur" in ops else ops[0]
+
+
 @pytest.mark.parametrize("method", list(METHODS))
 def test_grad_mode_does_not_leak_to_the_caller(method):
-    op, _, y = problem("blur", n=32)
+    op, _, y = problem(home_operator(method), n=32)
     spec = METHODS[method]
     gen = spec.fn(y, op, make_params(spec.params, **SHORT.get(method, {})))
     next(gen)
@@ -82,7 +91,8 @@ def test_grad_mode_does_not_leak_to_the_caller(method):
     gen.close()
 
 
-@pytest.mark.parametrize("method", ["min-norm", "tikhonov", "tv-fista", "tv-admm", "langevin-tv"])
+@pytest.mark.parametrize("method", ["min-norm", "tikhonov", "tv-fista", "tv-admm", "langevin-tv",
+                                    "wavelet-fista", "tv-pdhg"])
 def test_closing_the_generator_stops_the_work(method):
     op, _, y = problem("blur", n=32)
     op.norm()  # cached power iteration is not part of the count
@@ -114,7 +124,8 @@ def test_closing_the_generator_stops_the_work(method):
     assert at_close < 0.25 * calls["n"]  # work is done step by step, not ahead
 
 
-@pytest.mark.parametrize("method", ["adjoint", "tikhonov", "tv-fista", "tv-admm"])
+@pytest.mark.parametrize("method", ["adjoint", "tikhonov", "tv-fista", "tv-admm", "wavelet-fista",
+                                    "tv-pdhg"])
 def test_batch_elements_are_independent(method):
     op, x, _ = problem("blur", n=32)
     y1 = op.measure(x, NoiseParams(sigma=SIGMA, seed=1))
@@ -131,9 +142,10 @@ def test_batch_elements_are_independent(method):
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_wrong_measurement_shape_is_an_input_error(method):
-    op, _, _ = problem("blur", n=32)
+    op, _, _ = problem(home_operator(method), n=32)
+    wrong = tuple(s + 1 for s in op.measurement_shape)
     with pytest.raises(InputError, match="expected a measurement"):
-        run(method, torch.zeros(1, 1, 16, 16), op)
+        run(method, torch.zeros(1, 1, *wrong, dtype=op.measurement_dtype), op)
 
 
 def test_nan_measurement_and_bad_start_are_input_errors():
@@ -153,6 +165,14 @@ def test_nan_measurement_and_bad_start_are_input_errors():
 # and MRI's null space needs a longer chain to forget the zero-filled start.
 GAIN_CASES = {
     ("tikhonov", "blur"): {},
+    ("richardson-lucy", "blur"): {}, ("wiener", "blur"): {},
+    ("wavelet-fista", "denoise"): {}, ("wavelet-fista", "blur"): {"lam": 0.003},
+    ("wavelet-fista", "inpaint"): {}, ("wavelet-fista", "mri"): {"cycle_spin": True},
+    ("tv-pdhg", "denoise"): {}, ("tv-pdhg", "blur"): {"lam": 0.002},
+    ("tv-pdhg", "inpaint"): {}, ("tv-pdhg", "mri"): {},
+    ("fbp", "ct"): {}, ("sirt", "ct"): {}, ("tv-fista", "ct"): {"lam": 0.003},
+    ("tv-fista", "cs"): {}, ("tv-admm", "cs"): {},
+    ("bicubic", "superres"): {}, ("tv-fista", "superres"): {"lam": 0.001},
     ("tv-fista", "denoise"): {}, ("tv-fista", "blur"): {"lam": 0.002},
     ("tv-fista", "inpaint"): {}, ("tv-fista", "mri"): {},
     ("tv-admm", "denoise"): {}, ("tv-admm", "blur"): {"lam": 0.002},

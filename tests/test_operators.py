@@ -18,6 +18,7 @@ from napari_invrec.core.linalg import power_iteration
 from napari_invrec.core.operators import OPERATORS, NoiseParams, make_operator
 from napari_invrec.core.operators.blur import Blur, BlurParams
 from napari_invrec.core.operators.inpaint import Inpaint, InpaintParams
+from napari_invrec.core.operators.mri_multicoil import simulated_coil_maps
 from napari_invrec.core.operators.registry import operator_arrays, operator_from_spec
 
 SHAPES = [(32, 48), (33, 31)]  # non-square catches H/W mix-ups; odd sizes catch shift errors
@@ -47,6 +48,15 @@ VARIANTS = {
     "mri-equispaced": ("mri", lambda s: {"pattern": "equispaced", "acceleration": 3.0}),
     "mri-custom-columns": ("mri", lambda s: {"mask_array": _custom_columns(s)}),
     "mri-custom-2d": ("mri", lambda s: {"mask_array": _custom_mask(s)}),
+    "mri-multicoil-equispaced": ("mri-multicoil", lambda s: {"pattern": "equispaced",
+                                                             "acceleration": 3.0, "n_coils": 4}),
+    "mri-multicoil-custom-maps": ("mri-multicoil", lambda s: {
+        "coil_maps_array": 0.5 * simulated_coil_maps(3, s).numpy()}),
+    "mri-multicoil-custom-columns": ("mri-multicoil", lambda s: {"mask_array":
+                                                                 _custom_columns(s)}),
+    "cs-bernoulli": ("cs", lambda s: {"ensemble": "bernoulli"}),
+    "cs-structured": ("cs", lambda s: {"ensemble": "structured", "ratio": 0.3}),
+    "superres-x3": ("superres", lambda s: {"factor": 3, "sigma": 1.0}),
 }
 # every registered linear family with its defaults (nonlinear families have their own tests)
 CASES = {name: (name, lambda s: {}) for name, spec in OPERATORS.items() if spec.linear} | VARIANTS

@@ -59,6 +59,8 @@ class SimulateWidget(Container):
     def simulate(self, *_: Any) -> list[Any] | None:
         """Simulate from the current settings; returns the added layers (``None`` on error)."""
         import napari.layers
+        import numpy as np
+        import torch
 
         from ..api import simulate as api_simulate
         from ..core.errors import InputError
@@ -78,12 +80,15 @@ class SimulateWidget(Container):
         data, kwargs, ltype = measurement_layer(y, op, noise, name=name,
                                                 ground_truth=layer.name)
         added = [self.viewer.add_layer(napari.layers.Layer.create(data, kwargs, ltype))]
-        mask = getattr(op, "mask", None)
-        if op.complex_measurement and mask is not None:
-            meta = {"invrec": {"kind": "extra", "of": added[0].name}}
-            added.append(self.viewer.add_image(mask, name=f"{added[0].name} [sampling mask]",
-                                               colormap="gray", opacity=0.5, visible=False,
-                                               metadata=meta))
+        # the operator's extra views of y (sampling mask, coil images, RSS...), hidden at first
+        y_t = torch.from_numpy(np.ascontiguousarray(y))[None, None].to(op.device)
+        with torch.no_grad():
+            views = op.measurement_views(op.as_measurement(y_t))
+        for view, arr in views.items():
+            meta = {"invrec": {"kind": "view", "view": view, "of": added[0].name}}
+            added.append(self.viewer.add_image(
+                arr.detach().cpu().numpy(), name=f"{added[0].name} [{view}]", colormap="gray",
+                visible=False, metadata=meta))
         self.status.value = f"added {added[0].name!r}"
         notify_info(f"simulated {added[0].name!r} ({op.name}, {noise.model} noise)")
         return added

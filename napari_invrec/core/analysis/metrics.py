@@ -12,7 +12,9 @@ returns a ``(B,)`` tensor.
   whose window lies inside the image (as ``skimage.metrics.structural_similarity`` with
   ``gaussian_weights=True, use_sample_covariance=False``);
 * NRMSE: :math:`\|x - \mathrm{ref}\| / \|\mathrm{ref}\|`;
-* residual: :math:`\|A x - y\| / \|y\|` (data consistency; needs no ground truth).
+* residual: :math:`\|A x - y\| / \|y\|` (data consistency; needs no ground truth);
+* phase-aligned error: :math:`\min_\phi \|e^{i\phi}x - \mathrm{ref}\| / \|\mathrm{ref}\|`
+  (complex inputs kept complex; for phase retrieval).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch.nn.functional import conv2d
 
 Tensor = torch.Tensor
 
-__all__ = ["psnr", "ssim", "nrmse", "residual", "compute_metrics"]
+__all__ = ["psnr", "ssim", "nrmse", "residual", "compute_metrics", "phase_aligned_error"]
 
 
 def _as4d(a: Any) -> Tensor:
@@ -157,3 +159,29 @@ def compute_metrics(x: Any, ref: Any = None, op: Any = None, y: Any = None
     if op is not None and y is not None:
         out["residual"] = float(residual(op, x, y))
     return out
+
+
+def phase_aligned_error(x: Any, ref: Any, *, reduction: str = "mean") -> float | Tensor:
+    r"""Relative error up to a global phase (phase retrieval recovers :math:`x` only so).
+
+    .. math::
+
+        \min_\phi \frac{\|e^{i\phi} x - \mathrm{ref}\|}{\|\mathrm{ref}\|}, \qquad
+        \phi^\star = \arg \langle x, \mathrm{ref} \rangle = \arg \sum \bar x\, \mathrm{ref},
+
+    per batch element (complex arithmetic in double precision; real inputs are cast, so for
+    them :math:`\phi` may be :math:`\pi`, i.e. a sign flip).
+    """
+    r = _as4d(ref)
+    xt = _as4d(x).to(r.device)
+    xt, r = xt.to(torch.complex128), r.to(torch.complex128)
+    if xt.shape[1:] != r.shape[1:] or 1 not in (xt.shape[0], r.shape[0]) and \
+            xt.shape[0] != r.shape[0]:
+        raise ValueError(f"shapes {tuple(xt.shape)} and {tuple(r.shape)} do not match")
+    xt, r = torch.broadcast_tensors(xt, r)
+    inner = (xt.conj() * r).flatten(1).sum(1)
+    rot = torch.where(inner.abs() > 0, inner / inner.abs().clamp_min(1e-300),
+                      torch.ones_like(inner))
+    num = (xt * rot.view(-1, 1, 1, 1) - r).flatten(1).norm(dim=1)
+    den = r.flatten(1).norm(dim=1).clamp_min(torch.finfo(torch.float64).tiny)
+    return _reduce(num / den, reduction)

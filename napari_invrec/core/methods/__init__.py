@@ -1,6 +1,18 @@
 """Reconstruction methods, one module per family, collected in :data:`METHODS`."""
 
-from . import classical, tv  # noqa: F401  (registration)
+# registration: importing a module adds its families to the registry
+from . import (  # noqa: F401
+    blind,
+    classical,
+    deconv,
+    interpolation,
+    mri,
+    pdhg,
+    phase,
+    sparsity,
+    tomography,
+    tv,
+)
 from .registry import METHODS, MethodSpec, get_method, register_method
 
 __all__ = ["METHODS", "MethodSpec", "get_method", "register_method"]

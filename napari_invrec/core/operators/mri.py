@@ -40,6 +40,28 @@ PATTERNS = ("random", "equispaced")
 _DIMS = (-2, -1)
 
 
+def fft2c(x: Tensor) -> Tensor:
+    """Centred orthonormal 2-D DFT over the last two axes: :math:`S \\mathcal F S^{-1} x`."""
+    x = torch.fft.ifftshift(x, dim=_DIMS)
+    return torch.fft.fftshift(torch.fft.fft2(x, norm="ortho"), dim=_DIMS)
+
+
+def ifft2c(k: Tensor) -> Tensor:
+    """Inverse of :func:`fft2c` (its adjoint): :math:`S \\mathcal F^H S^{-1} k`."""
+    k = torch.fft.ifftshift(k, dim=_DIMS)
+    return torch.fft.fftshift(torch.fft.ifft2(k, norm="ortho"), dim=_DIMS)
+
+
+def centre_columns(width: int, center_fraction: float) -> slice:
+    """The fully sampled k-space columns: ``round(center_fraction * W)`` around ``W // 2``.
+
+    At least the DC column when ``center_fraction > 0``; an empty slice when it is 0.
+    """
+    n_centre = max(1, int(round(center_fraction * width))) if center_fraction > 0 else 0
+    start = width // 2 - n_centre // 2
+    return slice(start, start + n_centre)
+
+
 @dataclass
 class MRIParams:
     """k-space sampling of a single-coil Cartesian acquisition."""
@@ -76,9 +98,9 @@ def column_mask(p: MRIParams, width: int) -> np.ndarray:
     if p.pattern not in PATTERNS:
         raise InputError(f"unknown pattern {p.pattern!r}; choose one of {PATTERNS}")
     lines = np.zeros(width, dtype=bool)
-    n_centre = max(1, int(round(cf * width))) if cf > 0 else 0
-    start = width // 2 - n_centre // 2
-    lines[start:start + n_centre] = True
+    centre = centre_columns(width, cf)
+    n_centre = centre.stop - centre.start
+    lines[centre] = True
     if p.pattern == "random":
         extra = max(n_centre, max(1, int(round(width / r)))) - n_centre
         others = np.flatnonzero(~lines)
@@ -136,15 +158,12 @@ class MRI(LinearOperator):
     def A(self, x: Tensor) -> Tensor:  # noqa: N802
         """:math:`M \\odot S \\mathcal F S^{-1} x` (complex64)."""
         self.check_image(x)
-        x = torch.fft.ifftshift(self.as_image(x), dim=_DIMS)
-        k = torch.fft.fftshift(torch.fft.fft2(x, norm="ortho"), dim=_DIMS)
-        return self._mask * k
+        return self._mask * fft2c(self.as_image(x))
 
     def A_adjoint(self, y: Tensor) -> Tensor:  # noqa: N802
         """:math:`S \\mathcal F^H S^{-1} (M \\odot y)` (complex64)."""
         self.check_measurement(y)
-        y = torch.fft.ifftshift(self._mask * self.as_measurement(y), dim=_DIMS)
-        return torch.fft.fftshift(torch.fft.ifft2(y, norm="ortho"), dim=_DIMS)
+        return ifft2c(self._mask * self.as_measurement(y))
 
     def A_pinv(self, y: Tensor) -> Tensor:  # noqa: N802
         """:math:`A^+ = A^H` (unitary transform times a projection)."""
@@ -157,3 +176,7 @@ class MRI(LinearOperator):
                 generator: torch.Generator | None = None) -> Tensor:
         """Noisy k-space, zero on unsampled entries: :math:`M \\odot N(A x)`."""
         return self._mask * super().measure(x, noise, generator)
+
+    def measurement_views(self, y: Tensor) -> dict[str, Tensor]:
+        """``{"sampling mask": M}``, the float32 ``(H, W)`` 0/1 mask (``y`` is not used)."""
+        return {"sampling mask": self._mask.detach().clone()}
