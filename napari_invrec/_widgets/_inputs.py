@@ -219,8 +219,9 @@ class OperatorPanel(Container):
             out[roles["kernel"].name] = kernel_from_layer(self.kernel_layer.value)
         return out
 
-    def build(self, shape: tuple[int, int], device: str | None = None) -> Any:
-        """The operator for images of ``shape`` (``device``: ``None``/``"auto"`` = best).
+    def build(self, shape: tuple[int, int], device: str | None = None, **arrays: Any) -> Any:
+        """The operator for images of ``shape`` (``device``: ``None``/``"auto"`` = best);
+        ``arrays`` adds array parameters (e.g. coil maps estimated from the measurement).
 
         Raises
         ------
@@ -230,7 +231,7 @@ class OperatorPanel(Container):
         from ..api import make_operator
 
         shape = tuple(int(s) for s in shape[-2:])
-        params = {**self.form.values(), **self.arrays(shape)}
+        params = {**self.form.values(), **self.arrays(shape), **arrays}
         roles = array_roles(self.form.params_cls)
         for role, f in roles.items():
             when = f.metadata.get("when")

@@ -219,16 +219,20 @@ class ReconstructWidget(Container):
         self.insert(idx, self.method_form)
 
     # ------------------------------------------------------------------ inputs
-    def _operator(self, measurement_shape: tuple[int, ...]) -> Any:
-        """The operator for one measurement of ``measurement_shape``."""
+    def _operator(self, measurement_shape: tuple[int, ...], measurement: Any = None) -> Any:
+        """The operator for one measurement of ``measurement_shape`` (real data: array
+        parameters the family derives from ``measurement``, e.g. estimated coil maps)."""
         from ..core.operators.registry import operator_from_spec
         from ..engine.device import choose_device
 
         spec = self._stored_spec()
         if spec is None:
             cls = self.op_panel.operator_class()
-            image_shape = cls.image_shape_for(tuple(measurement_shape), self.op_panel.params())
-            return self.op_panel.build(image_shape, device=str(self.device.value))
+            params = self.op_panel.params()
+            image_shape = cls.image_shape_for(tuple(measurement_shape), params)
+            derived = ({} if measurement is None
+                       else cls.arrays_from_measurement(params, measurement))
+            return self.op_panel.build(image_shape, device=str(self.device.value), **derived)
         stored = tuple(spec.get("measurement_shape") or spec["shape"])
         if stored != tuple(measurement_shape):
             raise InputError(f"the stored operator is for measurements of shape {stored} but "
@@ -279,7 +283,7 @@ class ReconstructWidget(Container):
                              f"{m_ndim}-D measurements are not supported; pick one measurement")
         if not self.method.value:
             raise InputError(f"no method supports the operator {self.operator_name()!r}")
-        op = self._operator(shape[1:] if stack else shape)
+        op = self._operator(shape[1:] if stack else shape, None if stack else data)
         method = str(self.method.value)
         params = self.method_form.params()
         name = run_name(method, op.name)

@@ -104,6 +104,12 @@ class ForwardOperator(torch.nn.Module):
         """
         return (int(measurement_shape[-2]), int(measurement_shape[-1]))
 
+    @classmethod
+    def arrays_from_measurement(cls, params: Any, y: Any) -> dict:
+        """Array parameters derived from a real measurement ``y`` (numpy), e.g. coil maps
+        estimated from the k-space centre; the default derives none."""
+        return {}
+
     def check_image(self, x: Tensor) -> None:
         """Raise :class:`InputError` if ``x`` is not ``(B, C, H, W)`` with this operator's H, W."""
         if x.dim() != 4 or tuple(x.shape[-2:]) != self.shape:

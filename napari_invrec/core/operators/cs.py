@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,6 +110,14 @@ class CS(LinearOperator):
     name = "cs"
     Params = CSParams
     pinv_iters = 200
+
+
+    @classmethod
+    def image_shape_for(cls, measurement_shape: tuple[int, ...], params: Any) -> tuple[int, int]:
+        """Not defined: a vector of projections does not determine the image size."""
+        raise InputError("a compressed-sensing measurement does not determine the image size; "
+                         "simulate it with napari-invrec (the layer then carries its operator) "
+                         "or use the Python API with make_operator('cs', shape)")
 
     def __init__(self, shape: tuple[int, int], params: CSParams | None = None, *,
                  device: torch.device | str | None = None) -> None:

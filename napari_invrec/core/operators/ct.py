@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -114,6 +114,25 @@ class CT(LinearOperator):
     pinv_iters: ClassVar[int] = 150
     table_cache_bytes: ClassVar[int] = 2 ** 28
     _chunk_entries: ClassVar[int] = 2 ** 20
+
+
+    @classmethod
+    def image_shape_for(cls, measurement_shape: tuple[int, ...], params: Any) -> tuple[int, int]:
+        """Square image whose default detector covers the sinogram's ``n_detectors`` bins."""
+        n_angles, n_det = (int(v) for v in measurement_shape[-2:])
+        if n_angles != int(params.n_angles):
+            raise InputError(f"the sinogram has {n_angles} angles (rows) but n_angles is "
+                             f"{params.n_angles}; set n_angles to {n_angles}")
+        d = float(params.detector_spacing)
+        n = max(2, int(n_det * d / math.sqrt(2.0)))
+        if int(params.n_detectors) == 0:
+            fits = [k for k in range(max(2, n - 2), n + 3)
+                    if math.ceil(math.sqrt(2.0) * k / d) == n_det]
+            if not fits:
+                raise InputError(f"no square image gives {n_det} detector bins at spacing {d}; "
+                                 "set n_detectors to the sinogram's width")
+            n = fits[-1]
+        return (n, n)
 
     def __init__(self, shape: tuple[int, int], params: CTParams | None = None, *,
                  device: torch.device | str | None = None) -> None:

@@ -298,6 +298,19 @@ class MultiCoilMRI(LinearOperator):
     pinv_iters = 300
     pinv_rcond: ClassVar[float] = 1e-2
 
+
+    @classmethod
+    def measurement_ndim(cls, params: Any) -> int:
+        """3: (coils, H, W) k-space."""
+        return 3
+
+    @classmethod
+    def arrays_from_measurement(cls, params: Any, y: Any) -> dict:
+        """With ``coil_maps="estimated"``: maps estimated from ``y``'s fully sampled centre."""
+        if params.coil_maps != "estimated" or params.coil_maps_array is not None:
+            return {}
+        return {"coil_maps_array": estimate_coil_maps(np.asarray(y), params.center_fraction)}
+
     def __init__(self, shape: tuple[int, int], params: MultiCoilMRIParams | None = None, *,
                  device: torch.device | str | None = None) -> None:
         super().__init__(shape, params, device=device)

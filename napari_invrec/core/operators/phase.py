@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -122,6 +123,27 @@ class Phase(ForwardOperator):
     complex_image = True
     complex_measurement = False
     linear = False
+
+
+    @classmethod
+    def measurement_ndim(cls, params: Any) -> int:
+        """3 (patterns, H, W) in coded mode, 2 oversampled."""
+        return 3 if params.mode == "coded" else 2
+
+    @classmethod
+    def image_shape_for(cls, measurement_shape: tuple[int, ...], params: Any) -> tuple[int, int]:
+        """Coded: the pattern size; oversampled: the intensity size divided by s."""
+        h, w = (int(v) for v in measurement_shape[-2:])
+        if params.mode == "coded":
+            if len(measurement_shape) == 3 and measurement_shape[0] != params.n_patterns:
+                raise InputError(f"the measurement holds {measurement_shape[0]} patterns but "
+                                 f"n_patterns is {params.n_patterns}")
+            return (h, w)
+        s = int(params.oversampling)
+        if h % s or w % s:
+            raise InputError(f"an oversampled intensity of shape {(h, w)} is not a multiple of "
+                             f"the oversampling {s}")
+        return (h // s, w // s)
 
     def __init__(self, shape: tuple[int, int], params: PhaseParams | None = None, *,
                  device: torch.device | str | None = None) -> None:

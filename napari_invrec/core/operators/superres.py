@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -81,6 +82,13 @@ class SuperRes(LinearOperator):
 
     name = "superres"
     Params = SuperResParams
+
+
+    @classmethod
+    def image_shape_for(cls, measurement_shape: tuple[int, ...], params: Any) -> tuple[int, int]:
+        """The high-resolution grid: ``factor`` times the measurement's."""
+        f = int(params.factor)
+        return (int(measurement_shape[-2]) * f, int(measurement_shape[-1]) * f)
 
     def __init__(self, shape: tuple[int, int], params: SuperResParams | None = None, *,
                  device: torch.device | str | None = None) -> None:

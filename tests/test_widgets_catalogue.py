@@ -1,0 +1,120 @@
+"""GUI tests of the operator catalogue: measurements whose shape differs from the image (CT
+sinograms, coded diffraction stacks, multi-coil k-space), real data with derived parameters
+(estimated coil maps, image size from a sinogram) and extra outputs (a blind kernel)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_invrec import api
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def truth():
+    from napari_invrec.core.data import shepp_logan
+
+    return shepp_logan(48)
+
+
+def _simulate(make_napari_viewer, truth, operator, **params):
+    """Viewer with the truth, measured through the Simulate widget as a user would."""
+    from napari_invrec._widgets.reconstruct import ReconstructWidget
+    from napari_invrec._widgets.simulate import SimulateWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(truth.copy(), name="truth")
+    sim = SimulateWidget(viewer)
+    sim.image.value = viewer.layers["truth"]
+    sim.op_panel.operator.value = operator
+    sim.op_panel.form.set_values(params)
+    sim.noise_form.set_values({"sigma": 0.01})
+    added = sim.simulate()
+    assert added, "simulate added no layer"
+    return viewer, added, ReconstructWidget(viewer)
+
+
+def _run(w, wait_idle, method, **values):
+    w.method.value = method
+    w.method_form.set_values(values)
+    assert w.run() is not None, w.status.value
+    wait_idle(w, timeout=60000)
+
+
+def test_ct_sinogram_and_fbp(make_napari_viewer, truth, wait_idle):
+    viewer, added, w = _simulate(make_napari_viewer, truth, "ct", n_angles=60)
+    sino = added[0]
+    assert sino.data.shape[0] == 60 and sino.data.shape[1] > truth.shape[1]
+    assert "fbp" in w.method.choices and "bicubic" not in w.method.choices
+    assert not w.stack_mode.visible  # a sinogram is one measurement, not a stack
+    _run(w, wait_idle, "fbp")
+    res = viewer.layers["fbp · ct"]
+    assert res.data.shape == truth.shape
+    err_fbp = np.mean((res.data - truth) ** 2)
+    assert err_fbp < 0.5 * np.mean(truth ** 2)
+
+
+def test_coded_phase_is_not_a_stack(make_napari_viewer, truth, wait_idle):
+    viewer, added, w = _simulate(make_napari_viewer, truth[:32, :32].copy(), "phase",
+                                 mode="coded", n_patterns=6)
+    assert added[0].data.shape == (6, 32, 32)
+    assert not w.stack_mode.visible
+    assert set(w.method.choices) == {"gerchberg-saxton", "hio", "wirtinger-flow"}
+    _run(w, wait_idle, "wirtinger-flow", iters=200)
+    res = viewer.layers["wirtinger-flow · phase"]
+    assert res.data.shape == (32, 32)
+    prov = res.metadata["invrec"]["provenance"]
+    assert prov["metrics"]["psnr"] > 25  # magnitude PSNR: invariant to the global phase
+
+
+def test_multicoil_views_and_real_data_with_estimated_maps(make_napari_viewer, truth,
+                                                           wait_idle):
+    from napari_invrec._widgets.reconstruct import ReconstructWidget
+
+    viewer, added, _ = _simulate(make_napari_viewer, truth, "mri-multicoil", n_coils=4)
+    names = [layer.name for layer in viewer.layers]
+    assert any(n.endswith("[coil images]") for n in names) and any(n.endswith("[rss]")
+                                                                    for n in names)
+    kspace = added[0].metadata["invrec"]["complex_data"]
+    assert kspace.shape == (4, *truth.shape)
+    # the same k-space as plain data (no operator stored): coil maps estimated from its centre
+    viewer.add_image(np.abs(kspace), name="raw k-space", metadata={"invrec": {
+        "kind": "", "complex_data": kspace}})
+    w = ReconstructWidget(viewer)
+    w.measurement.value = viewer.layers["raw k-space"]
+    w.op_panel.operator.value = "mri-multicoil"
+    w.op_panel.form.set_values({"coil_maps": "estimated"})
+    w.reference.value = viewer.layers["truth"]
+    assert not w.stack_mode.visible
+    _run(w, wait_idle, "rss")
+    _run(w, wait_idle, "sense-cg", iters=20)
+    res = viewer.layers["sense-cg · mri-multicoil"]
+    prov = res.metadata["invrec"]["provenance"]
+    assert prov["operator"]["params"]["coil_maps_array"]["array_shape"] == [4, 48, 48]
+    rss = viewer.layers["rss · mri-multicoil"].metadata["invrec"]["provenance"]
+    assert prov["metrics"]["psnr"] > rss["metrics"]["psnr"] + 0.5
+
+
+def test_real_sinogram_infers_the_image_size(make_napari_viewer, truth, wait_idle):
+    from napari_invrec._widgets.reconstruct import ReconstructWidget
+
+    viewer = make_napari_viewer()
+    op = api.make_operator("ct", truth.shape, n_angles=45)
+    viewer.add_image(api.simulate(truth, op, sigma=0.01), name="sinogram")
+    w = ReconstructWidget(viewer)
+    w.op_panel.operator.value = "ct"
+    w.op_panel.form.set_values({"n_angles": 45})
+    _run(w, wait_idle, "fbp")
+    assert viewer.layers["fbp · ct"].data.shape == truth.shape
+    w.op_panel.form.set_values({"n_angles": 30})  # does not match the sinogram's 45 rows
+    assert w.run() is None and "n_angles" in w.status.value
+
+
+def test_blind_deconvolution_adds_the_kernel_layer(make_napari_viewer, truth, wait_idle):
+    viewer, _, w = _simulate(make_napari_viewer, truth, "blind-blur", sigma=2.0)
+    _run(w, wait_idle, "blind-deconv", iters=5)
+    kernel = viewer.layers["blind-deconv · blind-blur [kernel]"]
+    assert kernel.data.ndim == 2 and kernel.data.shape[0] < truth.shape[0]
+    np.testing.assert_allclose(kernel.data.sum(), 1.0, atol=1e-4)
