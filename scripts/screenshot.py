@@ -58,7 +58,12 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "screenshots" / "napari_invrec_overview.png"))
     ap.add_argument("--size", default="1900x1150", help="window size WxH")
     ap.add_argument("--dock-width", type=int, default=560, help="width of the right docks")
+    ap.add_argument("--scene", choices=("overview", "catalogue"), default="overview",
+                    help="overview: atoms, langevin-tv and tv-fista; catalogue: CT sinogram "
+                         "with fbp/tv-fista and multi-coil MRI coil images with sense-cg")
     args = ap.parse_args()
+    if args.scene == "catalogue" and args.out.endswith("overview.png"):
+        args.out = args.out.replace("overview.png", "catalogue.png")
 
     viewer = napari.Viewer(title="napari-invrec", show=True)
     w, h = (int(v) for v in args.size.split("x"))
@@ -79,6 +84,10 @@ def main() -> None:
     rec = widgets["Reconstruct"]
     if rec is None:
         raise SystemExit("the Reconstruct widget could not be created")
+    if args.scene == "catalogue":
+        _catalogue_scene(app, viewer, widgets["Simulate measurement"], rec)
+        _save(app, viewer, args.out, "catalogue scene")
+        return
     measurement = next(lay for lay in viewer.layers
                        if lay.metadata.get("invrec", {}).get("kind") == "measurement")
     rec.measurement.value = measurement
@@ -112,11 +121,53 @@ def main() -> None:
     time.sleep(0.3)
     app.processEvents()
 
-    out = Path(args.out)
+    _save(app, viewer, args.out, f"iterate slider at index {mid}, step {steps[mid]}")
+
+
+def _save(app, viewer, path: str, what: str) -> None:
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(out), canvas_only=False)
-    print(f"saved {out} (iterate slider at index {mid}, step {steps[mid]})")
+    print(f"saved {out} ({what})")
     viewer.close()
+
+
+def _catalogue_scene(app, viewer, sim, rec) -> None:
+    """CT (sinogram, fbp, tv-fista) and multi-coil MRI (coil images, sense-cg) in a grid."""
+    from napari_invrec._widgets.compare import _grid
+
+    viewer.layers.clear()
+    viewer.open_sample("napari-invrec", "phantom")
+    truth = viewer.layers[-1]
+    sim.image.value = truth
+    sim.op_panel.operator.value = "ct"
+    sim.op_panel.form.set_values({"n_angles": 60})
+    sim.noise_form.set_values({"sigma": 0.002})  # ~1 % of the largest line integral
+    sino = sim.simulate()[0]
+    rec.measurement.value = sino
+    _run(app, rec, "fbp", {})
+    _run(app, rec, "tv-fista", {"lam": 0.002, "iters": 100})
+    sim.op_panel.operator.value = "mri-multicoil"
+    sim.op_panel.form.set_values({"n_coils": 8, "acceleration": 4})
+    sim.noise_form.set_values({"sigma": 0.01})
+    kspace = sim.simulate()[0]
+    rec.measurement.value = kspace
+    _run(app, rec, "sense-cg", {"iters": 30})
+    coils = next(lay for lay in viewer.layers if lay.name.endswith("[coil images]"))
+    rss = next(lay for lay in viewer.layers if lay.name.endswith("[rss]"))
+    shown = [sino, viewer.layers["fbp · ct"], viewer.layers["tv-fista · ct"], coils, rss,
+             viewer.layers["sense-cg · mri-multicoil"]]
+    for layer in viewer.layers:
+        layer.visible = layer in shown
+    grid = _grid(viewer)
+    grid.enabled = True
+    grid.shape = (2, 3)
+    viewer.dims.set_current_step(0, 2)
+    viewer.layers.selection.active = coils
+    viewer.reset_view()
+    app.processEvents()
+    time.sleep(0.3)
+    app.processEvents()
 
 
 if __name__ == "__main__":
