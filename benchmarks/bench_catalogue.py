@@ -27,7 +27,7 @@ SETTINGS: dict[str, tuple[dict, dict]] = {
     "mri-multicoil": ({"acceleration": 4}, {"sigma": 0.02}),
     "cs": ({"ensemble": "structured", "ratio": 0.5}, {"sigma": 0.02}),
     "superres": ({"factor": 2}, {"sigma": 0.02}),
-    "ct": ({"n_angles": 60}, {"sigma": 0.2}),
+    "ct": ({"n_angles": 60}, {"sigma": 0.002}),  # line integrals lie in [0, ~0.3]
     "phase": ({"mode": "coded"}, {"sigma": 0.01}),
     "blind-blur": ({"sigma": 2.0}, {"sigma": 0.01}),
 }

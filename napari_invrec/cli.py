@@ -264,20 +264,35 @@ def _cmd_list(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _build_operator(ns: argparse.Namespace, op_name: str, shape: tuple[int, int],
-                    spec: dict | None, spec_arrays: dict) -> Any:
+def _build_operator(ns: argparse.Namespace, op_name: str, *, image: Any = None,
+                    measurement: Any = None, spec: dict | None = None,
+                    spec_arrays: dict | None = None) -> Any:
+    """The operator for an ``image`` (simulate) or for a ``measurement`` (reconstruct: the
+    sidecar's operator, else the options, with the image size inferred from the measurement
+    and array parameters the family derives from it, e.g. estimated coil maps)."""
     from .core.operators import OPERATORS
     from .core.operators.registry import make_operator, operator_from_spec
+    from .core.params import make_params
     from .engine.device import choose_device
 
     device = choose_device(ns.device)
+    cls = OPERATORS[op_name].cls
     values, arrays = _collect(ns, OPERATORS[op_name].params, "op")
+    if image is not None:
+        return make_operator(op_name, tuple(np.shape(image)[-2:]), device=device, **values,
+                             **arrays)
+    mshape = tuple(np.shape(measurement))
     if spec is not None and spec.get("operator") == op_name and not values and not arrays:
-        if tuple(spec["shape"]) != tuple(shape):
-            raise CLIError(f"the sidecar operator is for shape {tuple(spec['shape'])}, the "
-                           f"input is {tuple(shape)}")
+        stored = tuple(spec.get("measurement_shape") or spec["shape"])
+        if stored != mshape:
+            raise CLIError(f"the sidecar operator is for measurements of shape {stored}, the "
+                           f"input is {mshape}")
         return operator_from_spec(spec, spec_arrays, device=device)
-    return make_operator(op_name, shape, device=device, **values, **arrays)
+    params = make_params(cls.Params, **values)
+    derived = {k: v for k, v in cls.arrays_from_measurement(params, measurement).items()
+               if k not in arrays}
+    return make_operator(op_name, cls.image_shape_for(mshape, params), device=device,
+                         **values, **arrays, **derived)
 
 
 def _cmd_simulate(ns: argparse.Namespace) -> int:
@@ -285,7 +300,7 @@ def _cmd_simulate(ns: argparse.Namespace) -> int:
     from .core.params import to_dict
 
     x = read_array(ns.input, "input")
-    op = _build_operator(ns, ns.operator, tuple(np.shape(x)[-2:]), None, {})
+    op = _build_operator(ns, ns.operator, image=x)
     y = api.simulate(x, op, noise=ns.noise, sigma=ns.noise_sigma, photons=ns.photons,
                      seed=ns.seed)
     write_array(ns.output, y)
@@ -307,7 +322,7 @@ def _cmd_reconstruct(ns: argparse.Namespace, spec: dict | None, spec_arrays: dic
     from .core.methods import get_method
 
     y = read_array(ns.input, "input")
-    op = _build_operator(ns, ns.operator, tuple(np.shape(y)[-2:]), spec, spec_arrays)
+    op = _build_operator(ns, ns.operator, measurement=y, spec=spec, spec_arrays=spec_arrays)
     mspec = get_method(ns.method, op.name)
     values, _ = _collect(ns, mspec.params, "method")
     ref = read_array(ns.reference, "reference") if ns.reference else None

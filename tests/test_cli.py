@@ -101,3 +101,33 @@ def test_console_script_help_explains_options():
     assert out.returncode == 0
     for opt in ("--sigma", "--lam", "--iters", "--kernel-array", "--reference"):
         assert opt in out.stdout
+
+
+def test_real_sinogram_infers_the_image_size(tmp_path, capsys):
+    import napari_invrec as ir
+
+    x = shepp_logan(40)
+    op = ir.make_operator("ct", x.shape, n_angles=36)
+    np.save(tmp_path / "sino.npy", ir.simulate(x, op, sigma=0.002))  # no sidecar: real data
+    out = tmp_path / "fbp.tif"
+    assert main(["reconstruct", "--operator", "ct", "--n-angles", "36", "--method", "fbp",
+                 "--input", str(tmp_path / "sino.npy"), "--output", str(out), "--quiet"]) == 0
+    assert tifffile.imread(out).shape == x.shape
+    assert main(["reconstruct", "--operator", "ct", "--n-angles", "20", "--method", "fbp",
+                 "--input", str(tmp_path / "sino.npy"), "--output", str(out)]) == 2
+    assert "n_angles" in capsys.readouterr().err
+
+
+def test_multicoil_kspace_with_estimated_coil_maps(tmp_path):
+    import napari_invrec as ir
+
+    x = shepp_logan(40)
+    op = ir.make_operator("mri-multicoil", x.shape, n_coils=4)
+    np.save(tmp_path / "k.npy", ir.simulate(x, op, sigma=0.01))
+    out = tmp_path / "x.npy"
+    assert main(["reconstruct", "--operator", "mri-multicoil", "--coil-maps", "estimated",
+                 "--method", "sense-cg", "--input", str(tmp_path / "k.npy"), "--output",
+                 str(out), "--quiet"]) == 0
+    assert np.load(out).shape == x.shape
+    prov = json.loads((tmp_path / "x.npy.json").read_text())["provenance"]
+    assert prov["operator"]["params"]["coil_maps_array"]["array_shape"] == [4, 40, 40]
