@@ -35,8 +35,16 @@ IMAGES = ("shepp-logan", "atoms", "camera")
 
 
 def bench_catalogue(size: int = SIZE, images=IMAGES, log=print) -> list[dict]:
-    """One row per (operator, method): mean PSNR over images, gain over the baseline, time."""
+    """One row per (operator, method): mean PSNR over images, gain over the baseline, time.
+
+    Runs with one torch thread: on a 2-core machine shared with other work, two threads made
+    small FFT/scatter workloads up to 5x slower and the times unrepeatable.
+    """
+    import torch
+
     import napari_invrec as ir
+
+    torch.set_num_threads(1)
     from napari_invrec.core.data import SAMPLE_IMAGES
     from napari_invrec.core.methods import METHODS
 
@@ -75,7 +83,7 @@ def markdown(rows: list[dict], size: int = SIZE) -> str:
     """The README table."""
     out = [f"PSNR (dB, mean over {', '.join(IMAGES)} at {size} px), gain over the baseline "
            "(adjoint, or the first method where there is none) and time per run, default "
-           "parameters, 2 CPU cores:", "",
+           "parameters, one CPU thread:", "",
            "| operator | settings | method | PSNR | gain | per image | time (s) |",
            "| --- | --- | --- | --: | --: | --- | --: |"]
     for r in rows:

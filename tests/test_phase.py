@@ -20,7 +20,7 @@ import torch
 import napari_invrec.api as ir
 from napari_invrec.core.analysis import phase_aligned_error, psnr, residual
 from napari_invrec.core.data import shepp_logan
-from napari_invrec.core.errors import DivergenceError, InputError
+from napari_invrec.core.errors import InputError
 from napari_invrec.core.methods import METHODS
 from napari_invrec.core.methods.phase import random_phase_start, spectral_init
 from napari_invrec.core.operators import OPERATORS, NoiseParams, make_operator
@@ -210,8 +210,12 @@ def test_wirtinger_flow_batch_and_divergence():
     x = torch.cat([phantom(), crandn((1, 1, 32, 32), seed=9)])
     _, last = run("wirtinger-flow", clean(op, x), op, iters=300)
     assert phase_aligned_error(last.x, x, reduction="none").max() < 1e-2
-    with pytest.raises(DivergenceError, match="wirtinger-flow diverged.*mu_max"):
-        run("wirtinger-flow", clean(op, x), op, iters=50, mu_max=2.0, k0=1e-3)
+    # a far too large step no longer diverges: it is halved until f does not increase
+    states, last = run("wirtinger-flow", clean(op, x), op, iters=50, mu_max=2.0, k0=1e-3)
+    objective = [s.metrics["objective"] for s in states]
+    assert all(b <= a * (1 + 1e-6) for a, b in zip(objective, objective[1:]))
+    assert states[-1].metrics["step_damping"] < 1.0
+    assert bool(torch.isfinite(last.x).all())
 
 
 # ---------------------------------------------------------------------- alternating projections
