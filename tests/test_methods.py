@@ -25,7 +25,8 @@ SHORT = {"min-norm": {"mode": "cg", "iters": 6}, "tikhonov": {"iters": 6},
          "langevin-tv": {"iters": 6, "burn_in": 2, "n_samples": 3},
          "blind-deconv": {"iters": 4}, "gerchberg-saxton": {"iters": 6}, "hio": {"iters": 6},
          "wirtinger-flow": {"iters": 6}, "wavelet-fista": {"iters": 6},
-         "tv-pdhg": {"iters": 6}}
+         "tv-pdhg": {"iters": 6}, "pnp-pgd": {"iters": 6}, "pnp-admm": {"iters": 6},
+         "dpir": {"iters": 6}, "red": {"iters": 6}}
 
 
 @functools.cache

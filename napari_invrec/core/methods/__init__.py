@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     mri,
     pdhg,
     phase,
+    pnp,
     sparsity,
     tomography,
     tv,

@@ -1,0 +1,184 @@
+r"""Denoisers for plug-and-play methods: :math:`D(x, \sigma) \approx` the clean image.
+
+A :class:`Denoiser` is any callable ``(x, sigma) -> x`` with ``x`` of shape ``(B, C, H, W)``
+(real or complex) and ``sigma`` the noise standard deviation to remove (a float or a ``(B,)``
+tensor, one level per batch element). Implementations:
+
+* :class:`TVDenoiser`: the proximal operator of TV, the MAP denoiser for the prior
+  :math:`p(x) \propto e^{-w\,\mathrm{TV}(x)}` under Gaussian noise of std :math:`\sigma`:
+  :math:`D(v, \sigma) = \arg\min_x \tfrac12\|x - v\|^2 + w\sigma^2\,\mathrm{TV}(x)`;
+* :class:`GaussianDenoiser`: Gaussian smoothing of std :math:`s\,\sigma` pixels;
+* :class:`NetworkDenoiser`: a noise-conditional network (:class:`~.models.DRUNet`...).
+
+:func:`get_denoiser` builds one by name: ``"tv"``, ``"gaussian"`` or the name of shipped
+network weights (which needs those weights; see :func:`~.models.load_model`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as nnf
+
+from .errors import InputError
+from .models.padding import channels_to_complex, complex_to_channels
+from .models.registry import load_model, read_manifest
+
+Tensor = torch.Tensor
+
+__all__ = ["Denoiser", "TVDenoiser", "GaussianDenoiser", "NetworkDenoiser", "BUILTIN",
+           "denoiser_names", "get_denoiser"]
+
+
+class Denoiser(Protocol):
+    """``(x (B, C, H, W), sigma float or (B,) tensor) -> denoised x`` (same shape and dtype)."""
+
+    def __call__(self, x: Tensor, sigma: float | Tensor) -> Tensor: ...
+
+
+def _sigmas(sigma: float | Tensor, b: int) -> list[float]:
+    s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).tolist()
+    if len(s) not in (1, b):
+        raise InputError(f"sigma has {len(s)} entries for a batch of {b}; pass one per image")
+    return s * b if len(s) == 1 else s
+
+
+class TVDenoiser:
+    r"""TV proximal denoiser :math:`\mathrm{prox}_{w\sigma^2 \mathrm{TV}}(v)`.
+
+    Parameters
+    ----------
+    weight
+        Prior weight :math:`w` (TV penalty :math:`\lambda = w\sigma^2`); the default 25 gives
+        :math:`\lambda = 0.01` at :math:`\sigma = 0.02` on images in [0, 1].
+    iters
+        Dual FGP iterations of :func:`~.methods.tv_ops.prox_tv`.
+    """
+
+    def __init__(self, weight: float = 25.0, iters: int = 50) -> None:
+        self.weight, self.iters = float(weight), int(iters)
+
+    def lam(self, sigma: float) -> float:
+        r"""TV weight :math:`\lambda = w \sigma^2` used at noise level ``sigma``."""
+        return self.weight * sigma * sigma
+
+    def __call__(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        from .methods.tv_ops import prox_tv  # lazy: methods import this module
+
+        s = _sigmas(sigma, x.shape[0])
+        if len(set(s)) == 1:
+            return prox_tv(x, self.lam(s[0]), iters=self.iters)[0]
+        return torch.cat([prox_tv(x[i:i + 1], self.lam(si), iters=self.iters)[0]
+                          for i, si in enumerate(s)])
+
+
+def _gaussian_blur(x: Tensor, std: float) -> Tensor:
+    """Separable Gaussian smoothing of a real ``(B, C, H, W)`` tensor, replicate borders."""
+    if std <= 1e-3:
+        return x
+    r = max(1, math.ceil(3.0 * std))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / std) ** 2)
+    k = k / k.sum()
+    b, c, h, w = x.shape
+    v = x.reshape(b * c, 1, h, w)
+    v = nnf.conv2d(nnf.pad(v, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    v = nnf.conv2d(nnf.pad(v, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+    return v.reshape(b, c, h, w)
+
+
+class GaussianDenoiser:
+    r"""Gaussian smoothing of std :math:`s\,\sigma` pixels (real and imaginary parts alike).
+
+    Parameters
+    ----------
+    px_per_sigma
+        :math:`s`: pixels of smoothing per unit of noise std (default 25: 0.5 px at
+        :math:`\sigma = 0.02`).
+    max_px
+        Cap on the smoothing std in pixels.
+    """
+
+    def __init__(self, px_per_sigma: float = 25.0, max_px: float = 8.0) -> None:
+        self.px_per_sigma, self.max_px = float(px_per_sigma), float(max_px)
+
+    def __call__(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        s = _sigmas(sigma, x.shape[0])
+        out = []
+        for i, si in enumerate(s if len(set(s)) > 1 else [s[0]]):
+            xi = x[i:i + 1] if len(set(s)) > 1 else x
+            std = min(self.max_px, self.px_per_sigma * si)
+            if xi.is_complex():
+                out.append(channels_to_complex(_gaussian_blur(complex_to_channels(xi), std)))
+            else:
+                out.append(_gaussian_blur(xi, std))
+        return torch.cat(out)
+
+
+class NetworkDenoiser:
+    r"""Plug a noise-conditional network ``model(x, sigma)`` in as a denoiser.
+
+    Runs in eval mode without gradients, on the input's device (the model is moved there).
+    Complex images: a network with ``in_channels == 2C`` gets real/imaginary parts stacked as
+    channels; one with ``in_channels == C`` denoises the real and imaginary parts as separate
+    images (each at :math:`\sigma/\sqrt2`, the std per part of complex noise of
+    :math:`E|n|^2 = \sigma^2`). Networks pad internally, so any :math:`H \times W` works.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        if not getattr(model, "noise_conditional", False):
+            raise InputError(f"{type(model).__name__} takes no noise level; plug-and-play "
+                             "needs a noise-conditional network (DRUNet, DnCNN)")
+        self.model = model.eval()
+
+    def _run(self, x: Tensor, sigma: Tensor) -> Tensor:
+        p = next(self.model.parameters(), None)
+        if p is not None and p.device != x.device:
+            self.model.to(x.device)
+        return self.model(x, sigma)
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        b, c = x.shape[:2]
+        s = torch.tensor(_sigmas(sigma, b), dtype=x.real.dtype, device=x.device)
+        cin = int(getattr(self.model, "in_channels", c))
+        if not x.is_complex():
+            if cin != c:
+                raise InputError(f"the network takes {cin} channel(s), the image has {c}")
+            return self._run(x, s)
+        if cin == 2 * c:
+            return channels_to_complex(self._run(complex_to_channels(x), s))
+        if cin == c:
+            parts = torch.cat([x.real, x.imag])
+            out = self._run(parts, torch.cat([s, s]) / math.sqrt(2.0))
+            return torch.complex(out[:b], out[b:])
+        raise InputError(f"the network takes {cin} channel(s); a complex image of {c} "
+                         f"channel(s) needs {c} or {2 * c}")
+
+
+BUILTIN: dict[str, type] = {"tv": TVDenoiser, "gaussian": GaussianDenoiser}
+
+
+def denoiser_names(manifest: Any = None) -> tuple[str, ...]:
+    """Built-in denoisers plus the noise-conditional networks of the weights manifest."""
+    nets = tuple(n for n, e in sorted(read_manifest(manifest).items())
+                 if e.architecture in ("drunet", "dncnn"))
+    return tuple(BUILTIN) + nets
+
+
+def get_denoiser(name: str, *, manifest: Any = None, device: Any = None,
+                 **kwargs: Any) -> Denoiser:
+    """Denoiser by name: ``"tv"``, ``"gaussian"`` (``kwargs`` go to its constructor) or
+    shipped network weights.
+
+    Raises
+    ------
+    InputError
+        Unknown name, or network weights that are not installed (the message says how to
+        train them with ``napari-invrec train``).
+    """
+    if name in BUILTIN:
+        return BUILTIN[name](**kwargs)
+    return NetworkDenoiser(load_model(name, manifest=manifest, device=device))

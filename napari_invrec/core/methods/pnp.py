@@ -1,0 +1,330 @@
+r"""Plug-and-play methods: a denoiser :math:`D(\cdot, \sigma)` stands in for the prior.
+
+For :math:`y = A x + n` with any linear :math:`A` (``operators=None``):
+
+* ``pnp-pgd``: :math:`x \leftarrow D\big(x - \tau A^H(Ax - y), \sigma\big)`;
+* ``pnp-admm``: :math:`x = (A^H A + \rho I)^{-1}(A^H y + \rho(z - u))`,
+  :math:`z = D(x + u, \sigma)`, :math:`u \leftarrow u + x - z`;
+* ``dpir``: half-quadratic splitting with a decreasing noise schedule (Zhang et al., "Plug-and-
+  play image restoration with deep denoiser prior", TPAMI 2021);
+* ``red``: regularisation by denoising (Romano, Elad, Milanfar, SIAM J. Imaging Sci. 2017),
+  gradient steps on :math:`\tfrac12\|Ax - y\|^2 + \tfrac\lambda2 x^\top(x - D(x))`.
+
+The ``denoiser`` parameter names one of :func:`~..denoisers.denoiser_names`: ``"tv"`` (the
+TV proximal map :math:`\mathrm{prox}_{w\sigma^2\mathrm{TV}}`, :math:`w = 25`) and
+``"gaussian"`` need no weights; a network denoiser (e.g. ``"drunet-natural"``) needs its
+shipped weights (``napari-invrec train ...``) and is an :class:`~..errors.InputError`
+otherwise. With the TV denoiser ``pnp-pgd`` *is* proximal gradient (ISTA) on
+:math:`\tfrac12\|Ax-y\|^2 + \lambda\mathrm{TV}(x)` with :math:`\lambda = w\sigma^2/\tau`, and
+``pnp-admm`` is ADMM on the same problem with :math:`\lambda = \rho w\sigma^2`.
+
+The :math:`x`-updates of ``pnp-admm`` and ``dpir`` solve
+:math:`(A^H A + \rho I) x = b` in closed form where the operator offers it (a method
+``op.solve_normal(b, rho)``, or :math:`A^H A` a projection, as for denoise, inpaint and
+Cartesian MRI: :math:`x = (b - A^H A b / (1 + \rho)) / \rho`), else by warm-started CG.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..denoisers import denoiser_names, get_denoiser
+from ..errors import InputError
+from ..linalg import bnorm, conjugate_gradient
+from ..params import param
+from ..state import IterState
+from .classical import check_finite, prepare, relative_residual
+from .registry import register_method
+
+Tensor = torch.Tensor
+
+__all__ = ["pnp_pgd", "pnp_admm", "dpir", "red", "dpir_schedule", "normal_solver",
+           "PnPPGDParams", "PnPADMMParams", "DPIRParams", "REDParams"]
+
+DENOISERS = denoiser_names()
+_DEN_DOC = "denoiser: tv / gaussian need no weights; a network needs its shipped weights"
+
+
+def _denoiser(name: str) -> Any:
+    """The denoiser ``name`` (the weights loader's clear InputError if it needs weights)."""
+    return get_denoiser(name)
+
+
+def _lipschitz(op: Any, method: str) -> float:
+    n = float(op.norm())
+    if not math.isfinite(n) or n <= 0:
+        raise InputError(f"{method}: operator norm {n} is not a positive number; check the "
+                         "operator (an all-zero mask or kernel?)")
+    return n * n
+
+
+def _is_projection(op: Any, like: Tensor) -> bool:
+    r"""Whether :math:`P = A^H A` is an orthogonal projection (:math:`P^2 = P`).
+
+    Checked on one random probe: for Hermitian PSD :math:`P` with eigenpairs
+    :math:`(\mu_i, v_i)`, :math:`P^2 z - P z = \sum_i c_i(\mu_i^2 - \mu_i) v_i` vanishes for a
+    generic :math:`z` only if every :math:`\mu_i \in \{0, 1\}`.
+    """
+    g = torch.Generator().manual_seed(1234)
+    z = torch.randn(like.shape[1:], generator=g).unsqueeze(0).to(like.device)
+    z = z.to(like.dtype)
+    pz = op.AtA(z)
+    npz = float(bnorm(pz).max())
+    return npz > 0 and float(bnorm(op.AtA(pz) - pz).max()) <= 1e-4 * npz
+
+
+def normal_solver(op: Any, like: Tensor, cg_iters: int
+                  ) -> Callable[[Tensor, float, Tensor], Tensor]:
+    r"""``solve(b, rho, x_start)`` for :math:`(A^H A + \rho I) x = b`.
+
+    Closed form via ``op.solve_normal(b, rho)`` if the operator has it, or
+    :math:`x = (b - A^H A b / (1 + \rho)) / \rho` when :math:`A^H A` is a projection; otherwise
+    ``cg_iters`` CG iterations warm-started at ``x_start``.
+    """
+    if callable(getattr(op, "solve_normal", None)):
+        return lambda b, rho, x: op.solve_normal(b, rho)
+    if _is_projection(op, like):
+        return lambda b, rho, x: (b - op.AtA(b) / (1.0 + rho)) / rho
+    return lambda b, rho, x: conjugate_gradient(lambda v: op.AtA(v) + rho * v, b, x,
+                                                tol=1e-6, maxiter=cg_iters)
+
+
+def _rel_change(new: Tensor, old: Tensor) -> float:
+    return float((bnorm(new - old) / bnorm(old).clamp_min(1e-12)).max())
+
+
+def _positive(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"{name} must be > 0, got {value}")
+    return value
+
+
+# ---------------------------------------------------------------------- PnP-PGD
+@dataclass
+class PnPPGDParams:
+    r"""Plug-and-play proximal gradient :math:`x \leftarrow D(x - \tau A^H(Ax-y), \sigma)`."""
+
+    denoiser: str = param("tv", _DEN_DOC, choices=DENOISERS)
+    sigma: float = param(0.02, "denoiser strength sigma (noise std it removes)", min=1e-4,
+                         max=1.0, step=0.005)
+    tau_scale: float = param(1.0, "gradient step tau as a fraction of 1/||A||^2 (< 2)",
+                             min=1e-3, max=1.99, step=0.1)
+    iters: int = param(100, "iterations", min=1, max=100000)
+
+
+@register_method("pnp-pgd", PnPPGDParams)
+@torch.no_grad()
+def pnp_pgd(y: Tensor, op: Any, p: PnPPGDParams, *, x0: Tensor | None = None,
+            generator: torch.Generator | None = None) -> Iterator[IterState]:
+    r"""Plug-and-play proximal gradient descent.
+
+    .. math::
+
+        x_{k+1} = D\big(x_k - \tau A^H(A x_k - y),\ \sigma\big), \qquad
+        \tau = s / \|A\|^2,
+
+    started from :math:`A^H y` (or ``x0``). With the TV denoiser this is ISTA on
+    :math:`\tfrac12\|Ax - y\|^2 + (w\sigma^2/\tau)\,\mathrm{TV}(x)`.
+    """
+    den = _denoiser(p.denoiser)
+    sigma = _positive("pnp-pgd sigma", p.sigma)
+    y, x0 = prepare(y, op, x0)
+    tau = _positive("pnp-pgd tau_scale", p.tau_scale) / _lipschitz(op, "pnp-pgd")
+    x = op.A_adjoint(y) if x0 is None else x0
+    ax = op.A(x)
+    state = None
+    for k in range(1, p.iters + 1):
+        x_new = den(x - tau * op.A_adjoint(ax - y), sigma)
+        check_finite(x_new, "pnp-pgd", k, "lower tau_scale (check op.norm()) or sigma")
+        change = _rel_change(x_new, x)
+        x, ax = x_new, op.A(x_new)
+        state = IterState(k, p.iters, x, {}, {"residual": relative_residual(ax, y),
+                                              "rel_change": change})
+        yield state
+    return state
+
+
+# ---------------------------------------------------------------------- PnP-ADMM
+@dataclass
+class PnPADMMParams:
+    r"""Plug-and-play ADMM on the splitting :math:`x = z`."""
+
+    denoiser: str = param("tv", _DEN_DOC, choices=DENOISERS)
+    sigma: float = param(0.02, "denoiser strength sigma (noise std it removes)", min=1e-4,
+                         max=1.0, step=0.005)
+    rho: float = param(1.0, "ADMM penalty rho (data step: (A^H A + rho I) x = ...)",
+                       min=1e-6, max=1e6, step=0.1)
+    iters: int = param(50, "iterations", min=1, max=100000)
+    cg_iters: int = param(10, "CG iterations of each x-update (when no closed form)", min=1,
+                          max=1000)
+
+
+@register_method("pnp-admm", PnPADMMParams)
+@torch.no_grad()
+def pnp_admm(y: Tensor, op: Any, p: PnPADMMParams, *, x0: Tensor | None = None,
+             generator: torch.Generator | None = None) -> Iterator[IterState]:
+    r"""Plug-and-play ADMM (scaled form).
+
+    .. math::
+
+        x_{k+1} &= (A^H A + \rho I)^{-1}\big(A^H y + \rho (z_k - u_k)\big), \\
+        z_{k+1} &= D(x_{k+1} + u_k,\ \sigma), \qquad u_{k+1} = u_k + x_{k+1} - z_{k+1},
+
+    started from :math:`z_0 = A^H y` (or ``x0``), :math:`u_0 = 0`; yields :math:`z_k`.
+    Metrics include the primal residual :math:`\|x - z\| / \|z\|`.
+    """
+    den = _denoiser(p.denoiser)
+    sigma = _positive("pnp-admm sigma", p.sigma)
+    rho = _positive("pnp-admm rho", p.rho)
+    y, x0 = prepare(y, op, x0)
+    aty = op.A_adjoint(y)
+    z = aty if x0 is None else x0
+    x, u = z, torch.zeros_like(z)
+    solve = normal_solver(op, z, p.cg_iters)
+    state = None
+    for k in range(1, p.iters + 1):
+        x = solve(aty + rho * (z - u), rho, x)
+        z_new = den(x + u, sigma)
+        check_finite(z_new, "pnp-admm", k, "raise rho or cg_iters; check the operator's "
+                     "adjoint")
+        u = u + x - z_new
+        change = _rel_change(z_new, z)
+        z = z_new
+        prim = float((bnorm(x - z) / bnorm(z).clamp_min(1e-12)).mean())
+        state = IterState(k, p.iters, z, {}, {"residual": relative_residual(op.A(z), y),
+                                              "rel_change": change, "primal_residual": prim})
+        yield state
+    return state
+
+
+# ---------------------------------------------------------------------- DPIR
+def dpir_schedule(sigma_max: float, sigma: float, iters: int) -> list[float]:
+    r"""Geometric noise schedule :math:`\sigma_k = \sigma_{\max}
+    (\sigma/\sigma_{\max})^{(k-1)/(K-1)}`, :math:`k = 1..K`: from ``sigma_max`` down to the
+    noise level ``sigma`` (:math:`K = 1`: just ``sigma``).
+
+    Raises
+    ------
+    InputError
+        ``sigma_max < sigma`` or a non-positive level.
+    """
+    sigma_max, sigma = float(sigma_max), float(sigma)
+    if sigma <= 0 or sigma_max < sigma:
+        raise InputError(f"dpir needs 0 < sigma <= sigma_max, got sigma={sigma}, "
+                         f"sigma_max={sigma_max}; raise sigma_max")
+    if iters <= 1:
+        return [sigma]
+    r = math.log(sigma / sigma_max) / (iters - 1)
+    return [sigma_max * math.exp(r * k) for k in range(iters - 1)] + [sigma]
+
+
+@dataclass
+class DPIRParams:
+    r"""Deep plug-and-play image restoration: HQS with a decreasing denoiser strength."""
+
+    denoiser: str = param("tv", _DEN_DOC, choices=DENOISERS)
+    sigma: float = param(0.02, "noise level of the measurement (std); the schedule ends there",
+                         min=1e-4, max=1.0, step=0.005)
+    sigma_max: float = param(0.2, "first denoiser strength (the schedule starts there)",
+                             min=1e-4, max=1.0, step=0.01)
+    lam: float = param(0.23, "prior weight lambda: data penalty rho_k = lam sigma^2 / "
+                       "sigma_k^2", min=1e-6, max=1e3, step=0.01)
+    iters: int = param(24, "iterations (schedule length)", min=1, max=10000)
+    cg_iters: int = param(20, "CG iterations of each data step (when no closed form)",
+                          min=1, max=1000)
+
+
+@register_method("dpir", DPIRParams)
+@torch.no_grad()
+def dpir(y: Tensor, op: Any, p: DPIRParams, *, x0: Tensor | None = None,
+         generator: torch.Generator | None = None) -> Iterator[IterState]:
+    r"""DPIR (Zhang et al., TPAMI 2021): half-quadratic splitting with a noise schedule.
+
+    With :math:`\sigma_k` from :func:`dpir_schedule` and :math:`\rho_k = \lambda\sigma^2 /
+    \sigma_k^2`,
+
+    .. math::
+
+        x_k &= \arg\min_x \tfrac12\|Ax - y\|^2 + \tfrac{\rho_k}2\|x - z_{k-1}\|^2
+        = (A^H A + \rho_k I)^{-1}(A^H y + \rho_k z_{k-1}), \\
+        z_k &= D(x_k, \sigma_k),
+
+    from :math:`z_0 = A^H y` (or ``x0``); yields :math:`z_k` with metric ``"sigma"``
+    (:math:`\sigma_k`). The data step is closed-form where the operator allows (see the
+    module docstring), else warm-started CG.
+    """
+    den = _denoiser(p.denoiser)
+    sched = dpir_schedule(p.sigma_max, p.sigma, p.iters)
+    lam = _positive("dpir lam", p.lam)
+    y, x0 = prepare(y, op, x0)
+    aty = op.A_adjoint(y)
+    z = aty if x0 is None else x0
+    x = z
+    solve = normal_solver(op, z, p.cg_iters)
+    state = None
+    for k, sk in enumerate(sched, start=1):
+        rho = lam * float(p.sigma) ** 2 / sk ** 2
+        x = solve(aty + rho * z, rho, x)
+        z = den(x, sk)
+        check_finite(z, "dpir", k, "raise lam or cg_iters; check the operator's adjoint")
+        state = IterState(k, len(sched), z, {}, {"residual": relative_residual(op.A(z), y),
+                                                 "sigma": sk, "rho": rho})
+        yield state
+    return state
+
+
+# ---------------------------------------------------------------------- RED
+@dataclass
+class REDParams:
+    r"""Regularisation by denoising, gradient descent."""
+
+    denoiser: str = param("tv", _DEN_DOC, choices=DENOISERS)
+    sigma: float = param(0.02, "denoiser strength sigma (noise std it removes)", min=1e-4,
+                         max=1.0, step=0.005)
+    lam: float = param(1.0, "RED weight lambda", min=0.0, max=1e3, step=0.1)
+    step_scale: float = param(1.0, "step as a fraction of 1 / (||A||^2 + lam)", min=1e-3,
+                              max=1.99, step=0.1)
+    iters: int = param(100, "iterations", min=1, max=100000)
+
+
+@register_method("red", REDParams)
+@torch.no_grad()
+def red(y: Tensor, op: Any, p: REDParams, *, x0: Tensor | None = None,
+        generator: torch.Generator | None = None) -> Iterator[IterState]:
+    r"""Regularisation by denoising (RED, steepest descent).
+
+    .. math::
+
+        x_{k+1} = x_k - \mu\big(A^H(Ax_k - y) + \lambda (x_k - D(x_k, \sigma))\big),
+        \qquad \mu = s / (\|A\|^2 + \lambda),
+
+    the gradient of :math:`\tfrac12\|Ax - y\|^2 + \tfrac\lambda2 x^\top(x - D(x))` under
+    RED's assumptions on :math:`D` (local homogeneity, symmetric Jacobian); for a
+    non-expansive :math:`D` the step bound makes it stable. Started from :math:`A^H y`.
+    """
+    den = _denoiser(p.denoiser)
+    sigma = _positive("red sigma", p.sigma)
+    lam = float(p.lam)
+    if not math.isfinite(lam) or lam < 0:
+        raise InputError(f"red lam must be >= 0, got {lam}")
+    y, x0 = prepare(y, op, x0)
+    mu = _positive("red step_scale", p.step_scale) / (_lipschitz(op, "red") + lam)
+    x = op.A_adjoint(y) if x0 is None else x0
+    ax = op.A(x)
+    state = None
+    for k in range(1, p.iters + 1):
+        g = op.A_adjoint(ax - y) + lam * (x - den(x, sigma))
+        x_new = x - mu * g
+        check_finite(x_new, "red", k, "lower step_scale (check op.norm()) or lam")
+        change = _rel_change(x_new, x)
+        x, ax = x_new, op.A(x_new)
+        state = IterState(k, p.iters, x, {}, {"residual": relative_residual(ax, y),
+                                              "rel_change": change})
+        yield state
+    return state

@@ -1,0 +1,40 @@
+"""Network architectures (torch only) and the shipped-weights registry.
+
+* :class:`DRUNet`: noise-conditional residual U-Net (plug-and-play denoiser);
+* :class:`DnCNN`: light residual denoiser with a noise-level input;
+* :class:`UNet`: plain end-to-end U-Net;
+* :class:`MCNN`: multi-column (multi-scale kernel) CNN;
+* :func:`load_model` / :func:`save_model`: weights and their manifest (no downloads).
+"""
+
+from .dncnn import DnCNN
+from .drunet import DRUNet
+from .mcnn import MCNN
+from .padding import (
+    apply_real_network,
+    channels_to_complex,
+    complex_to_channels,
+    crop,
+    pad_to_multiple,
+)
+from .registry import (
+    ARCHITECTURES,
+    WEIGHTS_DIR,
+    WeightsEntry,
+    entry_dict,
+    load_model,
+    load_model_file,
+    read_manifest,
+    save_model,
+)
+from .unet import UNet
+
+__all__ = ["DRUNet", "DnCNN", "UNet", "MCNN", "pad_to_multiple", "crop",
+           "complex_to_channels", "channels_to_complex", "apply_real_network",
+           "ARCHITECTURES", "WEIGHTS_DIR", "WeightsEntry", "entry_dict", "load_model",
+           "load_model_file", "read_manifest", "save_model", "count_parameters"]
+
+
+def count_parameters(model) -> int:  # noqa: ANN001 - any nn.Module
+    """Number of trainable parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
