@@ -28,7 +28,8 @@ def _run(code: str) -> str:
 def test_core_engine_api_cli_import_without_qt_or_napari():
     code = BLOCKER + """
 import napari_invrec.core.operators, napari_invrec.core.methods, napari_invrec.core.analysis
-import napari_invrec.core.data
+import napari_invrec.core.data, napari_invrec.core.models, napari_invrec.core.training
+import napari_invrec.core.denoisers, napari_invrec.core.wavelets
 import napari_invrec.engine.runner, napari_invrec.engine.stack, napari_invrec.engine.layers
 import napari_invrec.api, napari_invrec.cli
 print("ok")
