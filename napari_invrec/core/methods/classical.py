@@ -179,17 +179,23 @@ def tikhonov(y: Tensor, op: Any, p: TikhonovParams, *, x0: Tensor | None = None,
 
     Objective :math:`\tfrac12\|Ax-y\|^2 + \tfrac\lambda2\|x\|^2` (mean over the batch).
     """
-    lam = float(p.lam)
-    if lam < 0:
-        raise InputError(f"tikhonov lam must be >= 0, got {lam}")
+    return (yield from ridge_cg("tikhonov", y, op, float(p.lam), p.iters, p.tol, x0))
+
+
+def ridge_cg(name: str, y: Tensor, op: Any, lam: float, iters: int, tol: float,
+             x0: Tensor | None) -> Iterator[IterState]:
+    r"""CG on :math:`(A^H A + \lambda I) x = A^H y` from ``x0`` (or zero), one state per CG
+    iteration, objective :math:`\tfrac12\|Ax-y\|^2 + \tfrac\lambda2\|x\|^2` (shared by
+    ``tikhonov`` and ``sense-cg``)."""
+    if not lam >= 0:
+        raise InputError(f"{name} lam must be >= 0, got {lam}")
 
     def objective(x: Tensor, ax: Tensor) -> float:
         return float((0.5 * bnorm(ax - y) ** 2 + 0.5 * lam * bnorm(x) ** 2).mean())
 
     y, x0 = prepare(y, op, x0)
     b = op.A_adjoint(y)
-    steps = cg_iter(lambda x: op.AtA(x) + lam * x, b, x0, tol=p.tol, maxiter=p.iters)
+    steps = cg_iter(lambda x: op.AtA(x) + lam * x, b, x0, tol=tol, maxiter=iters)
     start = x0 if x0 is not None else torch.zeros_like(b)
-    state = yield from _cg_states("tikhonov", steps, p.iters, start, y, lambda x: x, op,
-                                  objective)
+    state = yield from _cg_states(name, steps, iters, start, y, lambda x: x, op, objective)
     return state

@@ -34,11 +34,9 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
-from ..linalg import bnorm, cg_iter
 from ..params import param
 from ..state import IterState
-from .classical import _cg_states, _metrics, check_finite, prepare
+from .classical import _metrics, check_finite, prepare, ridge_cg
 from .registry import register_method
 
 Tensor = torch.Tensor
@@ -93,17 +91,4 @@ def sense_cg(y: Tensor, op: Any, p: SenseCGParams, *, x0: Tensor | None = None,
     Objective :math:`\tfrac12\|Ax-y\|^2 + \tfrac\lambda2\|x\|^2` (mean over the batch); starts
     from ``x0`` if given, else from zero.
     """
-    lam = float(p.lam)
-    if not lam >= 0:
-        raise InputError(f"sense-cg lam must be >= 0, got {lam}")
-
-    def objective(x: Tensor, ax: Tensor) -> float:
-        return float((0.5 * bnorm(ax - y) ** 2 + 0.5 * lam * bnorm(x) ** 2).mean())
-
-    y, x0 = prepare(y, op, x0)
-    b = op.A_adjoint(y)
-    steps = cg_iter(lambda x: op.AtA(x) + lam * x, b, x0, tol=p.tol, maxiter=p.iters)
-    start = x0 if x0 is not None else torch.zeros_like(b)
-    state = yield from _cg_states("sense-cg", steps, p.iters, start, y, lambda x: x, op,
-                                  objective)
-    return state
+    return (yield from ridge_cg("sense-cg", y, op, float(p.lam), p.iters, p.tol, x0))
