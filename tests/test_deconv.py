@@ -7,30 +7,22 @@ import functools
 import numpy as np
 import pytest
 import torch
+from helpers import run_method
 
 import napari_invrec.api as ir
 from napari_invrec.core.analysis import psnr
 from napari_invrec.core.data import shepp_logan
 from napari_invrec.core.errors import InputError
-from napari_invrec.core.methods import METHODS
 from napari_invrec.core.methods.blind import gaussian_kernel, kernel_width, project_simplex
 from napari_invrec.core.methods.tv_ops import tv
 from napari_invrec.core.operators import OPERATORS, NoiseParams, make_operator
 from napari_invrec.core.operators.blur import Blur
 from napari_invrec.core.operators.registry import operator_from_spec
-from napari_invrec.core.params import make_params
 
 
 def run(method: str, y, op, *, x0=None, **kw):
     """Drain a method: (list of yielded states, returned state)."""
-    spec = METHODS[method]
-    gen = spec.fn(y, op, make_params(spec.params, **kw), x0=x0)
-    states = []
-    while True:
-        try:
-            states.append(next(gen))
-        except StopIteration as stop:
-            return states, stop.value
+    return run_method(method, y, op, x0=x0, **kw)
 
 
 def phantom(n: int) -> torch.Tensor:

@@ -31,7 +31,7 @@ import napari_invrec.core.operators, napari_invrec.core.methods, napari_invrec.c
 import napari_invrec.core.data, napari_invrec.core.models, napari_invrec.core.training
 import napari_invrec.core.denoisers, napari_invrec.core.wavelets
 import napari_invrec.engine.runner, napari_invrec.engine.stack, napari_invrec.engine.layers
-import napari_invrec.api, napari_invrec.cli
+import napari_invrec.api, napari_invrec.cli, napari_invrec.cli_train
 print("ok")
 """
     assert _run(code).strip() == "ok"

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import run_method
 
 from napari_invrec.core.analysis import psnr
 from napari_invrec.core.data import shepp_logan
@@ -43,16 +44,7 @@ def problem(op_name: str, n: int = N, sigma: float = SIGMA):
     return make_operator(op_name, (n, n)), x, y
 
 
-def run(method: str, y, op, *, x0=None, generator=None, **kw):
-    """Drain a method: (list of yielded states, returned state)."""
-    spec = METHODS[method]
-    gen = spec.fn(y, op, make_params(spec.params, **kw), x0=x0, generator=generator)
-    states = []
-    while True:
-        try:
-            states.append(next(gen))
-        except StopIteration as stop:
-            return states, stop.value
+run = run_method
 
 
 def final(method: str, y, op, **kw):

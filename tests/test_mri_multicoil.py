@@ -12,6 +12,7 @@ import functools
 import numpy as np
 import pytest
 import torch
+from helpers import run_method
 
 from napari_invrec.core.analysis import psnr
 from napari_invrec.core.data import shepp_logan
@@ -20,20 +21,14 @@ from napari_invrec.core.methods import METHODS
 from napari_invrec.core.operators import NoiseParams, make_operator
 from napari_invrec.core.operators.mri_multicoil import estimate_coil_maps, simulated_coil_maps
 from napari_invrec.core.operators.registry import operator_arrays, operator_from_spec
-from napari_invrec.core.params import make_params
 
 N = 64
 
 
 def final(method: str, y, op, **kw):
-    spec = METHODS[method]
-    gen = spec.fn(y, op, make_params(spec.params, **kw))
-    states = []
-    while True:
-        try:
-            states.append(next(gen))
-        except StopIteration as stop:
-            return stop.value, states
+    """(returned state, list of yielded states) of a drained method."""
+    states, last = run_method(method, y, op, **kw)
+    return last, states
 
 
 def rel_tv(u: np.ndarray) -> float:

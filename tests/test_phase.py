@@ -16,6 +16,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import run_method
 
 import napari_invrec.api as ir
 from napari_invrec.core.analysis import phase_aligned_error, psnr, residual
@@ -48,15 +49,8 @@ def crandn(shape, seed=0):
 
 
 def run(method, y, op, seed=0, x0=None, **kw):
-    spec = METHODS[method]
-    gen = spec.fn(y, op, make_params(spec.params, **kw), x0=x0,
-                  generator=torch.Generator().manual_seed(seed))
-    states = []
-    while True:
-        try:
-            states.append(next(gen))
-        except StopIteration as stop:
-            return states, stop.value
+    return run_method(method, y, op, x0=x0, generator=torch.Generator().manual_seed(seed),
+                      **kw)
 
 
 def clean(op, x):

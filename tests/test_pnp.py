@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from helpers import run_method
 
 from napari_invrec.core.analysis import psnr
 from napari_invrec.core.data import shepp_logan
@@ -28,15 +29,7 @@ def problem(op_name: str, n: int = 64):
     return op, x, op.measure(x, NoiseParams(sigma=SIGMA, seed=1))
 
 
-def run(method: str, y, op, **kw):
-    spec = METHODS[method]
-    gen = spec.fn(y, op, make_params(spec.params, **kw))
-    states = []
-    while True:
-        try:
-            states.append(next(gen))
-        except StopIteration as stop:
-            return states, stop.value
+run = run_method
 
 
 # Deblurring this phantom at noise 0.02 wants a weak prior (TV weight ~0.001-0.002, as for

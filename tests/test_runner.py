@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import drain
 
 from napari_invrec.core.data import shepp_logan
 from napari_invrec.core.errors import DivergenceError
@@ -9,14 +10,7 @@ from napari_invrec.core.methods import get_method
 from napari_invrec.core.operators import make_operator
 from napari_invrec.engine.runner import run
 
-
-def _drain(gen):
-    progs = []
-    while True:
-        try:
-            progs.append(next(gen))
-        except StopIteration as stop:
-            return progs, stop.value
+_drain = drain
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,13 @@ import functools
 import numpy as np
 import pytest
 import torch
+from helpers import run_method
 
 from napari_invrec.core.analysis import psnr
 from napari_invrec.core.data import camera, shepp_logan
 from napari_invrec.core.errors import DivergenceError, InputError
-from napari_invrec.core.methods import METHODS
 from napari_invrec.core.methods.sparsity import soft_threshold
 from napari_invrec.core.operators import NoiseParams, make_operator
-from napari_invrec.core.params import make_params
 from napari_invrec.core.wavelets import dwt2, idwt2
 
 IMAGES = {"camera": camera, "shepp_logan": shepp_logan}
@@ -33,16 +32,7 @@ def problem(op_name: str, image: str = "shepp_logan", n: int = 64):
     return make_operator(op_name, (n, n)), x, y
 
 
-def run(method: str, y, op, **kw):
-    """Drain a method: (list of yielded states, returned state)."""
-    spec = METHODS[method]
-    gen = spec.fn(y, op, make_params(spec.params, **kw))
-    states = []
-    while True:
-        try:
-            states.append(next(gen))
-        except StopIteration as stop:
-            return states, stop.value
+run = run_method
 
 
 def final(method: str, y, op, **kw):

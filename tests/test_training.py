@@ -272,9 +272,9 @@ def test_end_to_end_on_a_blur_operator_learns():
 
 # ---------------------------------------------------------------- CLI
 def test_cli_train_writes_weights_and_sidecar(tmp_path, monkeypatch, capsys):
-    from napari_invrec import cli
+    from napari_invrec import cli, cli_train
 
-    monkeypatch.setattr(cli, "_architecture", lambda name: TinyCond)
+    monkeypatch.setattr(cli_train, "architecture", lambda name: TinyCond)
     out = tmp_path / "tiny.pt"
     argv = ["train", "--task", "denoiser", "--arch", "tiny", "--data", "atoms", "--steps",
             "5", "--batch", "2", "--patch", "16", "--sigma-max", "0.1", "--seed", "2",
@@ -301,14 +301,14 @@ def test_cli_train_writes_weights_and_sidecar(tmp_path, monkeypatch, capsys):
     (["--arch", "tiny", "--data", "skimage:brain"], "not allowed"),
 ])
 def test_cli_train_errors_exit_2(extra, match, tmp_path, monkeypatch, capsys):
-    from napari_invrec import cli
+    from napari_invrec import cli, cli_train
 
-    real = cli._architecture
+    real = cli_train.architecture
 
     def lookup(name):
         return TinyCond if name == "tiny" else real(name)
 
-    monkeypatch.setattr(cli, "_architecture", lookup)
+    monkeypatch.setattr(cli_train, "architecture", lookup)
     argv = ["train", "--steps", "2", "--out", str(tmp_path / "m.pt"), *extra]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()

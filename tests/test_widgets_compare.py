@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import drain
 
 from napari_invrec import api
 from napari_invrec.engine.compare import ERROR, NULL_SPACE, find_runs, metric_rows
@@ -14,11 +15,7 @@ pytestmark = pytest.mark.gui
 
 
 def _drain(gen):
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(gen)[1]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ The module also holds the helpers every method shares (:func:`prepare`, :func:`r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,8 +34,9 @@ from .registry import register_method
 
 Tensor = torch.Tensor
 
-__all__ = ["prepare", "relative_residual", "check_finite", "adjoint", "min_norm", "tikhonov",
-           "AdjointParams", "MinNormParams", "TikhonovParams"]
+__all__ = ["prepare", "relative_residual", "check_finite", "lipschitz", "rel_change",
+           "ridge_cg", "adjoint", "min_norm", "tikhonov", "AdjointParams", "MinNormParams",
+           "TikhonovParams"]
 
 
 # ---------------------------------------------------------------------- shared helpers
@@ -69,6 +71,21 @@ def relative_residual(ax: Tensor, y: Tensor) -> float:
     r"""Mean over the batch of :math:`\|A x - y\| / \|y\|` (given :math:`A x`)."""
     tiny = torch.finfo(ax.real.dtype).tiny
     return float((bnorm(ax - y) / bnorm(y).clamp_min(tiny)).mean())
+
+
+def lipschitz(op: Any, method: str) -> float:
+    """:math:`\\|A\\|^2` (the data term's gradient Lipschitz constant) from ``op.norm()``,
+    checked."""
+    n = float(op.norm())
+    if not math.isfinite(n) or n <= 0:
+        raise InputError(f"{method}: operator norm {n} is not a positive number; check the "
+                         "operator (an all-zero mask or kernel?)")
+    return n * n
+
+
+def rel_change(new: Tensor, old: Tensor) -> float:
+    """Largest per-batch :math:`\\|x_{new} - x_{old}\\| / \\|x_{old}\\|`."""
+    return float((bnorm(new - old) / bnorm(old).clamp_min(1e-12)).max())
 
 
 def check_finite(x: Tensor, method: str, step: int, advice: str) -> None:

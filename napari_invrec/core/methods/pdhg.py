@@ -32,9 +32,9 @@ import torch
 from ..errors import DivergenceError, InputError
 from ..params import param
 from ..state import IterState
-from .classical import check_finite, prepare, relative_residual
+from .classical import check_finite, lipschitz, prepare, rel_change, relative_residual
 from .registry import register_method
-from .tv import _lipschitz, _objective, _rel_change
+from .tv import _objective
 from .tv_ops import GRAD_NORM_SQ, grad, grad_adjoint, grad_magnitude
 
 Tensor = torch.Tensor
@@ -127,7 +127,7 @@ def tv_pdhg(y: Tensor, op: Any, p: TVPDHGParams, *, x0: Tensor | None = None,
     if not float(p.tau_scale) > 0:
         raise InputError(f"tv-pdhg tau_scale must be > 0, got {p.tau_scale}")
     y, x0 = prepare(y, op, x0)
-    a2 = _lipschitz(op, "tv-pdhg")
+    a2 = lipschitz(op, "tv-pdhg")
     tau = float(p.tau_scale) / a2
     sigma = 0.99 / (tau * (a2 + GRAD_NORM_SQ))
     aty = op.A_adjoint(y)
@@ -160,7 +160,7 @@ def tv_pdhg(y: Tensor, op: Any, p: TVPDHGParams, *, x0: Tensor | None = None,
         dual = _relative(((v - v_new) / sigma + axb - ax_new,
                           (q - q_new) / sigma + dxb - dx_new), y)
         obj = _objective(ax_new, y, lam, grad_magnitude(dx_new).flatten(1).sum(1))
-        change = _rel_change(x_new, x)
+        change = rel_change(x_new, x)
         xb, axb = 2.0 * x_new - x, 2.0 * ax_new - ax
         x, ax, v, q = x_new, ax_new, v_new, q_new
         last = k == p.iters or change < p.tol

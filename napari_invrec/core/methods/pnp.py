@@ -38,7 +38,7 @@ from ..errors import InputError
 from ..linalg import bnorm, conjugate_gradient
 from ..params import param
 from ..state import IterState
-from .classical import check_finite, prepare, relative_residual
+from .classical import check_finite, lipschitz, prepare, rel_change, relative_residual
 from .registry import register_method
 
 Tensor = torch.Tensor
@@ -55,12 +55,6 @@ def _denoiser(name: str) -> Any:
     return get_denoiser(name)
 
 
-def _lipschitz(op: Any, method: str) -> float:
-    n = float(op.norm())
-    if not math.isfinite(n) or n <= 0:
-        raise InputError(f"{method}: operator norm {n} is not a positive number; check the "
-                         "operator (an all-zero mask or kernel?)")
-    return n * n
 
 
 def _is_projection(op: Any, like: Tensor) -> bool:
@@ -94,8 +88,6 @@ def normal_solver(op: Any, like: Tensor, cg_iters: int
                                                 tol=1e-6, maxiter=cg_iters)
 
 
-def _rel_change(new: Tensor, old: Tensor) -> float:
-    return float((bnorm(new - old) / bnorm(old).clamp_min(1e-12)).max())
 
 
 def _positive(name: str, value: float) -> float:
@@ -135,14 +127,14 @@ def pnp_pgd(y: Tensor, op: Any, p: PnPPGDParams, *, x0: Tensor | None = None,
     den = _denoiser(p.denoiser)
     sigma = _positive("pnp-pgd sigma", p.sigma)
     y, x0 = prepare(y, op, x0)
-    tau = _positive("pnp-pgd tau_scale", p.tau_scale) / _lipschitz(op, "pnp-pgd")
+    tau = _positive("pnp-pgd tau_scale", p.tau_scale) / lipschitz(op, "pnp-pgd")
     x = op.A_adjoint(y) if x0 is None else x0
     ax = op.A(x)
     state = None
     for k in range(1, p.iters + 1):
         x_new = den(x - tau * op.A_adjoint(ax - y), sigma)
         check_finite(x_new, "pnp-pgd", k, "lower tau_scale (check op.norm()) or sigma")
-        change = _rel_change(x_new, x)
+        change = rel_change(x_new, x)
         x, ax = x_new, op.A(x_new)
         state = IterState(k, p.iters, x, {}, {"residual": relative_residual(ax, y),
                                               "rel_change": change})
@@ -194,7 +186,7 @@ def pnp_admm(y: Tensor, op: Any, p: PnPADMMParams, *, x0: Tensor | None = None,
         check_finite(z_new, "pnp-admm", k, "raise rho or cg_iters; check the operator's "
                      "adjoint")
         u = u + x - z_new
-        change = _rel_change(z_new, z)
+        change = rel_change(z_new, z)
         z = z_new
         prim = float((bnorm(x - z) / bnorm(z).clamp_min(1e-12)).mean())
         state = IterState(k, p.iters, z, {}, {"residual": relative_residual(op.A(z), y),
@@ -314,7 +306,7 @@ def red(y: Tensor, op: Any, p: REDParams, *, x0: Tensor | None = None,
     if not math.isfinite(lam) or lam < 0:
         raise InputError(f"red lam must be >= 0, got {lam}")
     y, x0 = prepare(y, op, x0)
-    mu = _positive("red step_scale", p.step_scale) / (_lipschitz(op, "red") + lam)
+    mu = _positive("red step_scale", p.step_scale) / (lipschitz(op, "red") + lam)
     x = op.A_adjoint(y) if x0 is None else x0
     ax = op.A(x)
     state = None
@@ -322,7 +314,7 @@ def red(y: Tensor, op: Any, p: REDParams, *, x0: Tensor | None = None,
         g = op.A_adjoint(ax - y) + lam * (x - den(x, sigma))
         x_new = x - mu * g
         check_finite(x_new, "red", k, "lower step_scale (check op.norm()) or lam")
-        change = _rel_change(x_new, x)
+        change = rel_change(x_new, x)
         x, ax = x_new, op.A(x_new)
         state = IterState(k, p.iters, x, {}, {"residual": relative_residual(ax, y),
                                               "rel_change": change})

@@ -36,9 +36,8 @@ from ..linalg import bnorm
 from ..params import param
 from ..state import IterState
 from ..wavelets import approx_shape, check_wavelet, dwt2, idwt2, pad_symmetric, padded_size
-from .classical import check_finite, prepare, relative_residual
+from .classical import check_finite, lipschitz, prepare, rel_change, relative_residual
 from .registry import register_method
-from .tv import _lipschitz, _rel_change
 
 Tensor = torch.Tensor
 
@@ -104,7 +103,7 @@ def wavelet_fista(y: Tensor, op: Any, p: WaveletFistaParams, *, x0: Tensor | Non
     h, w = op.shape
     hp, wp = padded_size(h, levels), padded_size(w, levels)
     ha, wa = approx_shape(hp, wp, levels)
-    s = 1.0 / _lipschitz(op, "wavelet-fista")
+    s = 1.0 / lipschitz(op, "wavelet-fista")
 
     shifts = torch.Generator().manual_seed(0)
 
@@ -141,7 +140,7 @@ def wavelet_fista(y: Tensor, op: Any, p: WaveletFistaParams, *, x0: Tensor | Non
         beta = (t - 1.0) / t_new
         z = u_new + beta * (u_new - u)
         az = au_new + beta * (au_new - au)
-        change = _rel_change(u_new[..., :h, :w], u[..., :h, :w])
+        change = rel_change(u_new[..., :h, :w], u[..., :h, :w])
         u, au, t = u_new, au_new, t_new
         last = k == p.iters or change < p.tol
         state = IterState(k, k if last else p.iters, u[..., :h, :w].contiguous(), {},

@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..linalg import bnorm, conjugate_gradient
 from ..params import param
 from ..state import IterState
-from .classical import check_finite, prepare, relative_residual
+from .classical import check_finite, lipschitz, prepare, rel_change, relative_residual
 from .registry import register_method
 from .tv_ops import (
     GRAD_NORM_SQ,
@@ -51,17 +51,8 @@ def _objective(ax: Tensor, y: Tensor, lam: float, tv_x: Tensor) -> Tensor:
     return 0.5 * bnorm(ax - y).flatten() ** 2 + lam * tv_x
 
 
-def _rel_change(new: Tensor, old: Tensor) -> float:
-    return float((bnorm(new - old) / bnorm(old).clamp_min(1e-12)).max())
 
 
-def _lipschitz(op: Any, method: str) -> float:
-    """:math:`\\|A\\|^2` from ``op.norm()``, checked."""
-    n = float(op.norm())
-    if not math.isfinite(n) or n <= 0:
-        raise InputError(f"{method}: operator norm {n} is not a positive number; check the "
-                         "operator (an all-zero mask or kernel?)")
-    return n * n
 
 
 # ---------------------------------------------------------------------- FISTA
@@ -101,7 +92,7 @@ def tv_fista(y: Tensor, op: Any, p: TVFistaParams, *, x0: Tensor | None = None,
         raise InputError("tv-fista nonneg applies to real images only; turn it off for "
                          f"the complex operator {op.name!r}")
     y, x0 = prepare(y, op, x0)
-    s = 1.0 / _lipschitz(op, "tv-fista")
+    s = 1.0 / lipschitz(op, "tv-fista")
     x = op.A_adjoint(y) if x0 is None else x0
     if p.nonneg:
         x = x.clamp_min(0.0)
@@ -119,7 +110,7 @@ def tv_fista(y: Tensor, op: Any, p: TVFistaParams, *, x0: Tensor | None = None,
         beta = (t - 1.0) / t_new
         z = x_new + beta * (x_new - x)
         az = ax_new + beta * (ax_new - ax)
-        change = _rel_change(x_new, x)
+        change = rel_change(x_new, x)
         x, ax, t = x_new, ax_new, t_new
         last = k == p.iters or change < p.tol
         state = IterState(k, k if last else p.iters, x, {},
@@ -185,7 +176,7 @@ def tv_admm(y: Tensor, op: Any, p: TVADMMParams, *, x0: Tensor | None = None,
         u = u + dx - z
         ax = op.A(x_new)
         obj = _objective(ax, y, lam, grad_magnitude(dx).flatten(1).sum(1))
-        change = _rel_change(x_new, x)
+        change = rel_change(x_new, x)
         x = x_new
         last = k == p.iters or change < p.tol
         prim = float((bnorm(dx - z) / bnorm(dx).clamp_min(1e-12)).mean())
@@ -256,7 +247,7 @@ def langevin_tv(y: Tensor, op: Any, p: LangevinTVParams, *, x0: Tensor | None = 
                          "raise iters or lower burn_in")
     y, x0 = prepare(y, op, x0)
     b = y.shape[0]
-    lip = (_lipschitz(op, "langevin-tv") + lam * GRAD_NORM_SQ / eps) / sig2
+    lip = (lipschitz(op, "langevin-tv") + lam * GRAD_NORM_SQ / eps) / sig2
     delta = float(p.step_scale) / lip
     noise_scale = math.sqrt(2.0 * delta)
     start = op.A_adjoint(y) if x0 is None else x0
