@@ -108,6 +108,8 @@ def _option_names(op_cls: type | None, m_cls: type | None) -> dict[tuple[str, st
 
 def _add_fields(parser: argparse.ArgumentParser, cls: type, owner: str,
                 names: dict[tuple[str, str], str], title: str) -> None:
+    from .core.params import choices_of
+
     group = parser.add_argument_group(title)
     for f in dataclasses.fields(cls):
         opt = names[(owner, f.name)]
@@ -123,7 +125,8 @@ def _add_fields(parser: argparse.ArgumentParser, cls: type, owner: str,
                                help=f"{doc} (default {f.default})")
         else:
             kind = type(f.default)
-            extra = {"choices": list(meta["choices"])} if meta.get("choices") else {}
+            allowed = choices_of(meta)
+            extra = {"choices": list(allowed)} if allowed else {}
             rng = ""
             if meta.get("min") is not None or meta.get("max") is not None:
                 rng = f", range [{meta.get('min')}, {meta.get('max')}]"

@@ -21,3 +21,18 @@ def wait_idle(qtbot):
         qtbot.waitUntil(lambda: not widget.controller.running, timeout=timeout)
 
     return wait
+
+
+# --------------------------------------------------------------------- user weights
+@pytest.fixture(autouse=True, scope="session")
+def _user_weights_in_tmp(tmp_path_factory):
+    """Weights trained by tests go to a temporary user folder, never ~/.napari-invrec."""
+    import os
+
+    old = os.environ.get("NAPARI_INVREC_WEIGHTS")
+    os.environ["NAPARI_INVREC_WEIGHTS"] = str(tmp_path_factory.mktemp("user_weights"))
+    yield
+    if old is None:
+        os.environ.pop("NAPARI_INVREC_WEIGHTS", None)
+    else:
+        os.environ["NAPARI_INVREC_WEIGHTS"] = old

@@ -28,7 +28,7 @@ from typing import Any
 from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, SpinBox, Widget
 
 from ..core.errors import InputError
-from ..core.params import make_params
+from ..core.params import choices_of, make_params
 
 __all__ = ["ParamsForm", "applicable_values", "format_float", "gui_fields"]
 
@@ -121,7 +121,9 @@ def _make_widget(f: dataclasses.Field, kind: str) -> Widget:
     m = f.metadata
     common = {"name": f.name, "label": f.name, "tooltip": _tooltip(f, kind)}
     if kind == "choice":
-        return ComboBox(value=f.default, choices=list(m["choices"]), **common)
+        allowed = list(choices_of(f) or ())
+        value = f.default if f.default in allowed else (allowed[0] if allowed else None)
+        return ComboBox(value=value, choices=allowed, **common)
     if kind == "bool":
         return CheckBox(value=f.default, **common)
     if kind == "int":

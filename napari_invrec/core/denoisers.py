@@ -24,7 +24,7 @@ import torch.nn.functional as nnf
 
 from .errors import InputError
 from .models.padding import channels_to_complex, complex_to_channels
-from .models.registry import load_model, read_manifest
+from .models.registry import load_model, weights_names
 
 Tensor = torch.Tensor
 
@@ -163,8 +163,7 @@ BUILTIN: dict[str, type] = {"tv": TVDenoiser, "gaussian": GaussianDenoiser}
 
 def denoiser_names(manifest: Any = None) -> tuple[str, ...]:
     """Built-in denoisers plus the noise-conditional networks of the weights manifest."""
-    nets = tuple(n for n, e in sorted(read_manifest(manifest).items())
-                 if e.architecture in ("drunet", "dncnn"))
+    nets = weights_names(task="denoiser", architectures=("drunet", "dncnn"), manifest=manifest)
     return tuple(BUILTIN) + nets
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["param", "to_dict", "from_dict", "field_docs", "array_fingerprint"]
+__all__ = ["param", "to_dict", "from_dict", "field_docs", "array_fingerprint", "choices_of"]
 
 
 def param(
@@ -24,7 +24,7 @@ def param(
     min: float | None = None,  # noqa: A002 - mirrors the GUI vocabulary
     max: float | None = None,  # noqa: A002
     step: float | None = None,
-    choices: tuple | None = None,
+    choices: tuple | Any = None,
     gui: bool = True,
     when: dict | None = None,
 ) -> Any:
@@ -39,7 +39,9 @@ def param(
     min, max, step
         Bounds and step for numeric widgets; also checked by :func:`validate`.
     choices
-        Allowed values for a string parameter (rendered as a combo box).
+        Allowed values for a string parameter (rendered as a combo box), or a callable
+        returning them when they change at run time (e.g. the installed network weights);
+        read them with :func:`choices_of`.
     gui
         ``False`` hides the field from generated forms (e.g. an array set from a layer).
     when
@@ -49,6 +51,16 @@ def param(
     meta = {"doc": doc, "min": min, "max": max, "step": step, "choices": choices,
             "gui": gui, "when": when}
     return dataclasses.field(default=default, metadata=meta)
+
+
+def choices_of(f: Any) -> tuple | None:
+    """Allowed values of a field (a ``dataclasses.Field`` or its metadata), calling a
+    callable ``choices``; ``None`` when the field has none."""
+    m = f.metadata if isinstance(f, dataclasses.Field) else f
+    c = m.get("choices")
+    if callable(c):
+        c = c()
+    return tuple(c) if c else None
 
 
 def array_fingerprint(a: Any) -> dict:
@@ -96,7 +108,9 @@ def make_params(cls: type, **kwargs: Any) -> Any:
     Raises
     ------
     InputError
-        If a keyword is not a field of ``cls``, or a value violates ``min``/``max``/``choices``.
+        If a keyword is not a field of ``cls``, or a value violates ``min``/``max``/``choices``
+        (fixed choices only: callable ones, such as installed weights, are checked by whoever
+        loads them, with a message saying how to get them).
     """
     from .errors import InputError
 
@@ -110,8 +124,9 @@ def make_params(cls: type, **kwargs: Any) -> Any:
     for name, f in fields.items():
         v = getattr(p, name)
         m = f.metadata
-        if m.get("choices") and v not in m["choices"]:
-            raise InputError(f"{name}={v!r} is not one of {list(m['choices'])}")
+        allowed = None if callable(m.get("choices")) else choices_of(m)
+        if allowed and v not in allowed:
+            raise InputError(f"{name}={v!r} is not one of {list(allowed)}")
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             if m.get("min") is not None and v < m["min"]:
                 raise InputError(f"{name}={v} is below its minimum {m['min']}")

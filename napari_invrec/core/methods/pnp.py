@@ -46,7 +46,6 @@ Tensor = torch.Tensor
 __all__ = ["pnp_pgd", "pnp_admm", "dpir", "red", "dpir_schedule", "normal_solver",
            "PnPPGDParams", "PnPADMMParams", "DPIRParams", "REDParams"]
 
-DENOISERS = denoiser_names()
 _DEN_DOC = "denoiser: tv / gaussian need no weights; a network needs its shipped weights"
 
 
@@ -102,7 +101,7 @@ def _positive(name: str, value: float) -> float:
 class PnPPGDParams:
     r"""Plug-and-play proximal gradient :math:`x \leftarrow D(x - \tau A^H(Ax-y), \sigma)`."""
 
-    denoiser: str = param("tv", _DEN_DOC, choices=DENOISERS)
+    denoiser: str = param("tv", _DEN_DOC, choices=denoiser_names)
     sigma: float = param(0.02, "denoiser strength sigma (noise std it removes)", min=1e-4,
                          max=1.0, step=0.005)
     tau_scale: float = param(1.0, "gradient step tau as a fraction of 1/||A||^2 (< 2)",
@@ -147,7 +146,7 @@ def pnp_pgd(y: Tensor, op: Any, p: PnPPGDParams, *, x0: Tensor | None = None,
 class PnPADMMParams:
     r"""Plug-and-play ADMM on the splitting :math:`x = z`."""
 
-    denoiser: str = param("tv", _DEN_DOC, choices=DENOISERS)
+    denoiser: str = param("tv", _DEN_DOC, choices=denoiser_names)
     sigma: float = param(0.02, "denoiser strength sigma (noise std it removes)", min=1e-4,
                          max=1.0, step=0.005)
     rho: float = param(1.0, "ADMM penalty rho (data step: (A^H A + rho I) x = ...)",
@@ -220,7 +219,7 @@ def dpir_schedule(sigma_max: float, sigma: float, iters: int) -> list[float]:
 class DPIRParams:
     r"""Deep plug-and-play image restoration: HQS with a decreasing denoiser strength."""
 
-    denoiser: str = param("tv", _DEN_DOC, choices=DENOISERS)
+    denoiser: str = param("tv", _DEN_DOC, choices=denoiser_names)
     sigma: float = param(0.02, "noise level of the measurement (std); the schedule ends there",
                          min=1e-4, max=1.0, step=0.005)
     sigma_max: float = param(0.2, "first denoiser strength (the schedule starts there)",
@@ -276,7 +275,7 @@ def dpir(y: Tensor, op: Any, p: DPIRParams, *, x0: Tensor | None = None,
 class REDParams:
     r"""Regularisation by denoising, gradient descent."""
 
-    denoiser: str = param("tv", _DEN_DOC, choices=DENOISERS)
+    denoiser: str = param("tv", _DEN_DOC, choices=denoiser_names)
     sigma: float = param(0.02, "denoiser strength sigma (noise std it removes)", min=1e-4,
                          max=1.0, step=0.005)
     lam: float = param(1.0, "RED weight lambda", min=0.0, max=1e3, step=0.1)

@@ -25,14 +25,18 @@ from .registry import (
     load_model,
     load_model_file,
     read_manifest,
+    register_weights,
     save_model,
+    user_weights_dir,
+    weights_names,
 )
 from .unet import UNet
 
 __all__ = ["DRUNet", "DnCNN", "UNet", "MCNN", "pad_to_multiple", "crop",
            "complex_to_channels", "channels_to_complex", "apply_real_network",
            "ARCHITECTURES", "WEIGHTS_DIR", "WeightsEntry", "entry_dict", "load_model",
-           "load_model_file", "read_manifest", "save_model", "count_parameters"]
+           "load_model_file", "read_manifest", "save_model", "count_parameters",
+           "register_weights", "user_weights_dir", "weights_names"]
 
 
 def count_parameters(model) -> int:  # noqa: ANN001 - any nn.Module

@@ -14,12 +14,20 @@ Weights live in ``napari_invrec/models/weights/`` next to a ``manifest.json``::
 A weights file is a ``torch.save`` dict ``{"architecture", "kwargs", "state_dict", "meta"}``
 (loadable with ``weights_only=True``). Nothing is ever downloaded: a missing file is an
 :class:`~..errors.InputError` that says how to train it.
+
+Weights a user trains (``napari-invrec train --register``, the Train widget) go to a second,
+writable manifest in :func:`user_weights_dir` (``$NAPARI_INVREC_WEIGHTS`` or
+``~/.napari-invrec/weights``). :func:`read_manifest` without a path merges both, shipped
+entries first; a user entry may not reuse a shipped name. ``task`` says what an entry is for
+(``"denoiser"``, ``"end-to-end"``, ``"unrolled"``) and ``operator`` the operator spec
+(``{"name", "params"}``) a network trained for one operator configuration expects.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +43,7 @@ from .unet import UNet
 
 __all__ = ["ARCHITECTURES", "WEIGHTS_DIR", "WeightsEntry", "read_manifest", "save_model",
            "load_model", "load_model_file", "architecture_name", "sha256_file", "entry_dict",
-           "train_hint"]
+           "train_hint", "user_weights_dir", "register_weights", "weights_names"]
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"drunet": DRUNet, "dncnn": DnCNN, "unet": UNet,
                                              "mcnn": MCNN}
@@ -56,6 +64,9 @@ class WeightsEntry:
     figures: list = field(default_factory=list)
     sha256: str = ""
     description: str = ""
+    task: str = "denoiser"
+    operator: dict | None = None
+    metrics: dict = field(default_factory=dict)
 
 
 def train_hint(name: str) -> str:
@@ -83,15 +94,14 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def read_manifest(path: str | Path | None = None) -> dict[str, WeightsEntry]:
-    """Entries of a manifest by name (``{}`` when the file does not exist).
+def user_weights_dir() -> Path:
+    """Folder of user-trained weights and their manifest (``$NAPARI_INVREC_WEIGHTS`` or
+    ``~/.napari-invrec/weights``)."""
+    env = os.environ.get("NAPARI_INVREC_WEIGHTS")
+    return Path(env).expanduser() if env else Path.home() / ".napari-invrec" / "weights"
 
-    Raises
-    ------
-    InputError
-        The manifest is not valid JSON or an entry lacks ``name``/``architecture``.
-    """
-    path = Path(path) if path is not None else WEIGHTS_DIR / "manifest.json"
+
+def _read_one(path: Path) -> dict[str, WeightsEntry]:
     if not path.is_file():
         return {}
     try:
@@ -100,7 +110,74 @@ def read_manifest(path: str | Path | None = None) -> dict[str, WeightsEntry]:
     except (ValueError, TypeError, AttributeError) as err:
         raise InputError(f"weights manifest {path} is malformed ({err}); fix or regenerate it "
                          "with `napari-invrec train`") from err
+    for e in entries:  # files relative to their own manifest
+        e.file = str(path.parent / e.file) if e.file else e.file
     return {e.name: e for e in entries}
+
+
+def read_manifest(path: str | Path | None = None) -> dict[str, WeightsEntry]:
+    """Entries of a manifest by name (``{}`` when the file does not exist); ``file`` is
+    resolved against the manifest's folder.
+
+    Without ``path``: the shipped manifest merged with the user manifest
+    (:func:`user_weights_dir`); shipped names win.
+
+    Raises
+    ------
+    InputError
+        The manifest is not valid JSON or an entry lacks ``name``/``architecture``.
+    """
+    if path is not None:
+        return _read_one(Path(path))
+    user = _read_one(user_weights_dir() / "manifest.json")
+    return user | _read_one(WEIGHTS_DIR / "manifest.json")
+
+
+def weights_names(*, task: str | None = None, architectures: tuple[str, ...] | None = None,
+                  operator: str | None = None, manifest: str | Path | None = None
+                  ) -> tuple[str, ...]:
+    """Sorted names of manifest entries with this ``task``, one of ``architectures`` and
+    trained for the operator family ``operator`` (each filter optional)."""
+    out = []
+    for name, e in read_manifest(manifest).items():
+        if task is not None and e.task != task:
+            continue
+        if architectures is not None and e.architecture not in architectures:
+            continue
+        if operator is not None and (e.operator or {}).get("name") != operator:
+            continue
+        out.append(name)
+    return tuple(sorted(out))
+
+
+def register_weights(entry: WeightsEntry, *, manifest: str | Path | None = None) -> Path:
+    """Add (or replace) ``entry`` in the user manifest (default in :func:`user_weights_dir`).
+
+    ``entry.file`` is stored relative to the manifest's folder when the file lies inside it.
+
+    Raises
+    ------
+    InputError
+        ``entry.name`` is a shipped network's name.
+    """
+    mpath = Path(manifest) if manifest is not None else user_weights_dir() / "manifest.json"
+    if manifest is None and entry.name in _read_one(WEIGHTS_DIR / "manifest.json"):
+        raise InputError(f"{entry.name!r} is a shipped network; pick another name")
+    mpath.parent.mkdir(parents=True, exist_ok=True)
+    entries = {n: asdict(e) for n, e in _read_one(mpath).items()}
+    rec = asdict(entry)
+    f = Path(rec["file"])
+    if f.is_absolute() and f.parent.resolve() == mpath.parent.resolve():
+        rec["file"] = f.name
+    entries[entry.name] = rec
+    for e in entries.values():
+        fe = Path(e["file"])
+        if fe.is_absolute() and fe.parent.resolve() == mpath.parent.resolve():
+            e["file"] = fe.name
+    tmp = mpath.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"weights": list(entries.values())}, indent=2) + "\n")
+    tmp.replace(mpath)
+    return mpath
 
 
 def save_model(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None
@@ -170,8 +247,8 @@ def load_model(name: str, *, manifest: str | Path | None = None,
                device: torch.device | str | None = None) -> nn.Module:
     """Load the shipped network ``name`` from the manifest (eval mode, on ``device``).
 
-    ``manifest`` defaults to ``napari_invrec/models/weights/manifest.json``; the entry's
-    ``file`` is relative to the manifest's folder.
+    ``manifest`` defaults to the shipped manifest merged with the user one (see
+    :func:`read_manifest`).
 
     Raises
     ------
@@ -179,14 +256,14 @@ def load_model(name: str, *, manifest: str | Path | None = None,
         No such entry, or its file is missing / corrupt / incompatible; the message says how
         to train the weights (``napari-invrec train ...``).
     """
-    mpath = Path(manifest) if manifest is not None else WEIGHTS_DIR / "manifest.json"
-    entries = read_manifest(mpath)
+    entries = read_manifest(manifest)
     if name not in entries:
         have = ", ".join(sorted(entries)) or "none installed"
-        raise InputError(f"no network weights named {name!r} (manifest {mpath}: {have}); "
+        where = manifest if manifest is not None else f"{WEIGHTS_DIR} and {user_weights_dir()}"
+        raise InputError(f"no network weights named {name!r} (manifests in {where}: {have}); "
                          f"{train_hint(name)}")
     entry = entries[name]
-    return load_model_file(mpath.parent / entry.file, entry=entry, device=device)
+    return load_model_file(entry.file, entry=entry, device=device)
 
 
 def entry_dict(entry: WeightsEntry) -> dict[str, Any]:
