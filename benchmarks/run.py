@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-SECTIONS = ("solver", "gui", "catalogue")
+SECTIONS = ("solver", "gui", "catalogue", "learned")
 
 
 def main(argv: list[str]) -> int:
@@ -29,6 +29,10 @@ def main(argv: list[str]) -> int:
         import bench_catalogue
 
         bench_catalogue.main(flags)
+    if "learned" in names:
+        import bench_learned
+
+        bench_learned.main(flags)
     return 0
 
 

@@ -1,139 +1,152 @@
-"""The ``napari-invrec train`` sub-command: train a network on allowed data and record how.
+"""The ``napari-invrec train`` sub-command, on the shared training engine.
 
-Writes the weights, a resumable checkpoint and ``OUT.json`` with the exact command line, seed,
-data spec and final figures (the record shipped weights keep beside them).
+The options become a :class:`~napari_invrec.engine.training.TrainSpec`;
+:func:`~napari_invrec.engine.training.run_training` checks it, trains, writes the weights, a
+resumable checkpoint and ``OUT.json`` (the exact command line, the spec, the final figures)
+and registers the weights in the user manifest, so ``napari-invrec reconstruct`` and the GUI
+can use them by name at once. Errors print one line and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
-from .cli import CLIError, write_sidecar
+from .cli import CLIError, read_array
+
+__all__ = ["add_train_parser", "cmd_train", "spec_from_args"]
 
 
 def add_train_parser(sub: Any) -> None:
     """Add the ``train`` sub-command to the sub-parsers ``sub``."""
-    p = sub.add_parser("train", help="train a network (learned prior) on allowed data",
-                       description="Train a network and write its weights, a checkpoint and "
-                       "a JSON sidecar OUT.json with the exact command, seed, data and final "
-                       "figures. Data: atoms, phantoms, mixed (synthetic), natural (the allowed "
-                       "scikit-image images), skimage:NAME[,NAME...] or folder:PATH.")
-    p.add_argument("--task", default="denoiser", choices=["denoiser"],
-                   help="what to train (default denoiser: supervised Gaussian denoiser)")
-    p.add_argument("--arch", required=True,
-                   help="architecture from napari_invrec.core.models (e.g. drunet, dncnn)")
+    from .engine.training import TASKS
+
+    p = sub.add_parser(
+        "train", help="train a network (learned prior) on allowed data",
+        description="Train a network, write its weights, a checkpoint and a JSON sidecar "
+        "OUT.json (exact command, spec, final figures) and register it in the user weights "
+        "manifest. Data: atoms, phantoms, mixed (synthetic), natural (the allowed "
+        "scikit-image images), skimage:NAME[,NAME...], folder:PATH, or file:PATH (a .tif/.png/"
+        ".npy image or (N, H, W) stack, e.g. the noisy data itself for noise2self).")
+    p.add_argument("--task", default="denoiser", choices=list(TASKS),
+                   help="denoiser: supervised Gaussian denoiser (default); noise2self: "
+                   "self-supervised denoiser from noisy images; end-to-end: post-processing "
+                   "network for one operator; unrolled: unrolled network for one operator")
+    p.add_argument("--arch", default="drunet",
+                   help="architecture from napari_invrec.core.models (default drunet)")
     p.add_argument("--arch-kwargs", default="{}", metavar="JSON",
                    help='constructor arguments as JSON, e.g. \'{"width": 16}\'')
     p.add_argument("--data", default="mixed", help="training data spec (default mixed)")
     p.add_argument("--steps", type=int, default=1000, help="optimiser steps (default 1000)")
     p.add_argument("--batch", type=int, default=16, help="patches per step (default 16)")
     p.add_argument("--patch", type=int, default=48, help="patch size in pixels (default 48)")
-    p.add_argument("--sigma-min", type=float, default=0.0,
-                   help="smallest training noise std (default 0)")
-    p.add_argument("--sigma-max", type=float, default=0.2,
-                   help="largest training noise std (default 0.2)")
     p.add_argument("--lr", type=float, default=1e-3,
                    help="initial Adam learning rate, cosine-decayed (default 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    p.add_argument("--val-every", type=int, default=50,
+    g = p.add_argument_group("denoisers")
+    g.add_argument("--sigma-min", type=float, default=0.0,
+                   help="denoiser: smallest training noise std (default 0)")
+    g.add_argument("--sigma-max", type=float, default=0.2,
+                   help="denoiser: largest training noise std (default 0.2)")
+    g.add_argument("--data-sigma", type=float, default=None,
+                   help="noise2self: noise std of the data for a noise-conditional network "
+                   "(default: estimated)")
+    g = p.add_argument_group("end-to-end and unrolled")
+    g.add_argument("--operator", help="operator family the network is trained for (e.g. blur)")
+    g.add_argument("--op-params", default="{}", metavar="JSON",
+                   help='operator parameters as JSON, e.g. \'{"sigma": 2.0}\'')
+    g.add_argument("--noise-sigma", type=float, default=0.01,
+                   help="Gaussian noise std of the simulated measurements (default 0.01)")
+    g.add_argument("--init", default="pinv", choices=["pinv", "adjoint"],
+                   help="initial reconstruction fed to an end-to-end network (default pinv)")
+    g = p.add_argument_group("output")
+    g.add_argument("--name", help="name the weights are registered under (default: the stem "
+                   "of --out)")
+    g.add_argument("--out", metavar="FILE",
+                   help="weights file (.pt; default NAME.pt in the user weights folder)")
+    g.add_argument("--register", action=argparse.BooleanOptionalAction, default=True,
+                   help="add the weights to the user manifest (default yes)")
+    g.add_argument("--val-every", type=int, default=50,
                    help="validate every N steps (default 50)")
-    p.add_argument("--out", required=True, metavar="FILE", help="weights file (.pt)")
-    p.add_argument("--checkpoint", metavar="FILE",
+    g.add_argument("--checkpoint", metavar="FILE",
                    help="training checkpoint to write (default OUT.ckpt)")
-    p.add_argument("--checkpoint-every", type=int, default=100,
+    g.add_argument("--checkpoint-every", type=int, default=100,
                    help="write the checkpoint every N steps (default 100)")
-    p.add_argument("--resume", metavar="FILE", help="continue from this checkpoint")
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    g.add_argument("--resume", metavar="FILE", help="continue from this checkpoint")
+    g.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
-def architecture(name: str) -> Any:
-    """The model class (or factory) registered as ``name`` in ``napari_invrec.core.models``."""
+def _json_object(text: str, option: str, example: str) -> dict:
     try:
-        from .core.models import ARCHITECTURES
-    except ImportError as e:
-        raise CLIError(f"no network architectures are available ({e})") from e
-    if name not in ARCHITECTURES:
-        raise CLIError(f"unknown architecture {name!r}; available: "
-                       f"{', '.join(sorted(ARCHITECTURES))}")
-    return ARCHITECTURES[name]
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CLIError(f"{option} is not valid JSON ({e}); write e.g. '{example}'") from e
+    if not isinstance(value, dict):
+        raise CLIError(f"{option} must be a JSON object, e.g. '{example}'")
+    return value
 
 
-def save_weights(model: Any, arch: str, path: Path, meta: dict) -> None:
-    """Write ``{"architecture", "kwargs", "state_dict", "meta"}`` (the models registry format)."""
-    import torch
+def spec_from_args(ns: argparse.Namespace) -> tuple[Any, Any]:
+    """The :class:`~napari_invrec.engine.training.TrainSpec` of the parsed options, and the
+    images of a ``file:PATH`` data spec (``None`` otherwise)."""
+    from .engine.training import TrainSpec
 
-    try:
-        from .core.models import ARCHITECTURES, save_model
+    arch_kwargs = _json_object(ns.arch_kwargs, "--arch-kwargs", '{"width": 16}')
+    op_params = _json_object(ns.op_params, "--op-params", '{"sigma": 2.0}')
+    if ns.task in ("end-to-end", "unrolled") and not ns.operator:
+        raise CLIError(f"--task {ns.task} needs --operator (e.g. --operator blur --op-params "
+                       "'{\"sigma\": 2.0}')")
+    name = ns.name or (Path(ns.out).stem if ns.out else None)
+    if not name:
+        raise CLIError("give --name (the weights' name) or --out FILE.pt")
+    data, arrays = ns.data, None
+    if data.startswith("file:"):
+        path = data[len("file:"):]
+        arrays = read_array(path, "training image")
+        data = f"arrays:{Path(path).name}"
+    spec = TrainSpec(task=ns.task, arch=ns.arch, arch_kwargs=arch_kwargs, data=data,
+                     steps=ns.steps, batch=ns.batch, patch=ns.patch, lr=ns.lr, seed=ns.seed,
+                     sigma_min=ns.sigma_min, sigma_max=ns.sigma_max, data_sigma=ns.data_sigma,
+                     operator=ns.operator, op_params=op_params, noise_sigma=ns.noise_sigma,
+                     init=ns.init, device=ns.device, val_every=ns.val_every,
+                     checkpoint_every=ns.checkpoint_every, name=name, out=ns.out,
+                     checkpoint=ns.checkpoint, resume=ns.resume, register=ns.register)
+    return spec, arrays
 
-        registered = type(model) in ARCHITECTURES.values()
-    except ImportError:
-        registered = False
-    if registered:
-        save_model(model, path, meta)
-        return
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"architecture": arch, "kwargs": dict(getattr(model, "config", {})),
-                "state_dict": state, "meta": json.loads(json.dumps(meta, default=str))}, path)
+
+def _progress(state: Any) -> str:
+    val = "" if state.val_psnr is None else f"  val_psnr={state.val_psnr:.2f} dB"
+    return (f"  step {state.step}/{state.total}  loss={state.loss:.3e}{val}  "
+            f"lr={state.lr:.2e}  {state.elapsed:.1f} s")
 
 
 def cmd_train(ns: argparse.Namespace, argv: list[str]) -> int:
-    """Run ``napari-invrec train``: train, then write weights, checkpoint and sidecar."""
-    import shlex
+    """Run ``napari-invrec train``: build the spec, train on the engine, report."""
+    from .engine.training import run_training
 
-    from .core.training import make_source, train_denoiser
-    from .engine.device import choose_device
-    from .engine.provenance import package_version
-
-    out = Path(ns.out)
-    if not out.parent.exists():
-        raise CLIError(f"output folder {str(out.parent)!r} does not exist")
-    try:
-        kwargs = json.loads(ns.arch_kwargs)
-    except json.JSONDecodeError as e:
-        raise CLIError(f"--arch-kwargs is not valid JSON: {e}") from e
-    if not isinstance(kwargs, dict):
-        raise CLIError("--arch-kwargs must be a JSON object, e.g. '{\"width\": 16}'")
-    cls = architecture(ns.arch)
-    try:
-        model = cls(**kwargs)
-    except TypeError as e:
-        raise CLIError(f"bad --arch-kwargs for {ns.arch!r}: {e}") from e
-    source = make_source(ns.data, seed=ns.seed)
-    ckpt = Path(ns.checkpoint) if ns.checkpoint else Path(str(out) + ".ckpt")
-    loop = train_denoiser(model, source, sigma_range=(ns.sigma_min, ns.sigma_max),
-                          steps=ns.steps, batch=ns.batch, patch=ns.patch, lr=ns.lr,
-                          seed=ns.seed, device=choose_device(ns.device),
-                          val_every=ns.val_every, resume=ns.resume, checkpoint=ckpt,
-                          checkpoint_every=ns.checkpoint_every)
-    every = max(1, ns.steps // 20)
-    last = None
-    for last in loop:
-        if not ns.quiet and (last.step % every == 0 or last.step == last.total):
-            val = "" if last.val_psnr is None else f"  val_psnr={last.val_psnr:.2f} dB"
-            print(f"  step {last.step}/{last.total}  loss={last.loss:.3e}{val}  "
-                  f"lr={last.lr:.2e}  {last.elapsed:.1f} s", flush=True)
-    if last is None:
-        raise CLIError(f"nothing to train: the checkpoint {ns.resume} is already at step "
-                       f">= --steps {ns.steps}")
+    spec, arrays = spec_from_args(ns)
     command = "napari-invrec " + shlex.join(argv)
-    rec = {"kind": "weights", "package": "napari-invrec", "version": package_version(),
-           "command": command, "argv": argv, "task": ns.task, "architecture": ns.arch,
-           "kwargs": dict(getattr(model, "config", kwargs)), "seed": ns.seed,
-           "data": ns.data, "steps": ns.steps, "batch": ns.batch, "patch": ns.patch,
-           "sigma_range": [ns.sigma_min, ns.sigma_max], "lr": ns.lr,
-           "final_loss": last.loss, "val_psnr": last.val_psnr,
-           "val_noisy_psnr": last.extras.get("noisy_psnr"), "train_seconds": last.elapsed,
-           "resumed_from": ns.resume, "checkpoint": str(ckpt)}
-    save_weights(model, ns.arch, out, {k: rec[k] for k in (
-        "command", "seed", "data", "task", "steps", "final_loss", "val_psnr")} |
-        {"train_command": command})
-    side = write_sidecar(out, rec)
+    gen = run_training(spec, arrays=arrays, command=command)
+    every = max(1, spec.steps // 20)
+    entry = None
+    while True:
+        try:
+            state = next(gen)
+        except StopIteration as stop:
+            entry = stop.value
+            break
+        if not ns.quiet and (state.step % every == 0 or state.step == state.total):
+            print(_progress(state), flush=True)
     if not ns.quiet:
-        print(f"wrote {out} and {side}: {ns.arch} {ns.task}, final loss {last.loss:.3e}, "
-              f"validation PSNR {last.val_psnr:.2f} dB (noisy input "
-              f"{last.extras.get('noisy_psnr', float('nan')):.2f} dB)")
+        m = entry.metrics or {}
+        fig = "" if m.get("val_psnr") is None else f", validation PSNR {m['val_psnr']:.2f} dB"
+        base = m.get("noisy_psnr", m.get("init_psnr"))
+        fig += "" if base is None or not fig else f" (input {base:.2f} dB)"
+        reg = f"; registered as {entry.name!r}" if spec.register else ""
+        print(f"wrote {entry.file} and {entry.file}.json: {spec.arch} {spec.task}, final loss "
+              f"{m.get('final_loss', float('nan')):.3e}{fig}{reg}")
     return 0

@@ -5,6 +5,8 @@ sample, runs langevin-tv and tv-fista through the Reconstruct widget (setting it
 clicking Run, as a user would), shows a 2x2 grid (ground truth, tv-fista iterate history at a
 middle step, langevin-tv posterior mean and std) and saves
 ``screenshots/napari_invrec_overview.png`` (window with docks, not only canvas).
+``--scene train`` docks the Train widget instead of Compare and shoots it mid-training
+(``screenshots/napari_invrec_train.png``).
 """
 
 from __future__ import annotations
@@ -58,24 +60,26 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "screenshots" / "napari_invrec_overview.png"))
     ap.add_argument("--size", default="1900x1150", help="window size WxH")
     ap.add_argument("--dock-width", type=int, default=560, help="width of the right docks")
-    ap.add_argument("--scene", choices=("overview", "catalogue"), default="overview",
+    ap.add_argument("--scene", choices=("overview", "catalogue", "train"), default="overview",
                     help="overview: atoms, langevin-tv and tv-fista; catalogue: CT sinogram "
-                         "with fbp/tv-fista and multi-coil MRI coil images with sense-cg")
+                         "with fbp/tv-fista and multi-coil MRI coil images with sense-cg; "
+                         "train: the Train widget mid-training")
     args = ap.parse_args()
-    if args.scene == "catalogue" and args.out.endswith("overview.png"):
-        args.out = args.out.replace("overview.png", "catalogue.png")
+    if args.scene != "overview" and args.out.endswith("overview.png"):
+        args.out = args.out.replace("overview.png", f"{args.scene}.png")
 
     viewer = napari.Viewer(title="napari-invrec", show=True)
     w, h = (int(v) for v in args.size.split("x"))
     viewer.window._qt_window.resize(w, h)
     viewer.open_sample("napari-invrec", "atoms-blur")
-    docked = {name: _dock(viewer, name, area) for name, area in DOCKS}
+    docks = DOCKS if args.scene != "train" else (*DOCKS[:2], ("Train denoiser", "right"))
+    docked = {name: _dock(viewer, name, area) for name, area in docks}
     widgets = {name: wd for name, (_, wd) in docked.items()}
     app = QApplication.instance()
     app.processEvents()
     from qtpy.QtCore import Qt
 
-    right = [d for name, (d, _) in docked.items() if d is not None and name != DOCKS[0][0]]
+    right = [d for name, (d, _) in docked.items() if d is not None and name != docks[0][0]]
     if right:  # a narrower right column leaves the canvas room
         viewer.window._qt_window.resizeDocks(right, [args.dock_width] * len(right),
                                              Qt.Horizontal)
@@ -87,6 +91,9 @@ def main() -> None:
     if args.scene == "catalogue":
         _catalogue_scene(app, viewer, widgets["Simulate measurement"], rec)
         _save(app, viewer, args.out, "catalogue scene")
+        return
+    if args.scene == "train":
+        _train_scene(app, viewer, widgets["Train denoiser"], docked["Reconstruct"][0], args.out)
         return
     measurement = next(lay for lay in viewer.layers
                        if lay.metadata.get("invrec", {}).get("kind") == "measurement")
@@ -168,6 +175,40 @@ def _catalogue_scene(app, viewer, sim, rec) -> None:
     app.processEvents()
     time.sleep(0.3)
     app.processEvents()
+
+
+def _train_scene(app, viewer, train, rec_dock, out: str, at_step: int = 600) -> None:
+    """A supervised DRUNet on mixed synthetic data, shot at ``at_step`` with the activity
+    dock open; then cancelled (nothing is registered)."""
+    if train is None:
+        raise SystemExit("the Train widget could not be created")
+    if rec_dock is not None:  # the Train widget gets the right column to itself
+        rec_dock.hide()
+    for k, v in {"source": "mixed", "arch": "drunet", "net_width": 16, "steps": 2000,
+                 "batch": 16, "patch": 48, "lr": "0.002", "sigma_min": 0.01,
+                 "sigma_max": 0.2, "weights_name": "screenshot-denoiser"}.items():
+        getattr(train, k).value = v
+    viewer.window._status_bar._toggle_activity_dock(True)
+    train.train_button.clicked.emit(True)
+    t0 = time.perf_counter()
+    while train.controller.running and (not train.history.get("step")
+                                        or train.history["step"][-1] < at_step):
+        app.processEvents()
+        time.sleep(0.02)
+        if time.perf_counter() - t0 > 500:
+            break
+    train._draw()
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.02)
+    step = train.history["step"][-1] if train.history.get("step") else 0
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(path), canvas_only=False)
+    print(f"saved {path} (training at step {step}: {train.status.value})")
+    train.cancel()
+    _wait(app, train)
+    viewer.close()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 Uses tiny conv nets defined here, so nothing depends on the shipped architectures.
 """
 
-import json
 
 import numpy as np
 import pytest
@@ -268,48 +267,3 @@ def test_end_to_end_on_a_blur_operator_learns():
     losses = [s.loss for s in states]
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
     assert states[-1].val_psnr > states[-1].extras["init_psnr"]
-
-
-# ---------------------------------------------------------------- CLI
-def test_cli_train_writes_weights_and_sidecar(tmp_path, monkeypatch, capsys):
-    from napari_invrec import cli, cli_train
-
-    monkeypatch.setattr(cli_train, "architecture", lambda name: TinyCond)
-    out = tmp_path / "tiny.pt"
-    argv = ["train", "--task", "denoiser", "--arch", "tiny", "--data", "atoms", "--steps",
-            "5", "--batch", "2", "--patch", "16", "--sigma-max", "0.1", "--seed", "2",
-            "--val-every", "5", "--device", "cpu", "--out", str(out)]
-    assert cli.main(argv) == 0
-    text = capsys.readouterr().out
-    assert "step 5/5" in text and "wrote" in text
-    side = json.loads((tmp_path / "tiny.pt.json").read_text())
-    assert side["command"].startswith("napari-invrec train --task denoiser")
-    assert side["argv"] == argv and side["seed"] == 2 and side["data"] == "atoms"
-    assert np.isfinite(side["final_loss"]) and np.isfinite(side["val_psnr"])
-    blob = torch.load(out, weights_only=True)
-    model = TinyCond()
-    model.load_state_dict(blob["state_dict"])
-    assert blob["architecture"] == "tiny"
-    # resuming the finished run has nothing to do: one clear error line, exit 2
-    ckpt = str(out) + ".ckpt"
-    assert cli.main(argv + ["--resume", ckpt]) == 2
-    assert "nothing to train" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("extra, match", [
-    (["--arch", "no-such-net", "--data", "atoms"], "unknown architecture"),
-    (["--arch", "tiny", "--data", "skimage:brain"], "not allowed"),
-])
-def test_cli_train_errors_exit_2(extra, match, tmp_path, monkeypatch, capsys):
-    from napari_invrec import cli, cli_train
-
-    real = cli_train.architecture
-
-    def lookup(name):
-        return TinyCond if name == "tiny" else real(name)
-
-    monkeypatch.setattr(cli_train, "architecture", lookup)
-    argv = ["train", "--steps", "2", "--out", str(tmp_path / "m.pt"), *extra]
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert match in err and len(err.splitlines()) == 1

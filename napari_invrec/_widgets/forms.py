@@ -4,7 +4,9 @@ Each field declared with :func:`napari_invrec.core.params.param` and ``gui=True`
 widget, labelled with the field name and with the field's doc as tooltip:
 
 * ``bool`` -> :class:`~magicgui.widgets.CheckBox`;
-* ``choices`` -> :class:`~magicgui.widgets.ComboBox`;
+* ``choices`` -> :class:`~magicgui.widgets.ComboBox`; callable ``choices`` (e.g. the installed
+  network weights) are re-read by the combo's ``reset_choices`` and, in every open form, by
+  :func:`refresh_choices` (called after new weights are registered);
 * ``int`` -> :class:`~magicgui.widgets.SpinBox` with the field's ``min``/``max``/``step``;
 * ``float`` -> a :class:`~magicgui.widgets.LineEdit` parsed as a float. Regularisation weights,
   noise levels and photon counts span decades (``1e-4`` ... ``1e6``); a text field shows them in
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, SpinBox, Widget
@@ -30,10 +33,26 @@ from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, SpinBox, W
 from ..core.errors import InputError
 from ..core.params import choices_of, make_params
 
-__all__ = ["ParamsForm", "applicable_values", "format_float", "gui_fields"]
+__all__ = ["ParamsForm", "applicable_values", "format_float", "gui_fields", "refresh_choices"]
 
 _INT_LIMIT = 2 ** 31 - 1
 _INVALID_STYLE = "border: 1px solid #e05050;"
+
+#: open forms with at least one field whose choices are computed at run time
+_DYNAMIC_FORMS: weakref.WeakSet = weakref.WeakSet()
+
+
+def refresh_choices() -> int:
+    """Re-read callable choices in every open :class:`ParamsForm` (e.g. after weights were
+    registered, so a new network is selectable at once); returns the number of forms."""
+    n = 0
+    for form in list(_DYNAMIC_FORMS):
+        try:
+            form.reset_choices()
+            n += 1
+        except RuntimeError:  # the Qt widget was deleted
+            _DYNAMIC_FORMS.discard(form)
+    return n
 
 
 def format_float(v: float) -> str:
@@ -123,6 +142,8 @@ def _make_widget(f: dataclasses.Field, kind: str) -> Widget:
     if kind == "choice":
         allowed = list(choices_of(f) or ())
         value = f.default if f.default in allowed else (allowed[0] if allowed else None)
+        if callable(m.get("choices")):
+            return ComboBox(value=value, choices=lambda _w: list(choices_of(f) or ()), **common)
         return ComboBox(value=value, choices=allowed, **common)
     if kind == "bool":
         return CheckBox(value=f.default, **common)
@@ -162,6 +183,8 @@ class ParamsForm(Container):
             w.changed.connect(self._on_change)
             self._widgets[name] = w
             self.append(w)
+        if any(callable(f.metadata.get("choices")) for f in self._fields.values()):
+            _DYNAMIC_FORMS.add(self)
         if values:
             self.set_values(values)
         self._update_visibility()

@@ -1,8 +1,8 @@
-"""Open napari with the three dock widgets and the blurred-atoms sample loaded."""
+"""Open napari with the plugin's dock widgets and the blurred-atoms sample loaded."""
 
 from __future__ import annotations
 
-WIDGETS = ("Simulate measurement", "Reconstruct", "Compare runs")
+WIDGETS = ("Simulate measurement", "Reconstruct", "Compare runs", "Train denoiser")
 
 
 def open_viewer(sample: str = "atoms-blur", *, show: bool = True):

@@ -7,6 +7,7 @@ import re
 README_MARKERS = {
     "compat": ("<!-- compat-table:start -->", "<!-- compat-table:end -->"),
     "bench": ("<!-- bench-table:start -->", "<!-- bench-table:end -->"),
+    "learned": ("<!-- learned-table:start -->", "<!-- learned-table:end -->"),
 }
 
 

@@ -1,5 +1,7 @@
 """Synthetic sample generators (ground-truth images in [0, 1]) and loaders."""
 
+from .heldout import HELDOUT_IMAGES, heldout_image
 from .phantoms import SAMPLE_IMAGES, atoms, atoms_with_truth, camera, shepp_logan
 
-__all__ = ["SAMPLE_IMAGES", "atoms", "atoms_with_truth", "camera", "shepp_logan"]
+__all__ = ["SAMPLE_IMAGES", "atoms", "atoms_with_truth", "camera", "shepp_logan",
+           "HELDOUT_IMAGES", "heldout_image"]

@@ -5,6 +5,8 @@ from . import (  # noqa: F401
     blind,
     classical,
     deconv,
+    dip,
+    end_to_end,
     interpolation,
     mri,
     pdhg,
@@ -13,6 +15,7 @@ from . import (  # noqa: F401
     sparsity,
     tomography,
     tv,
+    unrolled,
 )
 from .registry import METHODS, MethodSpec, get_method, register_method
 

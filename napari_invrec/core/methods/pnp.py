@@ -40,6 +40,7 @@ from ..params import param
 from ..state import IterState
 from .classical import check_finite, lipschitz, prepare, rel_change, relative_residual
 from .registry import register_method
+from .tv_ops import grad, grad_adjoint
 
 Tensor = torch.Tensor
 
@@ -87,6 +88,30 @@ def normal_solver(op: Any, like: Tensor, cg_iters: int
                                                 tol=1e-6, maxiter=cg_iters)
 
 
+
+
+def smooth_start(y: Tensor, op: Any, mu: float = 0.05, iters: int = 50) -> Tensor:
+    r"""Smooth data-consistent start :math:`\arg\min_x \|Ax - y\|^2 + \mu\|Dx\|^2`.
+
+    :math:`D` is the forward-difference gradient (:func:`~.tv_ops.grad`); solved by CG on
+    :math:`(A^H A + \mu D^H D)x = A^H y` from :math:`A^H y`. Unlike :math:`A^H y` it fills what
+    the measurement misses (unsampled pixels become harmonic interpolants, lost frequencies
+    are damped smoothly), a better start for denoiser-driven methods.
+    """
+    aty = op.A_adjoint(y)
+    return conjugate_gradient(lambda v: op.AtA(v) + mu * grad_adjoint(grad(v)), aty, aty,
+                              tol=1e-5, maxiter=iters)
+
+
+def start_image(y: Tensor, op: Any, init: str, x0: Tensor | None) -> Tensor:
+    """The start of a plug-and-play method: ``x0`` if given, else ``A^H y`` (``"adjoint"``)
+    or :func:`smooth_start` (``"smooth"``)."""
+    if x0 is not None:
+        return x0
+    return smooth_start(y, op) if init == "smooth" else op.A_adjoint(y)
+
+
+_INIT_DOC = "start: adjoint A^H y, or smooth (argmin ||Ax-y||^2 + 0.05 ||grad x||^2)"
 
 
 def _positive(name: str, value: float) -> float:
@@ -229,6 +254,7 @@ class DPIRParams:
     iters: int = param(24, "iterations (schedule length)", min=1, max=10000)
     cg_iters: int = param(20, "CG iterations of each data step (when no closed form)",
                           min=1, max=1000)
+    init: str = param("smooth", _INIT_DOC, choices=("smooth", "adjoint"))
 
 
 @register_method("dpir", DPIRParams)
@@ -246,7 +272,8 @@ def dpir(y: Tensor, op: Any, p: DPIRParams, *, x0: Tensor | None = None,
         = (A^H A + \rho_k I)^{-1}(A^H y + \rho_k z_{k-1}), \\
         z_k &= D(x_k, \sigma_k),
 
-    from :math:`z_0 = A^H y` (or ``x0``); yields :math:`z_k` with metric ``"sigma"``
+    from :math:`z_0` = :func:`start_image` (``init``; or ``x0``); yields :math:`z_k` with
+    metric ``"sigma"``
     (:math:`\sigma_k`). The data step is closed-form where the operator allows (see the
     module docstring), else warm-started CG.
     """
@@ -255,7 +282,7 @@ def dpir(y: Tensor, op: Any, p: DPIRParams, *, x0: Tensor | None = None,
     lam = _positive("dpir lam", p.lam)
     y, x0 = prepare(y, op, x0)
     aty = op.A_adjoint(y)
-    z = aty if x0 is None else x0
+    z = start_image(y, op, p.init, x0)
     x = z
     solve = normal_solver(op, z, p.cg_iters)
     state = None

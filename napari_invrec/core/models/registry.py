@@ -19,8 +19,9 @@ Weights a user trains (``napari-invrec train --register``, the Train widget) go 
 writable manifest in :func:`user_weights_dir` (``$NAPARI_INVREC_WEIGHTS`` or
 ``~/.napari-invrec/weights``). :func:`read_manifest` without a path merges both, shipped
 entries first; a user entry may not reuse a shipped name. ``task`` says what an entry is for
-(``"denoiser"``, ``"end-to-end"``, ``"unrolled"``) and ``operator`` the operator spec
-(``{"name", "params"}``) a network trained for one operator configuration expects.
+(``"denoiser"``, ``"end-to-end"``, ``"unrolled"``) and ``operator`` the operator's ``spec()``
+(``{"operator": family, "shape", "params", ...}``) a network trained for one operator
+configuration expects (:func:`trained_operator` reads the family).
 """
 
 from __future__ import annotations
@@ -40,13 +41,16 @@ from .dncnn import DnCNN
 from .drunet import DRUNet
 from .mcnn import MCNN
 from .unet import UNet
+from .unrolled import NeumannNet, UnrolledPGD, VarNet
 
 __all__ = ["ARCHITECTURES", "WEIGHTS_DIR", "WeightsEntry", "read_manifest", "save_model",
            "load_model", "load_model_file", "architecture_name", "sha256_file", "entry_dict",
-           "train_hint", "user_weights_dir", "register_weights", "weights_names"]
+           "train_hint", "user_weights_dir", "register_weights", "weights_names",
+           "trained_operator", "load_operator_network"]
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"drunet": DRUNet, "dncnn": DnCNN, "unet": UNet,
-                                             "mcnn": MCNN}
+                                             "mcnn": MCNN, "unrolled-pgd": UnrolledPGD,
+                                             "varnet": VarNet, "neumann": NeumannNet}
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "models" / "weights"
 
 
@@ -133,6 +137,13 @@ def read_manifest(path: str | Path | None = None) -> dict[str, WeightsEntry]:
     return user | _read_one(WEIGHTS_DIR / "manifest.json")
 
 
+def trained_operator(entry: WeightsEntry) -> str | None:
+    """Operator family a network was trained for (``entry.operator`` is the operator's
+    :meth:`~..operators.base.ForwardOperator.spec`), ``None`` for denoisers."""
+    spec = entry.operator or {}
+    return spec.get("operator") or spec.get("name")
+
+
 def weights_names(*, task: str | None = None, architectures: tuple[str, ...] | None = None,
                   operator: str | None = None, manifest: str | Path | None = None
                   ) -> tuple[str, ...]:
@@ -144,7 +155,7 @@ def weights_names(*, task: str | None = None, architectures: tuple[str, ...] | N
             continue
         if architectures is not None and e.architecture not in architectures:
             continue
-        if operator is not None and (e.operator or {}).get("name") != operator:
+        if operator is not None and trained_operator(e) != operator:
             continue
         out.append(name)
     return tuple(sorted(out))
@@ -185,7 +196,9 @@ def save_model(model: nn.Module, path: str | Path, meta: dict[str, Any] | None =
     """Save ``model`` (architecture, constructor kwargs, weights, ``meta``) to ``path``.
 
     Returns the manifest entry for the file (name = the file's stem unless ``meta["name"]``,
-    other fields from ``meta``, ``sha256`` of the written file) to append to a manifest.
+    other fields from ``meta``, ``file`` the absolute path, ``sha256`` of the written file),
+    ready for :func:`register_weights` (which stores ``file`` relative to the manifest when the
+    file lies in its folder).
     """
     path = Path(path)
     meta = dict(meta or {})
@@ -199,7 +212,8 @@ def save_model(model: nn.Module, path: str | Path, meta: dict[str, Any] | None =
                                                       "sha256"}
     extra = {k: v for k, v in meta.items() if k in known}
     return WeightsEntry(name=str(meta.get("name", path.stem)), architecture=arch,
-                        kwargs=kwargs, file=path.name, sha256=sha256_file(path), **extra)
+                        kwargs=kwargs, file=str(path.resolve()), sha256=sha256_file(path),
+                        **extra)
 
 
 def load_model_file(path: str | Path, *, entry: WeightsEntry | None = None,
@@ -264,6 +278,44 @@ def load_model(name: str, *, manifest: str | Path | None = None,
                          f"{train_hint(name)}")
     entry = entries[name]
     return load_model_file(entry.file, entry=entry, device=device)
+
+
+def load_operator_network(name: str, *, task: str, architecture: str, operator: str,
+                          device: torch.device | str | None = None
+                          ) -> tuple[WeightsEntry, nn.Module]:
+    """Entry and network ``name`` for a method that runs a network trained for an operator.
+
+    Checks that the entry is a ``task`` network of ``architecture`` trained for the operator
+    family ``operator`` (when recorded); a network trained for other parameters of the same
+    family still runs.
+
+    Raises
+    ------
+    InputError
+        Missing weights, another task/architecture, or another operator family; every message
+        ends with the ``napari-invrec train`` command that makes suitable weights.
+    """
+    how = (f"train one with `napari-invrec train --task {task} --arch {architecture} "
+           f"--operator {operator} --op-params JSON --name NAME` (see `napari-invrec train "
+           "--help`)")
+    entries = read_manifest()
+    if name not in entries:
+        have = ", ".join(weights_names(task=task, architectures=(architecture,),
+                                       operator=operator)) or "none installed"
+        raise InputError(f"no {task} {architecture} weights named {name!r} for {operator!r} "
+                         f"(installed: {have}); {how}")
+    entry = entries[name]
+    if entry.task != task or entry.architecture != architecture:
+        raise InputError(f"weights {name!r} hold a {entry.architecture!r} network for the "
+                         f"{entry.task!r} task; this method needs {architecture!r} for "
+                         f"{task!r}; {how}")
+    trained = trained_operator(entry)
+    if trained is not None and trained != operator:
+        params = (entry.operator or {}).get("params", {})
+        raise InputError(f"network {name!r} was trained for the {trained!r} operator "
+                         f"({params}), not {operator!r}; pick weights trained for "
+                         f"{operator!r} or {how}")
+    return entry, load_model_file(entry.file, entry=entry, device=device)
 
 
 def entry_dict(entry: WeightsEntry) -> dict[str, Any]:

@@ -237,6 +237,13 @@ class Blur(LinearOperator):
         self.check_image(x)
         return self._filter(self.as_image(x), self._passband)
 
+    def solve_normal(self, b: Tensor, rho: float) -> Tensor:
+        r"""Exact :math:`(A^H A + \rho I)^{-1} b = \mathcal F^{-1}\big(\mathcal F b /
+        (|K|^2 + \rho)\big)` (used by the splitting methods' data steps)."""
+        self.check_image(b)
+        denom = self.transfer_function.abs().square() + float(rho)
+        return self._filter(self.as_image(b), 1.0 / denom)
+
     def norm(self) -> float:
         """Spectral norm :math:`\\max |K|`."""
         return float(self.transfer_function.abs().max())

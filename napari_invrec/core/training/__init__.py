@@ -10,9 +10,18 @@ from .datasets import (
     SyntheticPatches,
     make_source,
 )
-from .loops import TrainState, drain, train_denoiser, train_end_to_end, train_noise2self
+from .loops import (
+    TrainState,
+    drain,
+    step_operator,
+    train_denoiser,
+    train_end_to_end,
+    train_noise2self,
+)
+from .unrolled import train_unrolled
 
 __all__ = ["ALLOWED_SKIMAGE_IMAGES", "ArrayPatches", "FolderPatches", "ImagePatches",
            "PatchSource", "SyntheticPatches", "make_source", "TrainState", "drain",
-           "train_denoiser", "train_noise2self", "train_end_to_end", "save_checkpoint",
+           "train_denoiser", "train_noise2self", "train_end_to_end", "train_unrolled",
+           "step_operator", "save_checkpoint",
            "load_checkpoint"]

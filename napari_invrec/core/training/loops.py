@@ -24,6 +24,7 @@ whether ``model.forward`` takes a second positional argument.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
@@ -43,7 +44,7 @@ from .datasets import ArrayPatches, PatchSource
 
 __all__ = ["TrainState", "train_denoiser", "train_noise2self", "train_end_to_end",
            "cosine_lr", "is_conditional", "call_model", "blind_spot_input",
-           "blind_spot_predict", "drain"]
+           "blind_spot_predict", "drain", "step_operator"]
 
 Tensor = torch.Tensor
 
@@ -118,6 +119,18 @@ def _resolve_device(model: torch.nn.Module, device: Any) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def step_operator(op: Any, rng: np.random.Generator) -> Any:
+    """The operator of one training step: ``op`` itself, or, when its parameters have a
+    ``seed`` (a random inpainting mask, MRI sampling pattern, CS matrix...), the same
+    configuration with a pattern drawn from ``rng``. Networks then learn the operator's
+    configuration rather than one pattern, and work on the patterns of other image sizes."""
+    if not dataclasses.is_dataclass(getattr(op, "params", None)) or \
+            "seed" not in {f.name for f in dataclasses.fields(op.params)}:
+        return op
+    params = dataclasses.replace(op.params, seed=int(rng.integers(2**31 - 1)))
+    return type(op)(op.shape, params, device=op.device)
+
+
 def _check_common(steps: int, batch: int, patch: int, lr: float) -> None:
     for name, v in (("steps", steps), ("batch", batch), ("patch", patch)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -164,11 +177,14 @@ def _steps(model: torch.nn.Module, opt: torch.optim.Optimizer,
             g["lr"] = lr_k
         model.train()
         opt.zero_grad(set_to_none=True)
-        loss = step_loss(np.random.default_rng([int(seed), 0, k]))
-        if not torch.isfinite(loss):
-            raise DivergenceError(f"training loss became {float(loss)} at step {k}; "
-                                  "lower the learning rate")
-        loss.backward()
+        # grad mode is thread-local: a worker thread may come from a pool whose previous job
+        # ran without gradients
+        with torch.enable_grad():
+            loss = step_loss(np.random.default_rng([int(seed), 0, k]))
+            if not torch.isfinite(loss):
+                raise DivergenceError(f"training loss became {float(loss)} at step {k}; "
+                                      "lower the learning rate")
+            loss.backward()
         opt.step()
         if k % max(1, val_every) == 0 or k == steps:
             model.eval()
@@ -386,8 +402,9 @@ def train_end_to_end(model: torch.nn.Module, source: PatchSource,
     :math:`y = A x + \sigma n` and the initial reconstruction :math:`x_0 = A^+ y`
     (``init="pinv"``) or :math:`A^H y` (``init="adjoint"``); complex :math:`x_0` (MRI) is fed
     as its magnitude. The loss is :math:`\mathrm{MSE}(f_\theta(x_0), x)`; the model is called
-    ``model(x0)``. Validation: PSNR on fixed held-out pairs (``extras["init_psnr"]``: PSNR of
-    :math:`x_0`).
+    ``model(x0)``. Operators with a random pattern draw a new one every step
+    (:func:`step_operator`). Validation: PSNR on fixed held-out pairs with the factory's
+    operator (``extras["init_psnr"]``: PSNR of :math:`x_0`).
     """
     _check_common(steps, batch, patch, lr)
     if init not in ("pinv", "adjoint"):
@@ -401,20 +418,20 @@ def train_end_to_end(model: torch.nn.Module, source: PatchSource,
     op = operator_factory((patch, patch), dev)
     noise = NoiseParams(model="gaussian", sigma=float(noise_sigma))
 
-    def pairs(n: int, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+    def pairs(n: int, rng: np.random.Generator, op_n: Any) -> tuple[Tensor, Tensor]:
         x = source.sample(n, patch, rng, dev)
         gen = torch.Generator(device=dev).manual_seed(int(rng.integers(2**62)))
         with torch.no_grad():
-            y = op.measure(x, noise, gen)
-            x0 = op.A_pinv(y) if init == "pinv" else op.A_adjoint(y)
+            y = op_n.measure(x, noise, gen)
+            x0 = op_n.A_pinv(y) if init == "pinv" else op_n.A_adjoint(y)
         x0 = x0.abs() if x0.is_complex() else x0
         return x0.to(torch.float32), x
 
-    x0v, xv = pairs(val_size, np.random.default_rng([int(seed), 1]))
+    x0v, xv = pairs(val_size, np.random.default_rng([int(seed), 1]), op)
     init_psnr = _psnr(x0v, xv)
 
     def step_loss(rng: np.random.Generator) -> Tensor:
-        x0, x = pairs(batch, rng)
+        x0, x = pairs(batch, rng, step_operator(op, rng))
         return (model(x0) - x).square().mean()
 
     def validate() -> dict:

@@ -1,0 +1,303 @@
+"""Train: train a denoiser (supervised or self-supervised) in the background, then use it.
+
+The widget only reads its fields into a :class:`~napari_invrec.engine.training.TrainSpec`;
+:func:`~napari_invrec.engine.training.prepare_training` checks it on the main thread (bad input
+becomes a notification before anything starts) and
+:func:`~napari_invrec.engine.training.execute_training` runs in a ``GeneratorWorker`` through
+:class:`~napari_invrec._widgets._runs.RunController` (progress in napari's activity dock,
+Cancel between two steps). A live plot shows the training loss and the validation PSNR. When
+the weights are saved and registered, every open parameter form re-reads its choices
+(:func:`~napari_invrec._widgets.forms.refresh_choices`), so the new network appears at once in
+the Reconstruct widget's ``denoiser`` combo. Input layers are only read.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
+
+from ..core.errors import InputError
+from ._inputs import LayerCombo, heading, labelled
+from ._notify import error_message, guarded, notify_error, notify_info
+from ._runs import DisplayThrottle, RunController
+from .plots import DARK, PlotCanvas
+
+__all__ = ["TrainWidget", "TASK_CHOICES", "SOURCES", "LAYER", "FOLDER"]
+
+TASK_CHOICES = [("supervised denoiser", "denoiser"), ("self-supervised (Noise2Self)",
+                                                      "noise2self")]
+LAYER, FOLDER = "image layer", "folder"
+SOURCES = ("atoms", "phantoms", "mixed", "natural", LAYER, FOLDER)
+_WIDTH_KW = {"drunet": {"scales": 3, "blocks": 1}, "dncnn": {"depth": 8}}
+
+
+class TrainWidget(Container):
+    """Dock widget: task, data, network and schedule -> background training -> new weights.
+
+    Attributes
+    ----------
+    controller
+        The :class:`RunController` of the current training run.
+    history
+        ``{"step": [...], "loss": [...], "val_step": [...], "val_psnr": [...]}`` of the
+        current (or last) run, as plotted.
+    last_entry
+        The :class:`~napari_invrec.core.models.registry.WeightsEntry` of the last finished run.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from napari.layers import Image
+
+        from ..engine.device import available_devices
+
+        super().__init__(labels=False)
+        self.viewer = viewer
+        self.controller = RunController()
+        self.history: dict[str, list] = {}
+        self.last_entry: Any = None
+        self._info: dict = {}
+        self._throttle = DisplayThrottle(max_hz=5.0, duty=0.1)
+        self.task = ComboBox(value="denoiser", choices=TASK_CHOICES, name="task", label="task",
+                             tooltip="supervised: clean images + simulated Gaussian noise; "
+                                     "self-supervised: learns from noisy images alone")
+        self.source = ComboBox(value="mixed", choices=list(SOURCES), name="source",
+                               label="data", tooltip="synthetic atoms/phantoms, the allowed "
+                               "scikit-image images, an image layer or a folder of images")
+        self.layer = LayerCombo(viewer, (Image,), name="layer", label="layer",
+                                tooltip="2-D single-channel image (for Noise2Self: the noisy "
+                                        "data); only read")
+        self.folder = LineEdit(value="", name="folder", label="folder",
+                               tooltip="folder of .tif/.png/.npy images")
+        self.arch = ComboBox(value="drunet", choices=["drunet", "dncnn"], name="arch",
+                             label="network")
+        self.net_width = SpinBox(value=16, min=1, max=256, name="net_width", label="width",
+                             tooltip="feature channels at the finest scale")
+        self.steps = SpinBox(value=1000, min=1, max=10 ** 7, name="steps", label="steps")
+        self.batch = SpinBox(value=16, min=1, max=4096, name="batch", label="batch")
+        self.patch = SpinBox(value=48, min=8, max=1024, name="patch", label="patch (px)")
+        self.sigma_min = FloatSpinBox(value=0.0, min=0.0, max=10.0, step=0.01, name="sigma_min",
+                                      label="noise std min", tooltip="training noise levels "
+                                      "(images in [0, 1]); supervised only")
+        self.sigma_max = FloatSpinBox(value=0.2, min=0.0, max=10.0, step=0.01, name="sigma_max",
+                                      label="noise std max")
+        self.lr = LineEdit(value="0.001", name="lr", label="learning rate",
+                           tooltip="initial Adam learning rate (cosine-decayed)")
+        self.seed = SpinBox(value=0, min=0, max=2 ** 31 - 1, name="seed", label="seed")
+        self.device = ComboBox(value="auto", choices=["auto", *available_devices()],
+                               name="device", label="device")
+        self.weights_name = LineEdit(value="my-denoiser", name="weights_name", label="name",
+                                     tooltip="name of the new weights (selectable as denoiser)")
+        self.checkpoint = LineEdit(value="", name="checkpoint", label="checkpoint",
+                                   tooltip="checkpoint file to write (empty: next to the "
+                                           "weights)")
+        self.resume = LineEdit(value="", name="resume", label="resume from",
+                               tooltip="checkpoint to continue from (empty: start afresh)")
+        self.train_button = PushButton(text="Train", name="train_button")
+        self.cancel_button = PushButton(text="Cancel", name="cancel_button", enabled=False)
+        buttons = Container(widgets=[self.train_button, self.cancel_button],
+                            layout="horizontal", labels=False, name="buttons")
+        self.status = Label(value="", name="status")
+        self.extend([labelled(self.task, name="task_box"), heading("data"),
+                     labelled(self.source, self.layer, self.folder, name="data_box"),
+                     heading("network"), labelled(self.arch, self.net_width, name="net_box"),
+                     heading("schedule"),
+                     labelled(self.steps, self.batch, self.patch, self.sigma_min,
+                              self.sigma_max, self.lr, self.seed, self.device,
+                              name="schedule_box"),
+                     heading("output"),
+                     labelled(self.weights_name, self.checkpoint, self.resume, name="out_box"),
+                     buttons, self.status])
+        self.status.native.setWordWrap(True)
+        self.plot = PlotCanvas(height=200)
+        self.native.layout().addWidget(self.plot)
+        self._reset_plot()
+        self.task.changed.connect(self._on_task)
+        self.source.changed.connect(self._on_source)
+        self.train_button.changed.connect(self.train)
+        self.cancel_button.changed.connect(self.cancel)
+        self._on_source()
+
+    # ------------------------------------------------------------------ form state
+    def _on_task(self, *_: Any) -> None:
+        n2s = self.task.value == "noise2self"
+        if n2s and self.source.value not in (LAYER, FOLDER):
+            self.source.value = LAYER
+        if n2s and self.arch.value == "dncnn":
+            self.arch.value = "drunet"
+        self.sigma_min.visible = self.sigma_max.visible = not n2s
+
+    def _on_source(self, *_: Any) -> None:
+        self.layer.visible = self.source.value == LAYER
+        self.folder.visible = self.source.value == FOLDER
+
+    def _data_spec(self) -> str:
+        """The data spec of the current settings (``arrays:LAYER`` for a layer)."""
+        src = str(self.source.value)
+        if src == LAYER:
+            layer = self.layer.value
+            if layer is None:
+                raise InputError("no image layer to train on: open an image or pick another "
+                                 "data source")
+            return f"arrays:{layer.name}"
+        if src == FOLDER:
+            if not self.folder.value.strip():
+                raise InputError("give the folder of training images")
+            return f"folder:{self.folder.value.strip()}"
+        return src
+
+    def _arrays(self) -> np.ndarray | None:
+        """A copy of the chosen layer's data (``None`` unless the source is a layer)."""
+        layer = self.layer.value
+        if str(self.source.value) != LAYER or layer is None:
+            return None
+        if getattr(layer, "rgb", False):
+            raise InputError(f"layer {layer.name!r} is RGB; convert it to one channel "
+                             "(e.g. skimage.color.rgb2gray) to train on it")
+        return np.array(layer.data, copy=True)  # the worker never sees the layer's buffer
+
+    def spec(self) -> Any:
+        """The :class:`~napari_invrec.engine.training.TrainSpec` of the current settings.
+
+        Raises
+        ------
+        InputError
+            A learning rate that is not a positive number.
+        """
+        from ..engine.training import TrainSpec
+
+        try:
+            lr = float(self.lr.value)
+        except ValueError:
+            raise InputError(f"learning rate {self.lr.value!r} is not a number; enter e.g. "
+                             "0.001") from None
+        arch = str(self.arch.value)
+        data = self._data_spec()
+        return TrainSpec(task=str(self.task.value), arch=arch,
+                         arch_kwargs={"width": int(self.net_width.value), **_WIDTH_KW[arch]},
+                         data=data, steps=int(self.steps.value), batch=int(self.batch.value),
+                         patch=int(self.patch.value), lr=lr, seed=int(self.seed.value),
+                         sigma_min=float(self.sigma_min.value),
+                         sigma_max=float(self.sigma_max.value), device=str(self.device.value),
+                         val_every=max(1, int(self.steps.value) // 20),
+                         name=self.weights_name.value.strip(),
+                         checkpoint=self.checkpoint.value.strip() or None,
+                         resume=self.resume.value.strip() or None)
+
+    # ------------------------------------------------------------------ actions
+    @guarded
+    def train(self, *_: Any) -> Any:
+        """Check the settings and start training; returns the worker (``None`` if refused)."""
+        from ..engine.device import gui_thread_budget
+        from ..engine.training import execute_training, prepare_training
+
+        if self.controller.running:
+            raise InputError("a training run is in progress; wait for it or Cancel it first")
+        spec = self.spec()
+        plan = prepare_training(spec, arrays=self._arrays())
+        self._info = {"name": spec.name, "step": 0, "t0": time.perf_counter(),
+                      "total": spec.steps}
+        self.history = {"step": [], "loss": [], "val_step": [], "val_psnr": []}
+        self._reset_plot()
+        self._set_running(True)
+        self.status.value = f"training {spec.name!r}..."
+        return self.controller.start(
+            execute_training, plan, threads=gui_thread_budget(), total=spec.steps,
+            desc=f"train {spec.name}",
+            on_yield=self._on_progress, on_return=self._on_result, on_error=self._on_error,
+            on_cancel=self._on_cancel, on_finish=self._on_finish)
+
+    def cancel(self, *_: Any) -> None:
+        """Stop training before its next step; nothing is saved or registered."""
+        if self.controller.running:
+            self.status.value = "cancelling..."
+            self.controller.cancel()
+
+    # ------------------------------------------------------------------ worker slots
+    def _set_running(self, running: bool) -> None:
+        self.train_button.enabled = not running
+        self.cancel_button.enabled = running
+
+    def _on_progress(self, state: Any) -> None:
+        h = self.history
+        self._info["step"] = state.step
+        h["step"].append(state.step)
+        h["loss"].append(state.loss)
+        if state.val_psnr is not None and (not h["val_step"] or h["val_psnr"][-1]
+                                           != state.val_psnr):
+            h["val_step"].append(state.step)
+            h["val_psnr"].append(state.val_psnr)
+        last = state.step >= state.total
+        started = time.perf_counter()
+        if self._throttle.ready(last):
+            val = "" if state.val_psnr is None else f" · val PSNR {state.val_psnr:.2f} dB"
+            self.status.value = (f"step {state.step}/{state.total} · loss {state.loss:.3g}"
+                                 f"{val} · {state.elapsed:.1f} s")
+            self._draw()
+            self._throttle.done(started)
+
+    def _on_result(self, entry: Any) -> None:
+        from .forms import refresh_choices
+
+        self.last_entry = entry
+        self._draw()
+        refresh_choices()
+        m = entry.metrics
+        if "val_psnr" in m:
+            fig = f"val PSNR {m['val_psnr']:.2f} dB"
+            if "noisy_psnr" in m:
+                fig += f" (noisy {m['noisy_psnr']:.2f} dB)"
+        else:
+            fig = f"val loss {m.get('val_loss', m['final_loss']):.4g}"
+        notify_info(f"trained {entry.name}: {fig}; now selectable as a denoiser", self.status)
+
+    def _on_error(self, exc: BaseException) -> None:
+        notify_error(f"training {self._info.get('name', '')!r} failed: {error_message(exc)}",
+                     self.status)
+
+    def _on_cancel(self) -> None:
+        notify_info(f"training {self._info.get('name', '')!r} cancelled at step "
+                    f"{self._info.get('step', 0)}; no weights were saved or registered "
+                    "(resume from the checkpoint to continue)", self.status)
+
+    def _on_finish(self) -> None:
+        self._set_running(False)
+
+    # ------------------------------------------------------------------ plot
+    def _reset_plot(self) -> None:
+        self._reset_plot_axes()
+        self.plot.draw()
+
+    def _draw(self) -> None:
+        h = self.history
+        ax_loss, ax_psnr = self._reset_plot_axes()
+        if h.get("step"):
+            ax_loss.plot(h["step"], h["loss"], linewidth=1.0)
+            if min(h["loss"]) > 0:
+                ax_loss.set_yscale("log")
+        if h.get("val_step"):
+            ax_psnr.plot(h["val_step"], h["val_psnr"], marker="o", markersize=3,
+                         linewidth=1.2, color="#ffb74d")
+        else:
+            ax_psnr.text(0.5, 0.5, "no validation PSNR (no clean reference)",
+                         ha="center", va="center", transform=ax_psnr.transAxes,
+                         color=DARK["muted"], fontsize=8)
+        self.plot.draw()
+
+    def _reset_plot_axes(self) -> list[Any]:
+        axes = self.plot.reset(2)
+        axes[0].set_ylabel("loss", fontsize=8)
+        axes[1].set_ylabel("val PSNR (dB)", fontsize=8)
+        axes[1].set_xlabel("step", fontsize=8)
+        return axes

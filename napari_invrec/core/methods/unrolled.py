@@ -1,0 +1,153 @@
+r"""Unrolled networks as reconstruction methods: one yielded iterate per stage.
+
+* ``unrolled-pgd``: :math:`x_{k+1} = x_k - \eta_k(A^H(Ax_k - y) + R_k(x_k))`
+  (:class:`~..models.unrolled.UnrolledPGD`), any linear operator;
+* ``varnet``: :math:`x_{k+1} = x_k - \eta_k A^H(Ax_k - y) - U_k(x_k)`
+  (:class:`~..models.unrolled.VarNet`), single- and multi-coil MRI;
+* ``neumann``: partial sums of :math:`\sum_j (I - \eta A^H A - R)^j \eta A^H y`
+  (:class:`~..models.unrolled.NeumannNet`), any linear operator.
+
+A network is trained for one operator family (and configuration): the ``weights`` parameter
+names an installed manifest entry of task ``"unrolled"`` trained for the operator's family
+(:func:`~..models.registry.load_operator_network`). Missing weights and a family mismatch are
+:class:`~..errors.InputError` saying how to train them (``napari-invrec train --task unrolled
+...``). The network runs on the measurement's device; the output is in the operator's image
+dtype (complex64 for MRI, like the other MRI methods).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from ..models.registry import load_operator_network, weights_names
+from ..params import param
+from ..state import IterState
+from .classical import check_finite, prepare, relative_residual
+from .registry import register_method
+
+Tensor = torch.Tensor
+
+__all__ = ["unrolled_pgd", "varnet", "neumann", "UnrolledPGDParams", "VarNetParams",
+           "NeumannParams", "load_unrolled"]
+
+_DOC = "installed unrolled network (train one: napari-invrec train --task unrolled)"
+
+
+def load_unrolled(name: str, arch: str, op: Any, device: torch.device) -> torch.nn.Module:
+    """Load the unrolled network ``name`` (architecture ``arch``) for the operator ``op``.
+
+    Raises
+    ------
+    InputError
+        What :func:`~..models.registry.load_operator_network` refuses, or a real network for
+        a complex operator (or the reverse).
+    """
+    _, model = load_operator_network(name, task="unrolled", architecture=arch,
+                                     operator=op.name, device=device)
+    if bool(getattr(model, "complex_images", False)) != bool(op.complex_image):
+        kind = "complex" if op.complex_image else "real"
+        other = "real" if op.complex_image else "complex"
+        raise InputError(f"network {name!r} is for {other} images but {op.name!r} has {kind} "
+                         f"images; train one with `napari-invrec train --task unrolled --arch "
+                         f"{arch} --operator {op.name} ...`")
+    return model
+
+
+def _run(label: str, arch: str, y: Tensor, op: Any, weights: str,
+         x0: Tensor | None) -> Iterator[IterState]:
+    y, x0 = prepare(y, op, x0)
+    model = load_unrolled(weights, arch, op, y.device)
+    total = int(model.n_stages)
+    state = None
+    for k, x in enumerate(model.stages(y, op, x0), start=1):
+        x = op.as_image(x)
+        check_finite(x, label, k, f"the network {weights!r} may not suit this measurement "
+                     "(noise level, intensity scale); retrain it for these data")
+        state = IterState(k, total, x, {}, {"residual": relative_residual(op.A(x), y)})
+        yield state
+    return state
+
+
+# ---------------------------------------------------------------------- unrolled-pgd
+@dataclass
+class UnrolledPGDParams:
+    r"""Unrolled PGD: :math:`x_{k+1} = x_k - \eta_k(A^H(Ax_k - y) + R_k(x_k))`."""
+
+    weights: str = param("unrolled-pgd-inpaint50-natural", _DOC,
+                         choices=lambda: weights_names(task="unrolled",
+                                                       architectures=("unrolled-pgd",)))
+
+
+@register_method("unrolled-pgd", UnrolledPGDParams,
+                 weights=("unrolled-pgd-inpaint50-natural",))
+@torch.no_grad()
+def unrolled_pgd(y: Tensor, op: Any, p: UnrolledPGDParams, *, x0: Tensor | None = None,
+                 generator: torch.Generator | None = None) -> Iterator[IterState]:
+    r"""Learned unrolled proximal gradient, one step per stage.
+
+    .. math::
+
+        x_{k+1} = x_k - \eta_k\big(A^H(A x_k - y) + R_k(x_k)\big), \quad k = 0..K-1,
+
+    from :math:`x_0 = A^H y` (or ``x0``), with learned step sizes :math:`\eta_k` and CNNs
+    :math:`R_k`; yields :math:`x_1..x_K`.
+    """
+    return (yield from _run("unrolled-pgd", "unrolled-pgd", y, op, p.weights, x0))
+
+
+# ---------------------------------------------------------------------- varnet
+@dataclass
+class VarNetParams:
+    r"""VarNet: :math:`x_{k+1} = x_k - \eta_k A^H(Ax_k - y) - U_k(x_k)`."""
+
+    weights: str = param("varnet-mri4x", _DOC,
+                         choices=lambda: weights_names(task="unrolled",
+                                                       architectures=("varnet",)))
+
+
+@register_method("varnet", VarNetParams, operators=("mri", "mri-multicoil"),
+                 weights=("varnet-mri4x",))
+@torch.no_grad()
+def varnet(y: Tensor, op: Any, p: VarNetParams, *, x0: Tensor | None = None,
+           generator: torch.Generator | None = None) -> Iterator[IterState]:
+    r"""Variational network (Hammernik et al. 2018), one cascade per step.
+
+    .. math::
+
+        x_{k+1} = x_k - \eta_k A^H(A x_k - y) - U_k(x_k),
+
+    from :math:`x_0 = A^H y` (the zero-filled image; or ``x0``), :math:`U_k` a U-Net on
+    (real, imaginary) channels. The output is complex like the operator's images.
+    """
+    return (yield from _run("varnet", "varnet", y, op, p.weights, x0))
+
+
+# ---------------------------------------------------------------------- neumann
+@dataclass
+class NeumannParams:
+    r"""Neumann network: truncated series :math:`\sum_j (I - \eta A^H A - R)^j \eta A^H y`."""
+
+    weights: str = param("neumann-blur2-natural", _DOC,
+                         choices=lambda: weights_names(task="unrolled",
+                                                       architectures=("neumann",)))
+
+
+@register_method("neumann", NeumannParams, weights=("neumann-blur2-natural",))
+@torch.no_grad()
+def neumann(y: Tensor, op: Any, p: NeumannParams, *, x0: Tensor | None = None,
+            generator: torch.Generator | None = None) -> Iterator[IterState]:
+    r"""Neumann network (Gilton, Ongie, Willett 2019), one series term per step.
+
+    .. math::
+
+        x^{(0)} = \eta A^H y, \quad x^{(j+1)} = x^{(j)} - \eta A^H A x^{(j)} - R(x^{(j)}),
+        \quad \hat x_J = \sum_{j < J} x^{(j)};
+
+    yields the partial sums :math:`\hat x_1..\hat x_T`.
+    """
+    return (yield from _run("neumann", "neumann", y, op, p.weights, x0))

@@ -1,0 +1,408 @@
+r"""One training engine for the command line, the Python API and the Train widget.
+
+A :class:`TrainSpec` holds everything needed to reproduce a training run. :func:`prepare_training`
+checks it (clear :class:`~napari_invrec.core.errors.InputError` for every bad input) and builds
+the network, the data and the training-loop generator; :func:`execute_training` drives that
+generator, yielding every :class:`~napari_invrec.core.training.loops.TrainState`, and after the
+last step saves the weights (:func:`~napari_invrec.core.models.registry.save_model`), writes a
+JSON sidecar ``OUT.json`` (the full spec and final figures) and, if asked, registers the
+weights in the user manifest, so the network is selectable at once wherever weights are
+listed. :func:`run_training` does both.
+
+Closing the generator early (cancel) writes no weights and registers nothing; the checkpoint
+written so far stays, so a later run with ``resume=checkpoint`` continues where it stopped.
+
+Self-supervised (Noise2Self) training of a noise-conditional network needs the noise std
+:math:`\sigma` of the data; without ``data_sigma`` it is estimated from the finest Haar
+diagonal coefficients :math:`d = (y_{00} - y_{01} - y_{10} + y_{11})/2` of each image
+(:math:`d \sim \mathcal N(0, \sigma^2)` on flat regions) by the robust median estimate
+
+.. math::
+
+    \hat\sigma = \operatorname{median}_i |d_i| \,/\, 0.6745 .
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shlex
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import InputError
+from ..core.training.loops import TrainState
+
+__all__ = ["TASKS", "TrainSpec", "TrainPlan", "prepare_training", "execute_training",
+           "run_training", "train_command", "estimate_noise_sigma", "check_training_arrays"]
+
+TASKS = ("denoiser", "noise2self", "end-to-end", "unrolled")
+"""Training tasks: supervised denoiser, self-supervised denoiser, end-to-end, unrolled."""
+
+#: architectures with an identity skip (output = input - predicted noise): a blind-spot
+#: (Noise2Self) network of this kind passes the noise through when applied to a whole image
+RESIDUAL_ARCHITECTURES = ("dncnn",)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass
+class TrainSpec:
+    """Everything needed to reproduce a training run (saved in the weights' sidecar).
+
+    ``data`` is a :func:`~napari_invrec.core.training.datasets.make_source` spec (``atoms``,
+    ``phantoms``, ``mixed``, ``natural``, ``skimage:NAME,..``, ``folder:PATH``) or
+    ``"arrays"`` / ``"arrays:LABEL"`` when the images are passed in (e.g. a napari layer).
+    """
+
+    task: str = "denoiser"
+    arch: str = "drunet"
+    arch_kwargs: dict = field(default_factory=dict)
+    data: str = "mixed"
+    steps: int = 1000
+    batch: int = 16
+    patch: int = 48
+    lr: float = 1e-3
+    seed: int = 0
+    sigma_min: float = 0.0
+    sigma_max: float = 0.2
+    data_sigma: float | None = None
+    operator: str | None = None
+    op_params: dict = field(default_factory=dict)
+    noise_sigma: float = 0.01
+    init: str = "pinv"
+    device: str = "auto"
+    val_every: int = 50
+    checkpoint_every: int = 100
+    name: str = "my-denoiser"
+    out: str | None = None
+    checkpoint: str | None = None
+    resume: str | None = None
+    register: bool = True
+
+
+@dataclass
+class TrainPlan:
+    """A checked spec with its network, loop generator and resolved paths."""
+
+    spec: TrainSpec
+    model: Any
+    loop: Any
+    out: Path
+    checkpoint: Path
+    operator: dict | None = None
+    extra_meta: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- checks
+def estimate_noise_sigma(images: list[np.ndarray]) -> float:
+    r"""Robust noise std of images: :math:`\operatorname{median}|d| / 0.6745` over the finest
+    Haar diagonal coefficients of all ``images`` (see the module docstring)."""
+    ds = []
+    for a in images:
+        h, w = (a.shape[0] // 2) * 2, (a.shape[1] // 2) * 2
+        b = a[:h, :w].astype(np.float64)
+        ds.append(((b[0::2, 0::2] - b[0::2, 1::2] - b[1::2, 0::2] + b[1::2, 1::2]) / 2).ravel())
+    return float(np.median(np.abs(np.concatenate(ds))) / 0.6745)
+
+
+def check_training_arrays(arrays: Any, patch: int, label: str = "training image"
+                          ) -> list[np.ndarray]:
+    """The user's images as a list of 2-D float32 arrays, or a clear :class:`InputError`.
+
+    Accepts one 2-D image, a ``(N, H, W)`` stack or a list of them. RGB, integer, boolean,
+    complex, NaN/inf or images smaller than ``patch`` are refused.
+    """
+    from ..core.validation import check_image_array
+
+    items = [arrays] if isinstance(arrays, np.ndarray) or hasattr(arrays, "shape") \
+        else list(arrays)
+    out: list[np.ndarray] = []
+    for i, a in enumerate(items):
+        a = np.asarray(a)
+        name = label if len(items) == 1 else f"{label} {i}"
+        if a.ndim == 3 and a.shape[-1] not in (3, 4):
+            out.extend(check_image_array(s, f"{name} plane {j}") for j, s in enumerate(a))
+        else:
+            out.append(check_image_array(a, name))
+    if not out:
+        raise InputError("no training images given; pick an image layer or another data source")
+    for a in out:
+        if min(a.shape) < patch:
+            raise InputError(f"{label} of shape {a.shape} is smaller than the patch size "
+                             f"{patch}; lower the patch size to at most {min(a.shape)}")
+    return out
+
+
+def _parse_kwargs(value: Any, what: str) -> dict:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value or "{}")
+        except json.JSONDecodeError as e:
+            raise InputError(f"{what} is not valid JSON ({e}); write e.g. '{{\"width\": 16}}'") \
+                from e
+    if not isinstance(value, dict):
+        raise InputError(f"{what} must be a JSON object, e.g. '{{\"width\": 16}}'")
+    return dict(value)
+
+
+def _check_scalars(spec: TrainSpec) -> None:
+    from ..core.training.loops import _check_common
+
+    _check_common(spec.steps, spec.batch, spec.patch, spec.lr)
+    if spec.patch < 8:
+        raise InputError(f"patch must be >= 8 pixels, got {spec.patch}")
+    if spec.task not in TASKS:
+        raise InputError(f"unknown training task {spec.task!r}; choose one of {TASKS}")
+    if not 0.0 <= spec.sigma_min <= spec.sigma_max:
+        raise InputError("the noise range must satisfy 0 <= sigma_min <= sigma_max, got "
+                         f"{spec.sigma_min}, {spec.sigma_max}")
+    if spec.data_sigma is not None and not spec.data_sigma > 0:
+        raise InputError(f"data_sigma must be > 0 (or empty: estimated), got {spec.data_sigma}")
+    for n in ("val_every", "checkpoint_every"):
+        if int(getattr(spec, n)) < 1:
+            raise InputError(f"{n} must be >= 1, got {getattr(spec, n)}")
+    if not _NAME_RE.match(spec.name or ""):
+        raise InputError(f"weights name {spec.name!r} must start with a letter or digit and use "
+                         "only letters, digits, '.', '_' and '-'")
+
+
+def _paths(spec: TrainSpec) -> tuple[Path, Path]:
+    from ..core.models.registry import user_weights_dir
+
+    if spec.out:
+        out = Path(spec.out).expanduser()
+        if not out.parent.is_dir():
+            raise InputError(f"output folder {str(out.parent)!r} does not exist; create it or "
+                             "pick another weights file")
+    else:
+        folder = user_weights_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / f"{spec.name}.pt"
+    ckpt = Path(spec.checkpoint).expanduser() if spec.checkpoint else Path(str(out) + ".ckpt")
+    if not ckpt.parent.is_dir():
+        raise InputError(f"checkpoint folder {str(ckpt.parent)!r} does not exist")
+    if spec.resume and not Path(spec.resume).expanduser().is_file():
+        raise InputError(f"checkpoint to resume {spec.resume!r} does not exist; clear 'resume' "
+                         "to start from scratch")
+    return out, ckpt
+
+
+def _model(spec: TrainSpec) -> Any:
+    from ..core.models.registry import ARCHITECTURES
+
+    if spec.arch not in ARCHITECTURES:
+        raise InputError(f"unknown architecture {spec.arch!r}; choose one of "
+                         f"{', '.join(ARCHITECTURES)}")
+    try:
+        return ARCHITECTURES[spec.arch](**spec.arch_kwargs)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"bad arch_kwargs for {spec.arch!r}: {e}") from e
+
+
+def _operator_factory(spec: TrainSpec) -> Any:
+    from ..core.operators.registry import OPERATORS, make_operator
+
+    if not spec.operator:
+        raise InputError(f"task {spec.task!r} needs an operator (e.g. blur, inpaint, mri)")
+    if spec.operator not in OPERATORS:
+        raise InputError(f"unknown operator {spec.operator!r}; available: "
+                         f"{', '.join(sorted(OPERATORS))}")
+    if spec.init not in ("pinv", "adjoint"):
+        raise InputError(f"init must be 'pinv' or 'adjoint', got {spec.init!r}")
+    if spec.noise_sigma < 0:
+        raise InputError(f"noise_sigma must be >= 0, got {spec.noise_sigma}")
+    # built once here so that bad operator parameters fail before any training
+    make_operator(spec.operator, (spec.patch, spec.patch), **spec.op_params)
+
+    def factory(shape: tuple[int, int], dev: Any) -> Any:
+        return make_operator(spec.operator, tuple(shape), device=dev, **spec.op_params)
+
+    return factory
+
+
+# ---------------------------------------------------------------- plan and run
+def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any,
+          ckpt: Path) -> tuple[Any, dict | None, dict]:
+    """The loop generator of ``spec.task``, the operator spec (operator tasks) and extra meta."""
+    from ..core.training import loops
+    from ..core.training.datasets import ArrayPatches, make_source
+
+    common = {"steps": int(spec.steps), "batch": int(spec.batch), "patch": int(spec.patch),
+              "lr": float(spec.lr), "seed": int(spec.seed), "device": dev,
+              "val_every": int(spec.val_every), "resume": spec.resume, "checkpoint": ckpt,
+              "checkpoint_every": int(spec.checkpoint_every)}
+    if spec.task == "noise2self":
+        if spec.arch in RESIDUAL_ARCHITECTURES:
+            raise InputError(f"{spec.arch} predicts the noise and subtracts it (identity skip); "
+                             "trained self-supervised it would pass the noise through when "
+                             "used as a denoiser: pick drunet for noise2self")
+        if arrays is None:
+            src = make_source(spec.data, seed=spec.seed)
+            if not hasattr(src, "images"):
+                raise InputError("noise2self learns from noisy images: pick an image layer, "
+                                 "arrays or a folder:PATH, not synthetic data")
+            arrays = check_training_arrays(src.images, spec.patch)
+        cond = loops.is_conditional(model)
+        sigma = spec.data_sigma if spec.data_sigma is not None else (
+            estimate_noise_sigma(arrays) if cond else None)
+        if cond and not sigma:
+            raise InputError("could not estimate the noise level of the data (it looks "
+                             "noise-free); give data_sigma")
+        loop = loops.train_noise2self(model, arrays, sigma=sigma, **common)
+        return loop, None, {"data_sigma": sigma}
+    if arrays is not None:
+        source = ArrayPatches(arrays, spec=spec.data)
+    else:
+        source = make_source(spec.data, seed=spec.seed)
+    if spec.task == "denoiser":
+        loop = loops.train_denoiser(model, source, sigma_range=(spec.sigma_min, spec.sigma_max),
+                                    **common)
+        return loop, None, {}
+    factory = _operator_factory(spec)
+    op = factory((spec.patch, spec.patch), dev)
+    op_spec = op.spec()
+    if spec.task == "end-to-end":
+        loop = loops.train_end_to_end(model, source, factory, init=spec.init,
+                                      noise_sigma=spec.noise_sigma, **common)
+        return loop, op_spec, {"init": spec.init, "noise_sigma": spec.noise_sigma}
+    from ..core.training.unrolled import train_unrolled  # lazy: optional module
+
+    loop = train_unrolled(model, source, factory, noise_sigma=spec.noise_sigma, **common)
+    return loop, op_spec, {"noise_sigma": spec.noise_sigma}
+
+
+def prepare_training(spec: TrainSpec, *, arrays: Any = None) -> TrainPlan:
+    """Check ``spec`` (and ``arrays``) and build the network and the loop generator.
+
+    Raises
+    ------
+    InputError
+        Unknown task/architecture/operator/device, bad ``arch_kwargs``/``op_params`` JSON,
+        a task that needs arrays without them (or arrays with another data spec), RGB/integer/
+        NaN/too-small arrays, a missing output folder or resume file, a shipped network's name.
+    """
+    from ..core.models.registry import WEIGHTS_DIR, read_manifest
+    from .device import choose_device
+
+    spec = dataclasses.replace(spec, arch_kwargs=_parse_kwargs(spec.arch_kwargs, "arch_kwargs"),
+                               op_params=_parse_kwargs(spec.op_params, "op_params"))
+    _check_scalars(spec)
+    is_arrays = spec.data == "arrays" or spec.data.startswith("arrays:")
+    if is_arrays and arrays is None:
+        raise InputError(f"data {spec.data!r} needs images: pick an image layer or pass arrays")
+    if arrays is not None and not is_arrays:
+        raise InputError(f"arrays were given but data is {spec.data!r}; set data='arrays'")
+    checked = check_training_arrays(arrays, spec.patch) if arrays is not None else None
+    if spec.register and spec.name in read_manifest(WEIGHTS_DIR / "manifest.json"):
+        raise InputError(f"{spec.name!r} is a shipped network's name; pick another name")
+    out, ckpt = _paths(spec)
+    dev = choose_device(spec.device)
+    model = _model(spec)
+    loop, op_spec, extra = _loop(spec, model, checked, dev, ckpt)
+    return TrainPlan(spec=spec, model=model, loop=loop, out=out, checkpoint=ckpt,
+                     operator=op_spec, extra_meta=extra)
+
+
+def train_command(spec: TrainSpec, out: str | Path | None = None) -> str:
+    """An equivalent ``napari-invrec train ...`` command line for ``spec``."""
+    s = spec
+    args = ["train", "--task", s.task, "--arch", s.arch,
+            "--arch-kwargs", json.dumps(s.arch_kwargs, sort_keys=True), "--data", s.data,
+            "--steps", str(s.steps), "--batch", str(s.batch), "--patch", str(s.patch),
+            "--lr", f"{s.lr:g}", "--seed", str(s.seed), "--device", s.device]
+    if s.task == "denoiser":
+        args += ["--sigma-min", f"{s.sigma_min:g}", "--sigma-max", f"{s.sigma_max:g}"]
+    if s.task == "noise2self" and s.data_sigma is not None:
+        args += ["--data-sigma", f"{s.data_sigma:g}"]
+    if s.task in ("end-to-end", "unrolled"):
+        args += ["--operator", str(s.operator), "--op-params",
+                 json.dumps(s.op_params, sort_keys=True, default=str),
+                 "--noise-sigma", f"{s.noise_sigma:g}", "--init", s.init]
+    args += ["--name", s.name, "--out", str(out or s.out or f"{s.name}.pt")]
+    if s.resume:
+        args += ["--resume", str(s.resume)]
+    return "napari-invrec " + shlex.join(args)
+
+
+def _metrics(last: TrainState, task: str) -> dict:
+    m = {"final_loss": float(last.loss), "train_seconds": float(last.elapsed),
+         "steps": int(last.step)}
+    if last.val_psnr is not None:
+        m["val_psnr"] = float(last.val_psnr)
+    for k in ("noisy_psnr", "init_psnr", "val_loss"):
+        if last.extras.get(k) is not None:
+            m[k] = float(last.extras[k])
+    return m
+
+
+def _description(spec: TrainSpec, metrics: dict) -> str:
+    what = {"denoiser": "supervised Gaussian denoiser",
+            "noise2self": "self-supervised (Noise2Self) denoiser",
+            "end-to-end": f"end-to-end network for {spec.operator}",
+            "unrolled": f"unrolled network for {spec.operator}"}[spec.task]
+    fig = (f", validation PSNR {metrics['val_psnr']:.2f} dB" if "val_psnr" in metrics else "")
+    return f"{spec.arch} {what} trained on {spec.data} ({spec.steps} steps{fig})"
+
+
+def execute_training(plan: TrainPlan, command: str | None = None, *, threads: int | None = None
+                     ) -> Generator[TrainState, None, Any]:
+    """Drive ``plan``'s loop, yielding every state; then save, write the sidecar, register.
+
+    ``threads`` caps torch's CPU threads while training (e.g. to keep a GUI responsive).
+
+    Returns
+    -------
+    WeightsEntry
+        The manifest entry of the saved weights (``file`` the full path).
+    """
+    from ..core.models.registry import register_weights, save_model
+    from .device import torch_threads
+    from .provenance import package_version
+
+    spec = plan.spec
+    t0 = time.perf_counter()
+    last = None
+    with torch_threads(threads):
+        for last in plan.loop:
+            yield last
+    if last is None:
+        raise InputError(f"nothing to train: the checkpoint {spec.resume!r} is already at step "
+                         f">= steps ({spec.steps}); raise steps or clear 'resume'")
+    metrics = _metrics(last, spec.task) | plan.extra_meta  # figures and the init/noise used
+    metrics["wall_seconds"] = time.perf_counter() - t0
+    cmd = command or train_command(spec, plan.out)
+    # a self-supervised denoiser is still a denoiser for plug-and-play methods
+    task = "denoiser" if spec.task == "noise2self" else spec.task
+    meta = {"name": spec.name, "task": task, "data": spec.data, "seed": int(spec.seed),
+            "train_command": cmd, "operator": plan.operator, "metrics": metrics,
+            "description": _description(spec, metrics)}
+    entry = save_model(plan.model, plan.out, meta)
+    entry.file = str(plan.out)
+    record = {"kind": "weights", "package": "napari-invrec", "version": package_version(),
+              "command": cmd, "spec": dataclasses.asdict(spec), "training": spec.task,
+              "architecture": entry.architecture, "kwargs": entry.kwargs,
+              "operator": plan.operator, "metrics": metrics, "checkpoint": str(plan.checkpoint),
+              "sha256": entry.sha256, **plan.extra_meta}
+    Path(str(plan.out) + ".json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    if spec.register:
+        register_weights(entry)
+    return entry
+
+
+def run_training(spec: TrainSpec, *, arrays: Any = None, command: str | None = None
+                 ) -> Generator[TrainState, None, Any]:
+    """Check ``spec`` now and return the generator that trains, saves and registers.
+
+    The spec is checked when this is called (an :class:`InputError` at once); iterate the
+    result to train (``StopIteration.value`` / ``yield from`` gives the
+    :class:`~napari_invrec.core.models.registry.WeightsEntry`). Closing it early writes no
+    weights and registers nothing.
+    """
+    return execute_training(prepare_training(spec, arrays=arrays), command)

@@ -1,0 +1,67 @@
+"""Add weights written by ``napari-invrec train`` to the shipped manifest.
+
+Usage::
+
+    python scripts/ship_weights.py NAME WEIGHTS.pt "one-line description"
+
+Copies ``WEIGHTS.pt`` and its sidecar ``WEIGHTS.pt.json`` (the exact command, seed, data and
+validation figures ``napari-invrec train`` recorded) to
+``napari_invrec/models/weights/NAME.pt[.json]`` and adds or replaces the manifest entry, with
+the sha256 of the copied file. Nothing else is edited by hand: every manifest field comes from
+the training run's own record.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from napari_invrec.core.models.registry import (  # noqa: E402
+    WEIGHTS_DIR,
+    WeightsEntry,
+    register_weights,
+    sha256_file,
+)
+
+METRIC_KEYS = ("val_psnr", "val_noisy_psnr", "noisy_psnr", "init_psnr", "final_loss",
+               "train_seconds", "steps")
+
+
+def ship(name: str, src: Path, description: str) -> WeightsEntry:
+    """Copy ``src`` (+ sidecar) into the package and register it in the shipped manifest."""
+    side = json.loads(Path(str(src) + ".json").read_text())
+    dst = WEIGHTS_DIR / f"{name}.pt"
+    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    Path(str(dst) + ".json").write_text(json.dumps(side, indent=2) + "\n")
+    blob = torch.load(dst, map_location="cpu", weights_only=True)
+    meta = blob.get("meta", {})
+    figures = side.get("metrics") or {k: side[k] for k in METRIC_KEYS if side.get(k) is not None}
+    entry = WeightsEntry(
+        name=name, architecture=blob["architecture"], kwargs=dict(blob.get("kwargs", {})),
+        file=str(dst), train_command=side["command"], seed=side.get("seed"),
+        data=str(side.get("data", "")), figures=[], sha256=sha256_file(dst),
+        description=description, task=side.get("task", meta.get("task", "denoiser")),
+        operator=side.get("operator") or meta.get("operator"), metrics=figures)
+    register_weights(entry, manifest=WEIGHTS_DIR / "manifest.json")
+    return entry
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print(__doc__)
+        return 2
+    e = ship(argv[0], Path(argv[1]), argv[2])
+    print(f"shipped {e.name}: {e.architecture} {e.task}, {Path(e.file).stat().st_size / 1e6:.2f}"
+          f" MB, figures {e.metrics}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

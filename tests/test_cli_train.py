@@ -1,0 +1,115 @@
+"""``napari-invrec train`` on the shared training engine (tiny networks, a few steps)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import numpy as np
+import pytest
+import torch
+
+from napari_invrec import cli
+from napari_invrec.core.data import atoms
+from napari_invrec.core.models.registry import read_manifest, user_weights_dir, weights_names
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_train_denoiser_writes_weights_sidecar_and_registers(tmp_path, capsys):
+    out = tmp_path / "t.pt"
+    argv = ["train", "--task", "denoiser", "--arch", "dncnn", "--arch-kwargs", '{"width": 4}',
+            "--data", "atoms", "--steps", "5", "--patch", "24", "--batch", "4", "--name",
+            "cli-t", "--out", str(out), "--device", "cpu", "--val-every", "5"]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "step 5/5" in text and "registered as 'cli-t'" in text
+    side = json.loads((tmp_path / "t.pt.json").read_text())
+    assert side["command"] == "napari-invrec " + shlex.join(argv)
+    assert side["spec"]["arch_kwargs"] == {"width": 4} and side["spec"]["steps"] == 5
+    assert np.isfinite(side["metrics"]["final_loss"])
+    entry = read_manifest()["cli-t"]
+    assert entry.task == "denoiser" and entry.architecture == "dncnn"
+    assert entry.train_command == side["command"]
+    blob = torch.load(out, weights_only=True)
+    assert blob["architecture"] == "dncnn" and blob["kwargs"]["width"] == 4
+    # resuming the finished run has nothing to do: one clear error line, exit 2
+    assert cli.main(argv + ["--resume", str(out) + ".ckpt"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nothing to train" in err and len(err.splitlines()) == 1
+
+
+def test_train_noise2self_from_an_image_file_without_registering(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    noisy = (atoms(48) + 0.1 * rng.standard_normal((48, 48))).astype(np.float32)
+    np.save(tmp_path / "noisy.npy", noisy)
+    out = tmp_path / "n2s.pt"
+    argv = ["train", "--task", "noise2self", "--arch", "drunet", "--arch-kwargs",
+            '{"width": 4, "scales": 2, "blocks": 1}', "--data", f"file:{tmp_path}/noisy.npy",
+            "--steps", "3", "--patch", "16", "--batch", "2", "--out", str(out),
+            "--no-register", "--quiet", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out == ""
+    assert out.is_file() and "n2s" not in read_manifest()
+    side = json.loads((tmp_path / "n2s.pt.json").read_text())
+    assert side["spec"]["data"] == "arrays:noisy.npy" and side["data_sigma"] > 0
+
+
+def test_train_end_to_end_records_the_operator(tmp_path, capsys):
+    argv = ["train", "--task", "end-to-end", "--arch", "unet", "--arch-kwargs",
+            '{"width": 4, "scales": 2}', "--data", "phantoms", "--steps", "3", "--patch",
+            "16", "--batch", "2", "--operator", "blur", "--op-params", '{"sigma": 1.5}',
+            "--init", "adjoint", "--name", "cli-e2e", "--device", "cpu", "--quiet"]
+    assert cli.main(argv) == 0
+    entry = read_manifest()["cli-e2e"]
+    assert entry.task == "end-to-end"
+    assert "cli-e2e" in weights_names(task="end-to-end", operator="blur")
+    # no --out: the weights go to the user weights folder
+    assert (user_weights_dir() / "cli-e2e.pt").is_file()
+    from napari_invrec.core.methods import end_to_end
+    from napari_invrec.core.operators import make_operator
+
+    assert end_to_end.trained_init(entry) == "adjoint"
+    # the unet method runs the registered network (stage 1: the adjoint it was trained on)
+    op = make_operator("blur", (24, 24), sigma=1.5)
+    y = op.A(torch.rand(1, 1, 24, 24))
+    states = list(end_to_end.unet(y, op, end_to_end.UNetParams(weights="cli-e2e")))
+    assert len(states) == 2
+    torch.testing.assert_close(states[0].x, op.A_adjoint(y))
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--arch", "no-such-net"], "unknown architecture"),
+    (["--data", "skimage:brain"], "not allowed"),
+    (["--arch-kwargs", "{width: 4"], "--arch-kwargs is not valid JSON"),
+    (["--arch-kwargs", '{"nope": 1}'], "bad arch_kwargs"),
+    (["--task", "end-to-end"], "needs --operator"),
+    (["--task", "end-to-end", "--operator", "nope"], "unknown operator"),
+    (["--task", "end-to-end", "--operator", "blur", "--op-params", "[1]"], "JSON object"),
+    (["--task", "end-to-end", "--operator", "blur", "--op-params", '{"sigma": -1}'],
+     "sigma"),
+    (["--steps", "0"], "steps"),
+    (["--name", "bad name!"], "weights name"),
+    (["--out", "/no/such/folder/m.pt"], "does not exist"),
+    (["--data", "file:/no/such.npy"], "does not exist"),
+])
+def test_train_bad_arguments_exit_2_with_one_line(extra, match, tmp_path, capsys):
+    argv = ["train", "--arch", "dncnn", "--arch-kwargs", '{"width": 4}', "--data", "atoms",
+            "--steps", "2", "--patch", "16", "--batch", "2", "--device", "cpu", "--name", "x",
+            "--out", str(tmp_path / "m.pt"), *extra]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_bad_task_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", "--task", "magic"])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err

@@ -1,0 +1,161 @@
+"""GUI tests of the Train widget: train from a layer, use the network at once, cancel, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_invrec import api
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def truth():
+    from napari_invrec.core.data.phantoms import atoms
+
+    x = atoms(64, seed=7).astype(np.float32)
+    return (x - x.min()) / (x.max() - x.min())
+
+
+def _psnr(a, ref):
+    return 10 * np.log10(1.0 / np.mean((np.asarray(a) - ref) ** 2))
+
+
+def _viewer_with_measurement(make_napari_viewer, truth):
+    """Viewer with the truth and a simulated noisy 'denoise' measurement ``y`` (sigma 0.1)."""
+    from napari_invrec.core.operators import NoiseParams
+    from napari_invrec.engine.layers import measurement_layer
+
+    viewer = make_napari_viewer()
+    viewer.add_image(truth.copy(), name="truth")
+    op = api.make_operator("denoise", truth.shape)
+    y = api.simulate(truth, op, sigma=0.1, seed=1)
+    data, kw, _ = measurement_layer(y, op, NoiseParams(sigma=0.1, seed=1), name="y",
+                                    ground_truth="truth")
+    viewer.add_image(data, **kw)
+    return viewer
+
+
+def _set(w, **values):
+    for k, v in values.items():
+        getattr(w, k).value = v
+
+
+TINY = {"arch": "drunet", "net_width": 8, "batch": 8, "patch": 24, "lr": "0.003"}
+
+
+def test_noise2self_on_layer_then_dpir_in_open_reconstruct_widget(make_napari_viewer, truth,
+                                                                  wait_idle, notes):
+    from napari_invrec._widgets.reconstruct import ReconstructWidget
+    from napari_invrec._widgets.train import LAYER, TrainWidget
+    from napari_invrec.core.models import read_manifest
+
+    viewer = _viewer_with_measurement(make_napari_viewer, truth)
+    rec = ReconstructWidget(viewer)  # open before the network exists
+    rec.method.value = "dpir"
+    assert "gui-n2s" not in rec.method_form.widget("denoiser").choices
+    y_before = np.array(viewer.layers["y"].data, copy=True)
+
+    w = TrainWidget(viewer)
+    w.task.value = "noise2self"
+    assert w.source.value == LAYER and not w.sigma_max.visible
+    w.layer.value = viewer.layers["y"]
+    _set(w, steps=200, weights_name="gui-n2s", **TINY)
+    worker = w.train()
+    assert worker is not None and not w.train_button.enabled and w.cancel_button.enabled
+    wait_idle(w, 60000)
+    assert w.train_button.enabled and not w.cancel_button.enabled
+    assert "gui-n2s" in read_manifest() and w.last_entry.name == "gui-n2s"
+    assert w.history["step"][-1] == 200 and len(w.history["loss"]) == 200
+    assert any(m.startswith("trained gui-n2s") for m in notes())
+    np.testing.assert_array_equal(viewer.layers["y"].data, y_before)  # the layer is untouched
+
+    # the open Reconstruct widget lists the new network without being reopened
+    assert "gui-n2s" in rec.method_form.widget("denoiser").choices
+    rec.method_form.set_values({"denoiser": "gui-n2s", "sigma": 0.1, "iters": 4})
+    rec.run()
+    wait_idle(rec, 60000)
+    result = viewer.layers["dpir · denoise"]
+    prov = result.metadata["invrec"]["provenance"]
+    assert prov["params"]["denoiser"] == "gui-n2s"
+    # self-supervised on the noisy data alone, it removes a large part of the noise
+    assert _psnr(result.data, truth) > _psnr(y_before, truth) + 4.0
+
+
+def test_supervised_on_atoms_plots_loss_and_validation(make_napari_viewer, wait_idle, notes):
+    from napari_invrec._widgets.train import TrainWidget
+    from napari_invrec.core.denoisers import denoiser_names
+
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    assert not w.layer.visible and not w.folder.visible
+    _set(w, source="atoms", steps=60, sigma_min=0.05, sigma_max=0.15,
+         weights_name="gui-sup", **TINY)
+    w.train()
+    wait_idle(w, 60000)
+    h = w.history
+    assert h["step"] == list(range(1, 61)) and len(h["val_step"]) >= 2
+    m = w.last_entry.metrics
+    assert m["val_psnr"] > m["noisy_psnr"]  # validation on held-out noisy patches
+    assert "gui-sup" in denoiser_names()
+    ax_loss, ax_psnr = w.plot.figure.axes
+    assert len(ax_loss.lines[0].get_xdata()) == 60
+    np.testing.assert_allclose(ax_psnr.lines[0].get_ydata(), h["val_psnr"])
+    assert any(f"trained gui-sup: val PSNR {m['val_psnr']:.2f} dB" in n for n in notes())
+    assert str(w.last_entry.file).endswith("gui-sup.pt")
+
+
+def test_cancel_stops_within_a_step_and_registers_nothing(make_napari_viewer, qtbot, wait_idle,
+                                                          notes, tmp_path):
+    from napari_invrec._widgets.train import TrainWidget
+    from napari_invrec.core.models import read_manifest
+
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    ckpt = tmp_path / "c.ckpt"
+    _set(w, source="phantoms", steps=100000, weights_name="gui-cancel",
+         checkpoint=str(ckpt), **TINY)
+    worker = w.train()
+    steps = []
+    worker.yielded.connect(lambda s: steps.append(s.step))
+    qtbot.waitUntil(lambda: len(steps) >= 3, timeout=30000)
+    w.cancel()
+    at_cancel = max(steps)
+    wait_idle(w, 30000)
+    assert max(steps) <= at_cancel + 1
+    assert "gui-cancel" not in read_manifest() and w.last_entry is None
+    assert not (tmp_path / "gui-cancel.pt").exists()
+    assert any("cancelled" in m and "gui-cancel" in m for m in notes())
+    assert w.train_button.enabled
+
+
+@pytest.mark.parametrize("data, match", [
+    (np.zeros((64, 64, 3), np.float32), "RGB"),
+    (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64), "integer"),
+    (np.where(np.eye(64) > 0, np.nan, 0.5).astype(np.float32), "NaN"),
+    (np.full((16, 16), 0.5, np.float32), "smaller than the patch"),
+])
+def test_bad_layer_is_a_notification_and_leaves_the_layer_alone(make_napari_viewer, notes,
+                                                                 data, match):
+    from napari_invrec._widgets.train import LAYER, TrainWidget
+    from napari_invrec.core.models import read_manifest
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(data.copy(), name="bad", rgb=data.ndim == 3)
+    w = TrainWidget(viewer)
+    _set(w, task="noise2self", steps=5, weights_name="gui-bad", **TINY)
+    assert w.source.value == LAYER and w.layer.value is layer
+    assert w.train() is None
+    assert not w.controller.running and w.train_button.enabled
+    assert any(match in m for m in notes()) and match in w.status.value
+    np.testing.assert_array_equal(layer.data, data)
+    assert "gui-bad" not in read_manifest()
+
+
+def test_train_widget_is_a_plugin_dock_widget(make_napari_viewer):
+    from napari_invrec._widgets.train import TrainWidget
+
+    viewer = make_napari_viewer()
+    _, w = viewer.window.add_plugin_dock_widget("napari-invrec", "Train denoiser")
+    assert isinstance(w, TrainWidget)
