@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from napari_invrec.engine.catalogue import catalogue_markdown, read_block
+from napari_invrec.engine.catalogue import catalogue_markdown, read_block, weights_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -12,6 +12,8 @@ def test_catalogue_markdown_is_generated_from_the_registry():
     text = (ROOT / "README.md").read_text()
     assert read_block(text, "compat") == catalogue_markdown().strip(), (
         "README compatibility table is stale: run `python scripts/update_readme.py`")
+    assert read_block(text, "weights") == weights_table().strip(), (
+        "README shipped-weights table is stale: run `python scripts/update_readme.py`")
 
 
 def test_readme_opens_with_make_run_and_make_test():

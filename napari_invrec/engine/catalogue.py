@@ -8,6 +8,7 @@ README_MARKERS = {
     "compat": ("<!-- compat-table:start -->", "<!-- compat-table:end -->"),
     "bench": ("<!-- bench-table:start -->", "<!-- bench-table:end -->"),
     "learned": ("<!-- learned-table:start -->", "<!-- learned-table:end -->"),
+    "weights": ("<!-- weights-table:start -->", "<!-- weights-table:end -->"),
 }
 
 
@@ -44,6 +45,32 @@ def catalogue_markdown() -> str:
     """Operators, methods and the compatibility matrix, as the README shows them."""
     return "\n\n".join([operator_table(), method_table(),
                          "Which method runs with which operator:", compatibility_table()])
+
+
+def weights_table() -> str:
+    """Markdown table of the shipped networks: what they are for, their validation figures,
+    size, and the command that trained them (from the shipped manifest)."""
+    from pathlib import Path
+
+    from ..core.models.registry import WEIGHTS_DIR, read_manifest, trained_operator
+
+    rows = ["| weights | network | task | trained for | data | validation | size | command |",
+            "| --- | --- | --- | --- | --- | --- | --: | --- |"]
+    for name, e in sorted(read_manifest(WEIGHTS_DIR / "manifest.json").items()):
+        op = trained_operator(e)
+        params = (e.operator or {}).get("params", {})
+        cfg = ", ".join(f"{k}={v}" for k, v in params.items()
+                        if v is not None and k in ("sigma", "keep", "acceleration"))
+        target = f"`{op}` {cfg}".strip() if op else "any (denoiser)"
+        m = e.metrics or {}
+        base = m.get("val_noisy_psnr", m.get("noisy_psnr", m.get("init_psnr",
+                                                                   m.get("adjoint_psnr"))))
+        val = (f"{m['val_psnr']:.2f} dB" + (f" (input {base:.2f})" if base else "")
+               if m.get("val_psnr") else "")
+        size = f"{Path(e.file).stat().st_size / 1e6:.1f} MB" if Path(e.file).is_file() else "?"
+        rows.append(f"| `{name}` | {e.architecture} | {e.task} | {target} | {e.data} | {val} | "
+                    f"{size} | `{e.train_command}` |")
+    return "\n".join(rows)
 
 
 def compatibility_table() -> str:
