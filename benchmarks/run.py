@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-SECTIONS = ("solver", "gui", "catalogue", "learned")
+SECTIONS = ("solver", "gui", "catalogue", "learned", "diffusion")
 
 
 def main(argv: list[str]) -> int:
@@ -33,6 +33,10 @@ def main(argv: list[str]) -> int:
         import bench_learned
 
         bench_learned.main(flags)
+    if "diffusion" in names:
+        import bench_diffusion
+
+        bench_diffusion.main(flags)
     return 0
 
 

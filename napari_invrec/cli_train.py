@@ -34,7 +34,8 @@ def add_train_parser(sub: Any) -> None:
     p.add_argument("--task", default="denoiser", choices=list(TASKS),
                    help="denoiser: supervised Gaussian denoiser (default); noise2self: "
                    "self-supervised denoiser from noisy images; end-to-end: post-processing "
-                   "network for one operator; unrolled: unrolled network for one operator")
+                   "network for one operator; unrolled: unrolled network for one operator; vae: "
+                   "variational auto-encoder (--arch vae), the generator of the csgm method")
     p.add_argument("--arch", default="drunet",
                    help="architecture from napari_invrec.core.models (default drunet)")
     p.add_argument("--arch-kwargs", default="{}", metavar="JSON",
@@ -63,6 +64,9 @@ def add_train_parser(sub: Any) -> None:
                    help="Gaussian noise std of the simulated measurements (default 0.01)")
     g.add_argument("--init", default="pinv", choices=["pinv", "adjoint"],
                    help="initial reconstruction fed to an end-to-end network (default pinv)")
+    g = p.add_argument_group("vae")
+    g.add_argument("--beta", type=float, default=1e-3,
+                   help="vae: weight of the KL term per pixel (default 0.001)")
     g = p.add_argument_group("output")
     g.add_argument("--name", help="name the weights are registered under (default: the stem "
                    "of --out)")
@@ -112,7 +116,7 @@ def spec_from_args(ns: argparse.Namespace) -> tuple[Any, Any]:
                      steps=ns.steps, batch=ns.batch, patch=ns.patch, lr=ns.lr, seed=ns.seed,
                      sigma_min=ns.sigma_min, sigma_max=ns.sigma_max, data_sigma=ns.data_sigma,
                      operator=ns.operator, op_params=op_params, noise_sigma=ns.noise_sigma,
-                     init=ns.init, device=ns.device, val_every=ns.val_every,
+                     init=ns.init, beta=ns.beta, device=ns.device, val_every=ns.val_every,
                      checkpoint_every=ns.checkpoint_every, name=name, out=ns.out,
                      checkpoint=ns.checkpoint, resume=ns.resume, register=ns.register)
     return spec, arrays

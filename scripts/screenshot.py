@@ -6,7 +6,10 @@ clicking Run, as a user would), shows a 2x2 grid (ground truth, tv-fista iterate
 middle step, langevin-tv posterior mean and std) and saves
 ``screenshots/napari_invrec_overview.png`` (window with docks, not only canvas).
 ``--scene train`` docks the Train widget instead of Compare and shoots it mid-training
-(``screenshots/napari_invrec_train.png``).
+(``screenshots/napari_invrec_train.png``). ``--scene trust`` docks the Uncertainty &
+hallucinations widget instead of Compare: langevin-tv on a 50 % inpainting of the phantom, its
+trust maps, the std layer with a hotspot Labels overlay and calibrated bands
+(``screenshots/napari_invrec_trust.png``).
 """
 
 from __future__ import annotations
@@ -60,10 +63,12 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "screenshots" / "napari_invrec_overview.png"))
     ap.add_argument("--size", default="1900x1150", help="window size WxH")
     ap.add_argument("--dock-width", type=int, default=560, help="width of the right docks")
-    ap.add_argument("--scene", choices=("overview", "catalogue", "train"), default="overview",
+    ap.add_argument("--scene", choices=("overview", "catalogue", "train", "trust"),
+                    default="overview",
                     help="overview: atoms, langevin-tv and tv-fista; catalogue: CT sinogram "
                          "with fbp/tv-fista and multi-coil MRI coil images with sense-cg; "
-                         "train: the Train widget mid-training")
+                         "train: the Train widget mid-training; trust: std + hotspots of a "
+                         "langevin-tv inpainting run")
     args = ap.parse_args()
     if args.scene != "overview" and args.out.endswith("overview.png"):
         args.out = args.out.replace("overview.png", f"{args.scene}.png")
@@ -72,7 +77,9 @@ def main() -> None:
     w, h = (int(v) for v in args.size.split("x"))
     viewer.window._qt_window.resize(w, h)
     viewer.open_sample("napari-invrec", "atoms-blur")
-    docks = DOCKS if args.scene != "train" else (*DOCKS[:2], ("Train denoiser", "right"))
+    docks = {"train": (*DOCKS[:2], ("Train denoiser", "right")),
+             "trust": (*DOCKS[:2], ("Uncertainty & hallucinations", "right"))
+             }.get(args.scene, DOCKS)
     docked = {name: _dock(viewer, name, area) for name, area in docks}
     widgets = {name: wd for name, (_, wd) in docked.items()}
     app = QApplication.instance()
@@ -94,6 +101,12 @@ def main() -> None:
         return
     if args.scene == "train":
         _train_scene(app, viewer, widgets["Train denoiser"], docked["Reconstruct"][0], args.out)
+        return
+    if args.scene == "trust":
+        _trust_scene(app, viewer, widgets["Simulate measurement"], rec,
+                     docked["Uncertainty & hallucinations"], docked["Reconstruct"][0],
+                     args.dock_width)
+        _save(app, viewer, args.out, "trust scene")
         return
     measurement = next(lay for lay in viewer.layers
                        if lay.metadata.get("invrec", {}).get("kind") == "measurement")
@@ -171,6 +184,56 @@ def _catalogue_scene(app, viewer, sim, rec) -> None:
     grid.shape = (2, 3)
     viewer.dims.set_current_step(0, 2)
     viewer.layers.selection.active = coils
+    viewer.reset_view()
+    app.processEvents()
+    time.sleep(0.3)
+    app.processEvents()
+
+
+def _trust_scene(app, viewer, sim, rec, trust_docked, rec_dock, width: int) -> None:
+    """Phantom, 50 % inpainting, langevin-tv and tv-fista; trust maps, hotspots of the std
+    (Labels overlay on the std layer) and calibrated 90 % bands."""
+    from qtpy.QtCore import Qt
+
+    trust_dock, trust = trust_docked
+    if trust is None:
+        raise SystemExit("the Uncertainty & hallucinations widget could not be created")
+    viewer.layers.clear()
+    viewer.open_sample("napari-invrec", "phantom")
+    truth = viewer.layers[-1]
+    sim.image.value = truth
+    sim.op_panel.operator.value = "inpaint"
+    sim.op_panel.form.set_values({"keep": 0.5})
+    sim.noise_form.set_values({"sigma": 0.03})
+    rec.measurement.value = sim.simulate()[0]
+    _run(app, rec, "langevin-tv", {"lam": 0.01, "sigma": 0.03, "iters": 200, "burn_in": 80,
+                                   "n_samples": 8})
+    _run(app, rec, "tv-fista", {"lam": 0.01, "iters": 100})
+    if rec_dock is not None:  # the trust widget gets the right column to itself
+        rec_dock.hide()
+        viewer.window._qt_window.resizeDocks([trust_dock], [width], Qt.Horizontal)
+    run = "langevin-tv · inpaint"
+    trust.refresh()
+    trust.run.value = run
+    trust.dc_reference.value = "tv-fista · inpaint"
+    trust.compute_maps()
+    while not trust.maps:
+        app.processEvents()
+        time.sleep(0.02)
+    trust.hot_map.value = f"{run} [std]"
+    trust.hot_form.set_values({"sigma": 2.0, "threshold": "quantile", "quantile": 0.97,
+                               "min_area": 20})
+    hot = trust.hotspots()
+    trust.cal_form.set_values({"n_pairs": 16, "batch": 8})
+    trust.calibrate()
+    _wait(app, trust)
+    print(trust.status.value)
+    std = viewer.layers[f"{run} [std]"]
+    shown = (std, hot)
+    for layer in viewer.layers:
+        layer.visible = layer in shown
+    std.blending = "translucent"
+    viewer.layers.selection.active = hot
     viewer.reset_view()
     app.processEvents()
     time.sleep(0.3)

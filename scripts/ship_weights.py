@@ -29,6 +29,8 @@ from napari_invrec.core.models.registry import (  # noqa: E402
     sha256_file,
 )
 
+#: training settings a method reads back from the entry's metrics (end-to-end: the init)
+SETTING_KEYS = ("init", "noise_sigma", "data_sigma")
 METRIC_KEYS = ("val_psnr", "val_noisy_psnr", "noisy_psnr", "init_psnr", "final_loss",
                "train_seconds", "steps")
 
@@ -43,6 +45,7 @@ def ship(name: str, src: Path, description: str) -> WeightsEntry:
     blob = torch.load(dst, map_location="cpu", weights_only=True)
     meta = blob.get("meta", {})
     figures = side.get("metrics") or {k: side[k] for k in METRIC_KEYS if side.get(k) is not None}
+    figures |= {k: side[k] for k in SETTING_KEYS if k in side and k not in figures}
     entry = WeightsEntry(
         name=name, architecture=blob["architecture"], kwargs=dict(blob.get("kwargs", {})),
         file=str(dst), train_command=side["command"], seed=side.get("seed"),

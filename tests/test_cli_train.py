@@ -113,3 +113,23 @@ def test_train_bad_task_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["train", "--task", "magic"])
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_train_vae_writes_and_registers_weights(tmp_path, capsys):
+    out = tmp_path / "v.pt"
+    argv = ["train", "--task", "vae", "--arch", "vae", "--arch-kwargs",
+            '{"width": 4, "latent_channels": 2}', "--data", "phantoms", "--steps", "4",
+            "--patch", "16", "--batch", "2", "--beta", "0.01", "--name", "cli-vae", "--out",
+            str(out), "--device", "cpu", "--val-every", "4"]
+    assert cli.main(argv) == 0
+    assert "registered as 'cli-vae'" in capsys.readouterr().out
+    side = json.loads((tmp_path / "v.pt.json").read_text())
+    assert side["spec"]["task"] == "vae" and side["spec"]["beta"] == 0.01
+    assert "--beta 0.01" in side["command"]
+    assert {"val_psnr", "const_psnr", "val_kl"} <= set(side["metrics"])
+    entry = read_manifest()["cli-vae"]
+    assert entry.task == "vae" and entry.architecture == "vae" and entry.operator is None
+    assert "cli-vae" in weights_names(task="vae", architectures=("vae",))
+    # a VAE task with another architecture is refused with one clear line
+    assert cli.main(argv[:4] + ["dncnn"] + argv[5:]) == 2
+    assert "--task vae --arch vae" in capsys.readouterr().err

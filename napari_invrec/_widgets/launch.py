@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-WIDGETS = ("Simulate measurement", "Reconstruct", "Compare runs", "Train denoiser")
+WIDGETS = ("Simulate measurement", "Reconstruct", "Compare runs", "Train denoiser",
+           "Uncertainty & hallucinations")
 
 
 def open_viewer(sample: str = "atoms-blur", *, show: bool = True):

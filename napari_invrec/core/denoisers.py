@@ -10,13 +10,15 @@ tensor, one level per batch element). Implementations:
 * :class:`GaussianDenoiser`: Gaussian smoothing of std :math:`s\,\sigma` pixels;
 * :class:`NetworkDenoiser`: a noise-conditional network (:class:`~.models.DRUNet`...).
 
-:func:`get_denoiser` builds one by name: ``"tv"``, ``"gaussian"`` or the name of shipped
-network weights (which needs those weights; see :func:`~.models.load_model`).
+:func:`get_denoiser` builds one by name: ``"tv"``, ``"gaussian"``, a name added with
+:func:`register_denoiser` (a user's or a test's own denoiser) or the name of shipped network
+weights (which needs those weights; see :func:`~.models.load_model`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -29,7 +31,7 @@ from .models.registry import load_model, weights_names
 Tensor = torch.Tensor
 
 __all__ = ["Denoiser", "TVDenoiser", "GaussianDenoiser", "NetworkDenoiser", "BUILTIN",
-           "denoiser_names", "get_denoiser"]
+           "denoiser_names", "get_denoiser", "register_denoiser"]
 
 
 class Denoiser(Protocol):
@@ -141,6 +143,11 @@ class NetworkDenoiser:
 
     @torch.no_grad()
     def __call__(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        return self.differentiable(x, sigma)
+
+    def differentiable(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        """As calling the denoiser, but autograd follows the current grad mode (diffusion
+        posterior sampling differentiates through the network)."""
         b, c = x.shape[:2]
         s = torch.tensor(_sigmas(sigma, b), dtype=x.real.dtype, device=x.device)
         cin = int(getattr(self.model, "in_channels", c))
@@ -159,18 +166,39 @@ class NetworkDenoiser:
 
 
 BUILTIN: dict[str, type] = {"tv": TVDenoiser, "gaussian": GaussianDenoiser}
+#: denoisers added at run time by :func:`register_denoiser`: name -> zero-argument factory
+CUSTOM: dict[str, Callable[[], Denoiser]] = {}
+
+
+def register_denoiser(name: str, factory: Callable[[], Denoiser]) -> None:
+    """Make ``factory()`` (a :class:`Denoiser`) available by ``name`` to every method that
+    takes a ``denoiser`` parameter; it then appears in :func:`denoiser_names`.
+
+    Raises
+    ------
+    InputError
+        An empty name, a built-in name, or a factory that is not callable.
+    """
+    if not isinstance(name, str) or not name or name in BUILTIN:
+        raise InputError(f"denoiser name {name!r} must be a non-empty string other than "
+                         f"{', '.join(BUILTIN)}")
+    if not callable(factory):
+        raise InputError("register_denoiser needs a zero-argument callable returning a "
+                         "denoiser D(x, sigma)")
+    CUSTOM[name] = factory
 
 
 def denoiser_names(manifest: Any = None) -> tuple[str, ...]:
-    """Built-in denoisers plus the noise-conditional networks of the weights manifest."""
+    """Built-in denoisers, registered ones, then the noise-conditional networks of the
+    weights manifest."""
     nets = weights_names(task="denoiser", architectures=("drunet", "dncnn"), manifest=manifest)
-    return tuple(BUILTIN) + nets
+    return tuple(BUILTIN) + tuple(n for n in CUSTOM if n not in nets) + nets
 
 
 def get_denoiser(name: str, *, manifest: Any = None, device: Any = None,
                  **kwargs: Any) -> Denoiser:
-    """Denoiser by name: ``"tv"``, ``"gaussian"`` (``kwargs`` go to its constructor) or
-    shipped network weights.
+    """Denoiser by name: ``"tv"``, ``"gaussian"`` (``kwargs`` go to its constructor), one
+    added by :func:`register_denoiser`, or shipped network weights.
 
     Raises
     ------
@@ -180,4 +208,6 @@ def get_denoiser(name: str, *, manifest: Any = None, device: Any = None,
     """
     if name in BUILTIN:
         return BUILTIN[name](**kwargs)
+    if name in CUSTOM:
+        return CUSTOM[name]()
     return NetworkDenoiser(load_model(name, manifest=manifest, device=device))

@@ -42,8 +42,9 @@ from ..core.training.loops import TrainState
 __all__ = ["TASKS", "TrainSpec", "TrainPlan", "prepare_training", "execute_training",
            "run_training", "train_command", "estimate_noise_sigma", "check_training_arrays"]
 
-TASKS = ("denoiser", "noise2self", "end-to-end", "unrolled")
-"""Training tasks: supervised denoiser, self-supervised denoiser, end-to-end, unrolled."""
+TASKS = ("denoiser", "noise2self", "end-to-end", "unrolled", "vae")
+"""Training tasks: supervised denoiser, self-supervised denoiser, end-to-end, unrolled, and
+the variational auto-encoder whose decoder is the generator of ``csgm``."""
 
 #: architectures with an identity skip (output = input - predicted noise): a blind-spot
 #: (Noise2Self) network of this kind passes the noise through when applied to a whole image
@@ -77,6 +78,7 @@ class TrainSpec:
     op_params: dict = field(default_factory=dict)
     noise_sigma: float = 0.01
     init: str = "pinv"
+    beta: float = 1e-3
     device: str = "auto"
     val_every: int = 50
     checkpoint_every: int = 100
@@ -163,6 +165,11 @@ def _check_scalars(spec: TrainSpec) -> None:
     if not 0.0 <= spec.sigma_min <= spec.sigma_max:
         raise InputError("the noise range must satisfy 0 <= sigma_min <= sigma_max, got "
                          f"{spec.sigma_min}, {spec.sigma_max}")
+    if not (np.isfinite(spec.beta) and spec.beta >= 0):
+        raise InputError(f"beta (VAE KL weight) must be >= 0, got {spec.beta}")
+    if (spec.task == "vae") != (spec.arch == "vae"):
+        raise InputError("task 'vae' trains the 'vae' architecture and only that: use "
+                         "--task vae --arch vae")
     if spec.data_sigma is not None and not spec.data_sigma > 0:
         raise InputError(f"data_sigma must be > 0 (or empty: estimated), got {spec.data_sigma}")
     for n in ("val_every", "checkpoint_every"):
@@ -261,6 +268,11 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
         source = ArrayPatches(arrays, spec=spec.data)
     else:
         source = make_source(spec.data, seed=spec.seed)
+    if spec.task == "vae":
+        from ..core.training.vae import train_vae
+
+        return train_vae(model, source, beta=float(spec.beta), **common), None, \
+            {"beta": float(spec.beta)}
     if spec.task == "denoiser":
         loop = loops.train_denoiser(model, source, sigma_range=(spec.sigma_min, spec.sigma_max),
                                     **common)
@@ -319,6 +331,8 @@ def train_command(spec: TrainSpec, out: str | Path | None = None) -> str:
             "--lr", f"{s.lr:g}", "--seed", str(s.seed), "--device", s.device]
     if s.task == "denoiser":
         args += ["--sigma-min", f"{s.sigma_min:g}", "--sigma-max", f"{s.sigma_max:g}"]
+    if s.task == "vae":
+        args += ["--beta", f"{s.beta:g}"]
     if s.task == "noise2self" and s.data_sigma is not None:
         args += ["--data-sigma", f"{s.data_sigma:g}"]
     if s.task in ("end-to-end", "unrolled"):
@@ -336,7 +350,7 @@ def _metrics(last: TrainState, task: str) -> dict:
          "steps": int(last.step)}
     if last.val_psnr is not None:
         m["val_psnr"] = float(last.val_psnr)
-    for k in ("noisy_psnr", "init_psnr", "val_loss"):
+    for k in ("noisy_psnr", "init_psnr", "val_loss", "const_psnr", "val_kl"):
         if last.extras.get(k) is not None:
             m[k] = float(last.extras[k])
     return m
@@ -346,7 +360,8 @@ def _description(spec: TrainSpec, metrics: dict) -> str:
     what = {"denoiser": "supervised Gaussian denoiser",
             "noise2self": "self-supervised (Noise2Self) denoiser",
             "end-to-end": f"end-to-end network for {spec.operator}",
-            "unrolled": f"unrolled network for {spec.operator}"}[spec.task]
+            "unrolled": f"unrolled network for {spec.operator}",
+            "vae": "variational auto-encoder (generator for csgm)"}[spec.task]
     fig = (f", validation PSNR {metrics['val_psnr']:.2f} dB" if "val_psnr" in metrics else "")
     return f"{spec.arch} {what} trained on {spec.data} ({spec.steps} steps{fig})"
 

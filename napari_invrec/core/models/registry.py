@@ -42,6 +42,7 @@ from .drunet import DRUNet
 from .mcnn import MCNN
 from .unet import UNet
 from .unrolled import NeumannNet, UnrolledPGD, VarNet
+from .vae import VAE
 
 __all__ = ["ARCHITECTURES", "WEIGHTS_DIR", "WeightsEntry", "read_manifest", "save_model",
            "load_model", "load_model_file", "architecture_name", "sha256_file", "entry_dict",
@@ -50,7 +51,8 @@ __all__ = ["ARCHITECTURES", "WEIGHTS_DIR", "WeightsEntry", "read_manifest", "sav
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"drunet": DRUNet, "dncnn": DnCNN, "unet": UNet,
                                              "mcnn": MCNN, "unrolled-pgd": UnrolledPGD,
-                                             "varnet": VarNet, "neumann": NeumannNet}
+                                             "varnet": VarNet, "neumann": NeumannNet,
+                                             "vae": VAE}
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "models" / "weights"
 
 

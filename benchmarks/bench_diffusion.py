@@ -1,0 +1,185 @@
+"""Diffusion samplers: per-step overhead, batching, and PSNR against TV on held-out images.
+
+Three figures, each against a baseline measured in the same run (one CPU thread):
+
+1. per-step overhead of each sampler over a bare denoiser forward on the same batch
+   (N = 8 samples of a 64 px image): ``time per sampler step / time per forward - 1``
+   (target < 10 %; ``dps`` also back-propagates through the network, so it pays a backward
+   pass by design);
+2. one batched run of N = 8 samples against 8 sequential runs of one sample (wall-time ratio);
+3. PSNR of each sampler's posterior mean (default parameters, measurement noise level
+   passed as ``noise_sigma``) against ``tv-fista`` at its best weight of :data:`TV_GRID` per
+   image (an oracle TV), on the held-out ``atoms`` and ``shepp-logan`` images for 4x and 8x
+   MRI and strong blur (Gaussian sigma 3). Target of issue 5: >= 1.5 dB over TV.
+
+The score model is the shipped denoiser named by ``--denoiser`` (default ``drunet-natural``);
+the benchmark says so and stops when it is not installed. ``--quick`` runs fewer steps.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+SIZE = 64
+NOISE = 0.01
+N = 8
+SAMPLERS = ("score-dc", "dps", "ddrm", "diffpir")
+TASKS: dict[str, tuple[str, dict]] = {
+    "MRI 4x": ("mri", {"acceleration": 4}),
+    "MRI 8x": ("mri", {"acceleration": 8}),
+    "blur sigma 3": ("blur", {"sigma": 3.0}),
+}
+IMAGES = ("atoms", "shepp-logan")
+TV_GRID = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02)
+
+
+def _setup():
+    import torch
+
+    import napari_invrec as ir
+    from napari_invrec.core.data import heldout_image
+    from napari_invrec.core.methods import diffusion  # noqa: F401 - registers the samplers
+
+    op = ir.make_operator("mri", (SIZE, SIZE), device="cpu", acceleration=4)
+    x = heldout_image("atoms", SIZE)
+    y = torch.from_numpy(np.asarray(ir.simulate(x, op, seed=0, sigma=NOISE)))[None, None]
+    return op, y
+
+
+def _time(fn, reps: int) -> float:
+    """Median wall time of ``fn()`` over ``reps`` calls after one warm-up call (the median
+    resists the other jobs sharing the CPU)."""
+    fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _step_time(method: str, y, op, **kw) -> float:
+    """Median wall time of one sampler step (between two yields)."""
+    import torch
+
+    from napari_invrec.core.methods.registry import get_method
+    from napari_invrec.core.params import make_params
+
+    spec = get_method(method, op.name)
+    gen = spec.fn(y, op, make_params(spec.params, **kw),
+                  generator=torch.Generator().manual_seed(0))
+    next(gen)  # set-up (start image, weights) and the first step are not counted
+    times, t0 = [], time.perf_counter()
+    for _ in gen:
+        t1 = time.perf_counter()
+        times.append(t1 - t0)
+        t0 = t1
+    return float(np.median(times))
+
+
+def _drain(method: str, y, op, seed: int = 0, **kw):
+    import torch
+
+    from napari_invrec.core.methods.registry import get_method
+    from napari_invrec.core.params import make_params
+
+    spec = get_method(method, op.name)
+    gen = spec.fn(y, op, make_params(spec.params, **kw),
+                  generator=torch.Generator().manual_seed(seed))
+    state = None
+    for st in gen:
+        state = st
+    return state
+
+
+def bench_overhead(denoiser: str, steps: int, log=print) -> dict[str, float]:
+    """Per-step overhead of each sampler over one denoiser forward on an (N, 1, 64, 64)
+    complex MRI batch, and the batched-vs-sequential wall-time ratio."""
+    import torch
+
+    from napari_invrec.core.denoisers import get_denoiser
+
+    op, y = _setup()
+    den = get_denoiser(denoiser)
+    xb = op.A_adjoint(y).repeat(N, 1, 1, 1)
+    out = {}
+    kw = dict(denoiser=denoiser, steps=steps, n_samples=N, noise_sigma=NOISE)
+    for m in SAMPLERS:
+        t_fwd = _time(lambda: den(xb, 0.05), reps=steps)  # re-measured next to each sampler
+        per_step = _step_time(m, y, op, **kw)
+        out[m] = per_step / t_fwd - 1.0
+        log(f"{m:9s} {1e3 * per_step:7.1f} ms/step vs forward {1e3 * t_fwd:6.1f} ms "
+            f"(batch {N} x {SIZE} px complex): overhead {100 * out[m]:+6.1f} % (target "
+            f"< 10 %{'; includes a backward pass' if m == 'dps' else ''})")
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        _drain("ddrm", y, op, **kw)
+        t_batch = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for seed in range(N):
+            _drain("ddrm", y, op, seed=seed, **{**kw, "n_samples": 1})
+        t_seq = time.perf_counter() - t0
+    out["batched_over_sequential"] = t_batch / t_seq
+    log(f"ddrm N={N} batched {t_batch:6.2f} s vs {N} sequential runs {t_seq:6.2f} s: "
+        f"ratio {t_batch / t_seq:.2f} (speed-up x{t_seq / t_batch:.1f})")
+    return out
+
+
+def bench_psnr(denoiser: str, steps: int, log=print) -> list[dict]:
+    """One row per (task, method): PSNR per image and the gain over the TV oracle."""
+    import napari_invrec as ir
+    from napari_invrec.core.data import heldout_image
+    from napari_invrec.core.methods import diffusion  # noqa: F401
+
+    rows = []
+    for task, (op_name, op_params) in TASKS.items():
+        truths = [heldout_image(name, SIZE) for name in IMAGES]
+        ops = [ir.make_operator(op_name, x.shape, device="cpu", **op_params) for x in truths]
+        ys = [ir.simulate(x, op, seed=0, sigma=NOISE) for x, op in zip(truths, ops)]
+        tv = [max(ir.reconstruct(y, op, "tv-fista", reference=x, lam=lam).metrics["psnr"]
+                  for lam in TV_GRID) for x, op, y in zip(truths, ops, ys)]
+        rows.append({"task": task, "method": "tv-fista*", "per_image": tv})
+        log(f"{task:13s} {'tv-fista*':9s} {np.mean(tv):6.2f} dB  "
+            f"({' / '.join(f'{v:.1f}' for v in tv)})")
+        for m in SAMPLERS:
+            if m not in ir.list_methods(op_name):
+                continue
+            t0 = time.perf_counter()
+            psnr = [ir.reconstruct(y, op, m, reference=x, seed=0, denoiser=denoiser,
+                                   steps=steps, noise_sigma=NOISE).metrics["psnr"]
+                    for x, op, y in zip(truths, ops, ys)]
+            gain = np.asarray(psnr) - np.asarray(tv)
+            secs = (time.perf_counter() - t0) / len(truths)
+            rows.append({"task": task, "method": m, "per_image": psnr,
+                         "gain": float(gain.mean()), "worst": float(gain.min())})
+            log(f"{task:13s} {m:9s} {np.mean(psnr):6.2f} dB  gain {gain.mean():+5.2f}  "
+                f"worst {gain.min():+5.2f}  {secs:5.1f} s/image (target gain >= 1.5 dB)")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    from napari_invrec.core.denoisers import denoiser_names
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    denoiser = "drunet-natural"
+    if "--denoiser" in argv:
+        denoiser = argv[argv.index("--denoiser") + 1]
+    quick = "--quick" in argv
+    torch.set_num_threads(1)
+    print(f"== diffusion samplers ({SIZE} px, noise {NOISE}, score model {denoiser})")
+    if denoiser not in denoiser_names():
+        print(f"skipped: denoiser {denoiser!r} is not installed (installed: "
+              f"{', '.join(denoiser_names())}); train it with `napari-invrec train` or pass "
+              "--denoiser NAME")
+        return
+    bench_overhead(denoiser, steps=10 if quick else 20)
+    bench_psnr(denoiser, steps=20 if quick else 50)
+
+
+if __name__ == "__main__":
+    main()
