@@ -38,6 +38,7 @@ METRIC_KEYS = ("val_psnr", "val_noisy_psnr", "noisy_psnr", "init_psnr", "final_l
 def ship(name: str, src: Path, description: str) -> WeightsEntry:
     """Copy ``src`` (+ sidecar) into the package and register it in the shipped manifest."""
     side = json.loads(Path(str(src) + ".json").read_text())
+    spec = side.get("spec", {})  # the training engine's record; older sidecars are flat
     dst = WEIGHTS_DIR / f"{name}.pt"
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
@@ -48,8 +49,8 @@ def ship(name: str, src: Path, description: str) -> WeightsEntry:
     figures |= {k: side[k] for k in SETTING_KEYS if k in side and k not in figures}
     entry = WeightsEntry(
         name=name, architecture=blob["architecture"], kwargs=dict(blob.get("kwargs", {})),
-        file=str(dst), train_command=side["command"], seed=side.get("seed"),
-        data=str(side.get("data", "")), figures=[], sha256=sha256_file(dst),
+        file=str(dst), train_command=side["command"], seed=side.get("seed", spec.get("seed")),
+        data=str(side.get("data", spec.get("data", ""))), figures=[], sha256=sha256_file(dst),
         description=description, task=side.get("task", meta.get("task", "denoiser")),
         operator=side.get("operator") or meta.get("operator"), metrics=figures)
     register_weights(entry, manifest=WEIGHTS_DIR / "manifest.json")

@@ -129,7 +129,7 @@ def test_end_to_end_wrong_family_and_missing_weights_are_clear_errors():
                                          r"train --task end-to-end"):
         run_method("unet", y, op, weights=name)
     with pytest.raises(InputError, match="napari-invrec train --task end-to-end --arch unet"):
-        run_method("unet", y, op)  # the default name is not installed here
+        run_method("unet", y, op, weights="unet-not-trained")
     with pytest.raises(InputError, match="needs 'mcnn' for 'end-to-end'"):
         run_method("mcnn", y, op, weights=name)
 

@@ -95,13 +95,14 @@ def test_network_denoiser_without_weights_is_a_clear_input_error():
     op, _, y = problem("blur", 32)
     spec = METHODS["pnp-pgd"]
     params = make_params(spec.params)
-    params.denoiser = "drunet-natural"
-    with pytest.raises(InputError, match="napari-invrec train drunet-natural"):
+    params.denoiser = "drunet-not-trained"
+    with pytest.raises(InputError, match="napari-invrec train drunet-not-trained"):
         next(spec.fn(y, op, params))
     with pytest.raises(InputError, match="napari-invrec train"):
         get_denoiser("no-such-denoiser")
     for name in ("pnp-pgd", "pnp-admm", "dpir", "red"):
-        assert METHODS[name].weights == () and METHODS[name].operators is None
+        assert METHODS[name].weights == ("drunet-natural",)
+        assert METHODS[name].operators is None
 
 
 def test_classical_denoisers_denoise_and_handle_batches_and_complex():

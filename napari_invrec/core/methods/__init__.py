@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     diffusion,
     dip,
     end_to_end,
+    generative,
     interpolation,
     mri,
     pdhg,

@@ -10,7 +10,8 @@ For :math:`y = A x + n` with any linear :math:`A` (``operators=None``):
 * ``red``: regularisation by denoising (Romano, Elad, Milanfar, SIAM J. Imaging Sci. 2017),
   gradient steps on :math:`\tfrac12\|Ax - y\|^2 + \tfrac\lambda2 x^\top(x - D(x))`.
 
-The ``denoiser`` parameter names one of :func:`~..denoisers.denoiser_names`: ``"tv"`` (the
+The ``denoiser`` parameter (default the shipped ``"drunet-natural"``) names one of
+:func:`~..denoisers.denoiser_names`: ``"tv"`` (the
 TV proximal map :math:`\mathrm{prox}_{w\sigma^2\mathrm{TV}}`, :math:`w = 25`) and
 ``"gaussian"`` need no weights; a network denoiser (e.g. ``"drunet-natural"``) needs its
 shipped weights (``napari-invrec train ...``) and is an :class:`~..errors.InputError`
@@ -47,7 +48,9 @@ Tensor = torch.Tensor
 __all__ = ["pnp_pgd", "pnp_admm", "dpir", "red", "dpir_schedule", "normal_solver",
            "PnPPGDParams", "PnPADMMParams", "DPIRParams", "REDParams"]
 
-_DEN_DOC = "denoiser: tv / gaussian need no weights; a network needs its shipped weights"
+_DEN_DOC = "denoiser: a shipped or trained network, or tv / gaussian (no weights)"
+#: the shipped natural-image DRUNet (see the README's weights table)
+DEFAULT_DENOISER = "drunet-natural"
 
 
 def _denoiser(name: str) -> Any:
@@ -126,7 +129,7 @@ def _positive(name: str, value: float) -> float:
 class PnPPGDParams:
     r"""Plug-and-play proximal gradient :math:`x \leftarrow D(x - \tau A^H(Ax-y), \sigma)`."""
 
-    denoiser: str = param("tv", _DEN_DOC, choices=denoiser_names)
+    denoiser: str = param(DEFAULT_DENOISER, _DEN_DOC, choices=denoiser_names)
     sigma: float = param(0.02, "denoiser strength sigma (noise std it removes)", min=1e-4,
                          max=1.0, step=0.005)
     tau_scale: float = param(1.0, "gradient step tau as a fraction of 1/||A||^2 (< 2)",
@@ -134,7 +137,7 @@ class PnPPGDParams:
     iters: int = param(100, "iterations", min=1, max=100000)
 
 
-@register_method("pnp-pgd", PnPPGDParams)
+@register_method("pnp-pgd", PnPPGDParams, weights=(DEFAULT_DENOISER,))
 @torch.no_grad()
 def pnp_pgd(y: Tensor, op: Any, p: PnPPGDParams, *, x0: Tensor | None = None,
             generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -171,7 +174,7 @@ def pnp_pgd(y: Tensor, op: Any, p: PnPPGDParams, *, x0: Tensor | None = None,
 class PnPADMMParams:
     r"""Plug-and-play ADMM on the splitting :math:`x = z`."""
 
-    denoiser: str = param("tv", _DEN_DOC, choices=denoiser_names)
+    denoiser: str = param(DEFAULT_DENOISER, _DEN_DOC, choices=denoiser_names)
     sigma: float = param(0.02, "denoiser strength sigma (noise std it removes)", min=1e-4,
                          max=1.0, step=0.005)
     rho: float = param(1.0, "ADMM penalty rho (data step: (A^H A + rho I) x = ...)",
@@ -181,7 +184,7 @@ class PnPADMMParams:
                           max=1000)
 
 
-@register_method("pnp-admm", PnPADMMParams)
+@register_method("pnp-admm", PnPADMMParams, weights=(DEFAULT_DENOISER,))
 @torch.no_grad()
 def pnp_admm(y: Tensor, op: Any, p: PnPADMMParams, *, x0: Tensor | None = None,
              generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -244,20 +247,20 @@ def dpir_schedule(sigma_max: float, sigma: float, iters: int) -> list[float]:
 class DPIRParams:
     r"""Deep plug-and-play image restoration: HQS with a decreasing denoiser strength."""
 
-    denoiser: str = param("tv", _DEN_DOC, choices=denoiser_names)
+    denoiser: str = param(DEFAULT_DENOISER, _DEN_DOC, choices=denoiser_names)
     sigma: float = param(0.02, "noise level of the measurement (std); the schedule ends there",
                          min=1e-4, max=1.0, step=0.005)
-    sigma_max: float = param(0.2, "first denoiser strength (the schedule starts there)",
+    sigma_max: float = param(0.1, "first denoiser strength (the schedule starts there)",
                              min=1e-4, max=1.0, step=0.01)
     lam: float = param(0.23, "prior weight lambda: data penalty rho_k = lam sigma^2 / "
                        "sigma_k^2", min=1e-6, max=1e3, step=0.01)
-    iters: int = param(24, "iterations (schedule length)", min=1, max=10000)
+    iters: int = param(8, "iterations (schedule length)", min=1, max=10000)
     cg_iters: int = param(20, "CG iterations of each data step (when no closed form)",
                           min=1, max=1000)
     init: str = param("smooth", _INIT_DOC, choices=("smooth", "adjoint"))
 
 
-@register_method("dpir", DPIRParams)
+@register_method("dpir", DPIRParams, weights=(DEFAULT_DENOISER,))
 @torch.no_grad()
 def dpir(y: Tensor, op: Any, p: DPIRParams, *, x0: Tensor | None = None,
          generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -302,7 +305,7 @@ def dpir(y: Tensor, op: Any, p: DPIRParams, *, x0: Tensor | None = None,
 class REDParams:
     r"""Regularisation by denoising, gradient descent."""
 
-    denoiser: str = param("tv", _DEN_DOC, choices=denoiser_names)
+    denoiser: str = param(DEFAULT_DENOISER, _DEN_DOC, choices=denoiser_names)
     sigma: float = param(0.02, "denoiser strength sigma (noise std it removes)", min=1e-4,
                          max=1.0, step=0.005)
     lam: float = param(1.0, "RED weight lambda", min=0.0, max=1e3, step=0.1)
@@ -311,7 +314,7 @@ class REDParams:
     iters: int = param(100, "iterations", min=1, max=100000)
 
 
-@register_method("red", REDParams)
+@register_method("red", REDParams, weights=(DEFAULT_DENOISER,))
 @torch.no_grad()
 def red(y: Tensor, op: Any, p: REDParams, *, x0: Tensor | None = None,
         generator: torch.Generator | None = None) -> Iterator[IterState]:
