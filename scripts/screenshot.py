@@ -9,7 +9,9 @@ middle step, langevin-tv posterior mean and std) and saves
 (``screenshots/napari_invrec_train.png``). ``--scene trust`` docks the Uncertainty &
 hallucinations widget instead of Compare: langevin-tv on a 50 % inpainting of the phantom, its
 trust maps, the std layer with a hotspot Labels overlay and calibrated bands
-(``screenshots/napari_invrec_trust.png``).
+(``screenshots/napari_invrec_trust.png``). ``--scene diffusion``: a diffpir run on 4x MRI of the
+camera image, its ``x_t`` and ``x0_hat`` stacks at the same step mid-way, std and a hotspot
+overlay (``screenshots/napari_invrec_diffusion.png``).
 """
 
 from __future__ import annotations
@@ -63,12 +65,13 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "screenshots" / "napari_invrec_overview.png"))
     ap.add_argument("--size", default="1900x1150", help="window size WxH")
     ap.add_argument("--dock-width", type=int, default=560, help="width of the right docks")
-    ap.add_argument("--scene", choices=("overview", "catalogue", "train", "trust"),
+    ap.add_argument("--scene", choices=("overview", "catalogue", "train", "trust", "diffusion"),
                     default="overview",
                     help="overview: atoms, langevin-tv and tv-fista; catalogue: CT sinogram "
                          "with fbp/tv-fista and multi-coil MRI coil images with sense-cg; "
                          "train: the Train widget mid-training; trust: std + hotspots of a "
-                         "langevin-tv inpainting run")
+                         "langevin-tv inpainting run; diffusion: a diffpir MRI run, its x_t "
+                         "and x0_hat stacks mid-way, std and a hotspot overlay")
     args = ap.parse_args()
     if args.scene != "overview" and args.out.endswith("overview.png"):
         args.out = args.out.replace("overview.png", f"{args.scene}.png")
@@ -78,7 +81,8 @@ def main() -> None:
     viewer.window._qt_window.resize(w, h)
     viewer.open_sample("napari-invrec", "atoms-blur")
     docks = {"train": (*DOCKS[:2], ("Train denoiser", "right")),
-             "trust": (*DOCKS[:2], ("Uncertainty & hallucinations", "right"))
+             "trust": (*DOCKS[:2], ("Uncertainty & hallucinations", "right")),
+             "diffusion": (*DOCKS[:2], ("Uncertainty & hallucinations", "right")),
              }.get(args.scene, DOCKS)
     docked = {name: _dock(viewer, name, area) for name, area in docks}
     widgets = {name: wd for name, (_, wd) in docked.items()}
@@ -107,6 +111,11 @@ def main() -> None:
                      docked["Uncertainty & hallucinations"], docked["Reconstruct"][0],
                      args.dock_width)
         _save(app, viewer, args.out, "trust scene")
+        return
+    if args.scene == "diffusion":
+        _diffusion_scene(app, viewer, widgets["Simulate measurement"], rec,
+                         widgets["Uncertainty & hallucinations"])
+        _save(app, viewer, args.out, "diffusion scene")
         return
     measurement = next(lay for lay in viewer.layers
                        if lay.metadata.get("invrec", {}).get("kind") == "measurement")
@@ -238,6 +247,47 @@ def _trust_scene(app, viewer, sim, rec, trust_docked, rec_dock, width: int) -> N
     app.processEvents()
     time.sleep(0.3)
     app.processEvents()
+
+
+def _diffusion_scene(app, viewer, sim, rec, trust) -> None:
+    """Camera image, 4x MRI, a diffpir run (8 samples): the x_t and x0_hat stacks at the same
+    step mid-way, the std over samples, and a hotspot overlay of the std, in a 2x2 grid."""
+    from napari_invrec._widgets.compare import _grid
+
+    viewer.layers.clear()
+    viewer.open_sample("napari-invrec", "camera")
+    truth = viewer.layers[-1]
+    sim.image.value = truth
+    sim.op_panel.operator.value = "mri"
+    sim.op_panel.form.set_values({"acceleration": 4})
+    sim.noise_form.set_values({"sigma": 0.01})
+    rec.measurement.value = sim.simulate()[0]
+    _run(app, rec, "diffpir", {"steps": 30, "n_samples": 8})
+    run = "diffpir · mri"
+    trust.refresh()
+    trust.run.value = run
+    trust.hot_map.value = f"{run} [std]"
+    trust.hot_form.set_values({"sigma": 2.0, "threshold": "quantile", "quantile": 0.97,
+                               "min_area": 20})
+    hot = trust.hotspots()
+    xt, x0 = viewer.layers[f"{run} [x_t]"], viewer.layers[f"{run} [x0_hat]"]
+    std = viewer.layers[f"{run} [std]"]
+    shown = (truth, xt, x0, std, hot)
+    for layer in viewer.layers:
+        layer.visible = layer in shown
+    std.blending = "translucent"
+    grid = _grid(viewer)
+    grid.enabled = True
+    grid.shape = (2, 2)
+    steps = xt.metadata["invrec"]["steps"]
+    mid = len(steps) // 2
+    viewer.dims.set_current_step(0, mid)
+    viewer.layers.selection.active = x0
+    viewer.reset_view()
+    app.processEvents()
+    time.sleep(0.3)
+    app.processEvents()
+    print(f"x_t / x0_hat at index {mid} (step {steps[mid]} of {steps[-1]})")
 
 
 def _train_scene(app, viewer, train, rec_dock, out: str, at_step: int = 600) -> None:
