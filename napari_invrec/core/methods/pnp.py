@@ -135,6 +135,7 @@ class PnPPGDParams:
     tau_scale: float = param(1.0, "gradient step tau as a fraction of 1/||A||^2 (< 2)",
                              min=1e-3, max=1.99, step=0.1)
     iters: int = param(100, "iterations", min=1, max=100000)
+    init: str = param("smooth", _INIT_DOC, choices=("smooth", "adjoint"))
 
 
 @register_method("pnp-pgd", PnPPGDParams, weights=(DEFAULT_DENOISER,))
@@ -148,14 +149,14 @@ def pnp_pgd(y: Tensor, op: Any, p: PnPPGDParams, *, x0: Tensor | None = None,
         x_{k+1} = D\big(x_k - \tau A^H(A x_k - y),\ \sigma\big), \qquad
         \tau = s / \|A\|^2,
 
-    started from :math:`A^H y` (or ``x0``). With the TV denoiser this is ISTA on
+    started from :func:`start_image` (``init``; or ``x0``). With the TV denoiser this is ISTA on
     :math:`\tfrac12\|Ax - y\|^2 + (w\sigma^2/\tau)\,\mathrm{TV}(x)`.
     """
     den = _denoiser(p.denoiser)
     sigma = _positive("pnp-pgd sigma", p.sigma)
     y, x0 = prepare(y, op, x0)
     tau = _positive("pnp-pgd tau_scale", p.tau_scale) / lipschitz(op, "pnp-pgd")
-    x = op.A_adjoint(y) if x0 is None else x0
+    x = start_image(y, op, p.init, x0)
     ax = op.A(x)
     state = None
     for k in range(1, p.iters + 1):
@@ -175,13 +176,14 @@ class PnPADMMParams:
     r"""Plug-and-play ADMM on the splitting :math:`x = z`."""
 
     denoiser: str = param(DEFAULT_DENOISER, _DEN_DOC, choices=denoiser_names)
-    sigma: float = param(0.02, "denoiser strength sigma (noise std it removes)", min=1e-4,
+    sigma: float = param(0.05, "denoiser strength sigma (noise std it removes)", min=1e-4,
                          max=1.0, step=0.005)
-    rho: float = param(1.0, "ADMM penalty rho (data step: (A^H A + rho I) x = ...)",
+    rho: float = param(0.1, "ADMM penalty rho (data step: (A^H A + rho I) x = ...)",
                        min=1e-6, max=1e6, step=0.1)
     iters: int = param(50, "iterations", min=1, max=100000)
     cg_iters: int = param(10, "CG iterations of each x-update (when no closed form)", min=1,
                           max=1000)
+    init: str = param("smooth", _INIT_DOC, choices=("smooth", "adjoint"))
 
 
 @register_method("pnp-admm", PnPADMMParams, weights=(DEFAULT_DENOISER,))
@@ -195,7 +197,8 @@ def pnp_admm(y: Tensor, op: Any, p: PnPADMMParams, *, x0: Tensor | None = None,
         x_{k+1} &= (A^H A + \rho I)^{-1}\big(A^H y + \rho (z_k - u_k)\big), \\
         z_{k+1} &= D(x_{k+1} + u_k,\ \sigma), \qquad u_{k+1} = u_k + x_{k+1} - z_{k+1},
 
-    started from :math:`z_0 = A^H y` (or ``x0``), :math:`u_0 = 0`; yields :math:`z_k`.
+    started from :math:`z_0` = :func:`start_image` (``init``; or ``x0``), :math:`u_0 = 0`;
+    yields :math:`z_k`.
     Metrics include the primal residual :math:`\|x - z\| / \|z\|`.
     """
     den = _denoiser(p.denoiser)
@@ -203,7 +206,7 @@ def pnp_admm(y: Tensor, op: Any, p: PnPADMMParams, *, x0: Tensor | None = None,
     rho = _positive("pnp-admm rho", p.rho)
     y, x0 = prepare(y, op, x0)
     aty = op.A_adjoint(y)
-    z = aty if x0 is None else x0
+    z = start_image(y, op, p.init, x0)
     x, u = z, torch.zeros_like(z)
     solve = normal_solver(op, z, p.cg_iters)
     state = None
@@ -306,12 +309,13 @@ class REDParams:
     r"""Regularisation by denoising, gradient descent."""
 
     denoiser: str = param(DEFAULT_DENOISER, _DEN_DOC, choices=denoiser_names)
-    sigma: float = param(0.02, "denoiser strength sigma (noise std it removes)", min=1e-4,
+    sigma: float = param(0.05, "denoiser strength sigma (noise std it removes)", min=1e-4,
                          max=1.0, step=0.005)
-    lam: float = param(1.0, "RED weight lambda", min=0.0, max=1e3, step=0.1)
+    lam: float = param(0.3, "RED weight lambda", min=0.0, max=1e3, step=0.1)
     step_scale: float = param(1.0, "step as a fraction of 1 / (||A||^2 + lam)", min=1e-3,
                               max=1.99, step=0.1)
     iters: int = param(100, "iterations", min=1, max=100000)
+    init: str = param("smooth", _INIT_DOC, choices=("smooth", "adjoint"))
 
 
 @register_method("red", REDParams, weights=(DEFAULT_DENOISER,))
@@ -327,7 +331,8 @@ def red(y: Tensor, op: Any, p: REDParams, *, x0: Tensor | None = None,
 
     the gradient of :math:`\tfrac12\|Ax - y\|^2 + \tfrac\lambda2 x^\top(x - D(x))` under
     RED's assumptions on :math:`D` (local homogeneity, symmetric Jacobian); for a
-    non-expansive :math:`D` the step bound makes it stable. Started from :math:`A^H y`.
+    non-expansive :math:`D` the step bound makes it stable. Started from
+    :func:`start_image` (``init``).
     """
     den = _denoiser(p.denoiser)
     sigma = _positive("red sigma", p.sigma)
@@ -336,7 +341,7 @@ def red(y: Tensor, op: Any, p: REDParams, *, x0: Tensor | None = None,
         raise InputError(f"red lam must be >= 0, got {lam}")
     y, x0 = prepare(y, op, x0)
     mu = _positive("red step_scale", p.step_scale) / (lipschitz(op, "red") + lam)
-    x = op.A_adjoint(y) if x0 is None else x0
+    x = start_image(y, op, p.init, x0)
     ax = op.A(x)
     state = None
     for k in range(1, p.iters + 1):
