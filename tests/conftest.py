@@ -36,3 +36,15 @@ def _user_weights_in_tmp(tmp_path_factory):
         os.environ.pop("NAPARI_INVREC_WEIGHTS", None)
     else:
         os.environ["NAPARI_INVREC_WEIGHTS"] = old
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny networks train ~30x faster than with two threads
+    fighting for two cores (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

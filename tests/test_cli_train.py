@@ -13,13 +13,7 @@ from napari_invrec import cli
 from napari_invrec.core.data import atoms
 from napari_invrec.core.models.registry import read_manifest, user_weights_dir, weights_names
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_train_denoiser_writes_weights_sidecar_and_registers(tmp_path, capsys):

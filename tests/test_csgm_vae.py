@@ -38,12 +38,7 @@ def _registered():
     importlib.import_module("napari_invrec.core.methods.generative")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(model, steps=150, **kw):

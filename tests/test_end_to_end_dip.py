@@ -44,12 +44,7 @@ def _e2e():
     return importlib.import_module("napari_invrec.core.methods.end_to_end")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(model, op_name, op_kw, init, noise_sigma, steps=100):

@@ -25,14 +25,7 @@ from napari_invrec.core.training import (
 )
 from napari_invrec.core.training.loops import blind_spot_input, blind_spot_predict
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets train ~30x faster on one thread than with threads fighting for 2 cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Tiny(nn.Module):

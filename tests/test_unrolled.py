@@ -26,12 +26,7 @@ ARCHS = {"unrolled-pgd": lambda c: UnrolledPGD(3, 8, 3, complex_images=c),
          "neumann": lambda c: NeumannNet(3, 8, 3, complex_images=c)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _psnr(x, ref) -> float:

@@ -30,11 +30,10 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from ..models.registry import WeightsEntry, load_operator_network, weights_names
-from ..params import param
+from ..models.registry import WeightsEntry, load_operator_network
 from ..state import IterState
 from .classical import check_finite, prepare, relative_residual
-from .registry import register_method
+from .registry import register_method, weights_param
 
 Tensor = torch.Tensor
 
@@ -104,9 +103,8 @@ class UNetParams:
     r"""Post-processing U-Net :math:`\hat x = f_\theta(x_0)`, :math:`x_0 = A^+ y` or
     :math:`A^H y` (fixed by the weights)."""
 
-    weights: str = param("unet-blur2-natural", _W_DOC,
-                         choices=lambda: weights_names(task="end-to-end",
-                                                       architectures=("unet",)))
+    weights: str = weights_param("unet-blur2-natural", _W_DOC, task="end-to-end",
+                                 architecture="unet")
 
 
 @register_method("unet", UNetParams, weights=("unet-blur2-natural",))
@@ -127,9 +125,8 @@ def unet(y: Tensor, op: Any, p: UNetParams, *, x0: Tensor | None = None,
 class MCNNParams:
     r"""Post-processing multi-column CNN :math:`\hat x = f_\theta(x_0)`."""
 
-    weights: str = param("mcnn-blur2-natural", _W_DOC,
-                         choices=lambda: weights_names(task="end-to-end",
-                                                       architectures=("mcnn",)))
+    weights: str = weights_param("mcnn-blur2-natural", _W_DOC, task="end-to-end",
+                                 architecture="mcnn")
 
 
 @register_method("mcnn", MCNNParams, weights=("mcnn-blur2-natural",))

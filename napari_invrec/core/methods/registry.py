@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import InputError
 from ..state import IterState
@@ -70,6 +71,16 @@ def register_method(name: str, params: type, *, operators: tuple[str, ...] | Non
         return fn
 
     return deco
+
+
+def weights_param(default: str, doc: str, *, task: str, architecture: str) -> Any:
+    """A ``weights`` field: the name of an installed network of ``task`` and ``architecture``
+    (choices read from the weights manifests when a form or the CLI asks)."""
+    from ..models.registry import weights_names
+    from ..params import param
+
+    return param(default, doc, choices=lambda: weights_names(task=task,
+                                                             architectures=(architecture,)))
 
 
 def get_method(name: str, operator: str | None = None) -> MethodSpec:

@@ -24,11 +24,10 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from ..models.registry import load_operator_network, weights_names
-from ..params import param
+from ..models.registry import load_operator_network
 from ..state import IterState
 from .classical import check_finite, prepare, relative_residual
-from .registry import register_method
+from .registry import register_method, weights_param
 
 Tensor = torch.Tensor
 
@@ -78,9 +77,8 @@ def _run(label: str, arch: str, y: Tensor, op: Any, weights: str,
 class UnrolledPGDParams:
     r"""Unrolled PGD: :math:`x_{k+1} = x_k - \eta_k(A^H(Ax_k - y) + R_k(x_k))`."""
 
-    weights: str = param("unrolled-pgd-inpaint50-natural", _DOC,
-                         choices=lambda: weights_names(task="unrolled",
-                                                       architectures=("unrolled-pgd",)))
+    weights: str = weights_param("unrolled-pgd-inpaint50-natural", _DOC, task="unrolled",
+                                 architecture="unrolled-pgd")
 
 
 @register_method("unrolled-pgd", UnrolledPGDParams,
@@ -105,9 +103,8 @@ def unrolled_pgd(y: Tensor, op: Any, p: UnrolledPGDParams, *, x0: Tensor | None 
 class VarNetParams:
     r"""VarNet: :math:`x_{k+1} = x_k - \eta_k A^H(Ax_k - y) - U_k(x_k)`."""
 
-    weights: str = param("varnet-mri4x", _DOC,
-                         choices=lambda: weights_names(task="unrolled",
-                                                       architectures=("varnet",)))
+    weights: str = weights_param("varnet-mri4x", _DOC, task="unrolled",
+                                 architecture="varnet")
 
 
 @register_method("varnet", VarNetParams, operators=("mri", "mri-multicoil"),
@@ -132,9 +129,8 @@ def varnet(y: Tensor, op: Any, p: VarNetParams, *, x0: Tensor | None = None,
 class NeumannParams:
     r"""Neumann network: truncated series :math:`\sum_j (I - \eta A^H A - R)^j \eta A^H y`."""
 
-    weights: str = param("neumann-blur2-natural", _DOC,
-                         choices=lambda: weights_names(task="unrolled",
-                                                       architectures=("neumann",)))
+    weights: str = weights_param("neumann-blur2-natural", _DOC, task="unrolled",
+                                 architecture="neumann")
 
 
 @register_method("neumann", NeumannParams, weights=("neumann-blur2-natural",))
