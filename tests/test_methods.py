@@ -21,6 +21,8 @@ from napari_invrec.core.params import make_params
 N = 64
 SIGMA = 0.02
 
+INSTALLED = read_manifest()
+
 
 def runnable(method: str, op_name: str) -> bool:
     """Whether ``method`` runs on ``op_name`` with its default weights (if it needs any):
@@ -28,8 +30,7 @@ def runnable(method: str, op_name: str) -> bool:
     spec = METHODS[method]
     if not spec.supports(op_name):
         return False
-    entries = read_manifest()
-    return all(w in entries and trained_operator(entries[w]) in (None, op_name)
+    return all(w in INSTALLED and trained_operator(INSTALLED[w]) in (None, op_name)
                for w in spec.weights)
 
 

@@ -117,6 +117,19 @@ def start_image(y: Tensor, op: Any, init: str, x0: Tensor | None) -> Tensor:
 _INIT_DOC = "start: adjoint A^H y, or smooth (argmin ||Ax-y||^2 + 0.05 ||grad x||^2)"
 
 
+def _denoiser_field() -> Any:
+    return param(DEFAULT_DENOISER, _DEN_DOC, choices=denoiser_names)
+
+
+def _strength_field(default: float) -> Any:
+    return param(default, "denoiser strength sigma (noise std it removes)", min=1e-4, max=1.0,
+                 step=0.005)
+
+
+def _init_field() -> Any:
+    return param("smooth", _INIT_DOC, choices=("smooth", "adjoint"))
+
+
 def _positive(name: str, value: float) -> float:
     value = float(value)
     if not math.isfinite(value) or value <= 0:
@@ -129,13 +142,12 @@ def _positive(name: str, value: float) -> float:
 class PnPPGDParams:
     r"""Plug-and-play proximal gradient :math:`x \leftarrow D(x - \tau A^H(Ax-y), \sigma)`."""
 
-    denoiser: str = param(DEFAULT_DENOISER, _DEN_DOC, choices=denoiser_names)
-    sigma: float = param(0.02, "denoiser strength sigma (noise std it removes)", min=1e-4,
-                         max=1.0, step=0.005)
+    denoiser: str = _denoiser_field()
+    sigma: float = _strength_field(0.02)
     tau_scale: float = param(1.0, "gradient step tau as a fraction of 1/||A||^2 (< 2)",
                              min=1e-3, max=1.99, step=0.1)
     iters: int = param(100, "iterations", min=1, max=100000)
-    init: str = param("smooth", _INIT_DOC, choices=("smooth", "adjoint"))
+    init: str = _init_field()
 
 
 @register_method("pnp-pgd", PnPPGDParams, weights=(DEFAULT_DENOISER,))
@@ -175,15 +187,14 @@ def pnp_pgd(y: Tensor, op: Any, p: PnPPGDParams, *, x0: Tensor | None = None,
 class PnPADMMParams:
     r"""Plug-and-play ADMM on the splitting :math:`x = z`."""
 
-    denoiser: str = param(DEFAULT_DENOISER, _DEN_DOC, choices=denoiser_names)
-    sigma: float = param(0.05, "denoiser strength sigma (noise std it removes)", min=1e-4,
-                         max=1.0, step=0.005)
+    denoiser: str = _denoiser_field()
+    sigma: float = _strength_field(0.05)
     rho: float = param(0.1, "ADMM penalty rho (data step: (A^H A + rho I) x = ...)",
                        min=1e-6, max=1e6, step=0.1)
     iters: int = param(50, "iterations", min=1, max=100000)
     cg_iters: int = param(10, "CG iterations of each x-update (when no closed form)", min=1,
                           max=1000)
-    init: str = param("smooth", _INIT_DOC, choices=("smooth", "adjoint"))
+    init: str = _init_field()
 
 
 @register_method("pnp-admm", PnPADMMParams, weights=(DEFAULT_DENOISER,))
@@ -250,7 +261,7 @@ def dpir_schedule(sigma_max: float, sigma: float, iters: int) -> list[float]:
 class DPIRParams:
     r"""Deep plug-and-play image restoration: HQS with a decreasing denoiser strength."""
 
-    denoiser: str = param(DEFAULT_DENOISER, _DEN_DOC, choices=denoiser_names)
+    denoiser: str = _denoiser_field()
     sigma: float = param(0.02, "noise level of the measurement (std); the schedule ends there",
                          min=1e-4, max=1.0, step=0.005)
     sigma_max: float = param(0.1, "first denoiser strength (the schedule starts there)",
@@ -260,7 +271,7 @@ class DPIRParams:
     iters: int = param(8, "iterations (schedule length)", min=1, max=10000)
     cg_iters: int = param(20, "CG iterations of each data step (when no closed form)",
                           min=1, max=1000)
-    init: str = param("smooth", _INIT_DOC, choices=("smooth", "adjoint"))
+    init: str = _init_field()
 
 
 @register_method("dpir", DPIRParams, weights=(DEFAULT_DENOISER,))
@@ -308,14 +319,13 @@ def dpir(y: Tensor, op: Any, p: DPIRParams, *, x0: Tensor | None = None,
 class REDParams:
     r"""Regularisation by denoising, gradient descent."""
 
-    denoiser: str = param(DEFAULT_DENOISER, _DEN_DOC, choices=denoiser_names)
-    sigma: float = param(0.05, "denoiser strength sigma (noise std it removes)", min=1e-4,
-                         max=1.0, step=0.005)
+    denoiser: str = _denoiser_field()
+    sigma: float = _strength_field(0.05)
     lam: float = param(0.3, "RED weight lambda", min=0.0, max=1e3, step=0.1)
     step_scale: float = param(1.0, "step as a fraction of 1 / (||A||^2 + lam)", min=1e-3,
                               max=1.99, step=0.1)
     iters: int = param(100, "iterations", min=1, max=100000)
-    init: str = param("smooth", _INIT_DOC, choices=("smooth", "adjoint"))
+    init: str = _init_field()
 
 
 @register_method("red", REDParams, weights=(DEFAULT_DENOISER,))
