@@ -48,7 +48,8 @@ def _tiny_net() -> NetworkDenoiser:
 
 register_denoiser("test-tiny-drunet", _tiny_net)
 
-OPS = {"denoise": {}, "inpaint": {"keep": 0.5}, "blur": {"sigma": 1.0}, "mri": {}}
+OPS = {"denoise": {}, "inpaint": {"keep": 0.5}, "blur": {"sigma": 1.0}, "mri": {},
+       "superres": {"factor": 2}}
 
 
 def _problem(name: str, sn: float = 0.05, n: int = 16):
@@ -83,7 +84,8 @@ def _drain(method: str, y, op, seed: int = 2, **kw):
 
 # ---------------------------------------------------------------------- correctness
 @pytest.mark.parametrize("method,opname", [("ddrm", "denoise"), ("ddrm", "inpaint"),
-                                           ("ddrm", "blur"), ("score-dc", "denoise"),
+                                           ("ddrm", "blur"), ("ddrm", "superres"),
+                                           ("score-dc", "denoise"),
                                            ("score-dc", "inpaint")])
 def test_matches_gaussian_posterior(method: str, opname: str) -> None:
     """Mean within 0.1 s (RMS over pixels) and pooled std within 10 % of the exact posterior,
@@ -102,7 +104,7 @@ def test_matches_gaussian_posterior(method: str, opname: str) -> None:
     mean_err = float((emp_mean - mean_t).square().mean().sqrt()) / S
     prior_err = float((MU - mean_t).square().mean().sqrt()) / S
     std_ratio = float(emp_std.square().mean().sqrt() / std_t.square().mean().sqrt())
-    assert prior_err > 0.3  # the data really moves the posterior away from the prior
+    assert prior_err > 0.2  # the data really moves the posterior away from the prior
     assert mean_err < 0.1, (mean_err, prior_err)
     assert abs(std_ratio - 1.0) < 0.1, std_ratio
     assert torch.allclose(st.x, emp_mean, atol=1e-5)  # x is the mean over samples
@@ -208,7 +210,9 @@ def test_bad_input() -> None:
     with pytest.raises(InputError, match="ddrm"):
         get_method("ddrm", "cs")
     with pytest.raises(InputError, match="spectral"):
-        spectral_svd(make_operator("superres", (16, 16)))
+        spectral_svd(make_operator("cs", (16, 16)))
+    with pytest.raises(InputError, match="divisible"):
+        spectral_svd(make_operator("superres", (16, 15), factor=2))
 
 
 # ---------------------------------------------------------------------- SVD, schedules

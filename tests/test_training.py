@@ -66,7 +66,7 @@ def _psnr(a, b):
 
 
 # ---------------------------------------------------------------- datasets
-@pytest.mark.parametrize("spec", ["atoms", "phantoms", "mixed", "skimage:camera,coffee"])
+@pytest.mark.parametrize("spec", ["atoms", "phantoms", "mixed", "general", "skimage:camera,coffee"])
 def test_patches_shape_range_determinism(spec):
     src = make_source(spec)
     a = src.sample(6, 24, np.random.default_rng(3))
@@ -260,3 +260,25 @@ def test_end_to_end_on_a_blur_operator_learns():
     losses = [s.loss for s in states]
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
     assert states[-1].val_psnr > states[-1].extras["init_psnr"]
+
+
+def test_general_source_mixes_domains(monkeypatch):
+    """``general`` draws photographs about half of the time and synthetic images otherwise."""
+    from napari_invrec.core.training.datasets import GeneralPatches
+
+    src = make_source("general")
+    assert isinstance(src, GeneralPatches)
+    counts = {"natural": 0, "synthetic": 0}
+    for key in counts:
+        sub = getattr(src, key)
+        orig = sub._one
+
+        def counted(p, rng, _orig=orig, _key=key):
+            counts[_key] += 1
+            return _orig(p, rng)
+
+        monkeypatch.setattr(sub, "_one", counted)
+    a = src.sample(200, 24, np.random.default_rng(1))
+    assert a.shape == (200, 1, 24, 24)
+    assert counts["natural"] + counts["synthetic"] == 200
+    assert 70 < counts["natural"] < 130

@@ -39,7 +39,7 @@ __all__ = ["TrainWidget", "TASK_CHOICES", "SOURCES", "LAYER", "FOLDER"]
 TASK_CHOICES = [("supervised denoiser", "denoiser"), ("self-supervised (Noise2Self)",
                                                       "noise2self")]
 LAYER, FOLDER = "image layer", "folder"
-SOURCES = ("atoms", "phantoms", "mixed", "natural", LAYER, FOLDER)
+SOURCES = ("atoms", "phantoms", "mixed", "natural", "general", LAYER, FOLDER)
 _WIDTH_KW = {"drunet": {"scales": 3, "blocks": 1}, "dncnn": {"depth": 8}}
 
 

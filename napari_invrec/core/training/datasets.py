@@ -25,8 +25,8 @@ from ..data.phantoms import atoms
 from ..errors import InputError
 
 __all__ = ["ALLOWED_SKIMAGE_IMAGES", "PatchSource", "SyntheticPatches", "ImagePatches",
-           "ArrayPatches", "FolderPatches", "make_source", "load_skimage", "to_gray01",
-           "augment"]
+           "ArrayPatches", "FolderPatches", "GeneralPatches", "make_source", "load_skimage",
+           "to_gray01", "augment"]
 
 ALLOWED_SKIMAGE_IMAGES: tuple[str, ...] = (
     "astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "page", "text", "grass",
@@ -269,6 +269,27 @@ class ImagePatches(ArrayPatches):
         self.names = names
 
 
+class GeneralPatches(PatchSource):
+    """Patches of every domain the project knows: ``general``.
+
+    With probability 1/2 a crop of an allowed scikit-image photograph
+    (:class:`ImagePatches`), else a fresh synthetic image (:class:`SyntheticPatches`
+    ``"mixed"``: atoms or ellipse phantoms, 1/4 each); for a denoiser meant to serve any
+    image a user brings.
+    """
+
+    spec = "general"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.natural = ImagePatches(ALLOWED_SKIMAGE_IMAGES)
+        self.synthetic = SyntheticPatches("mixed", seed)
+        self.seed = int(seed)
+
+    def _one(self, p: int, rng: np.random.Generator) -> np.ndarray:
+        src = self.natural if rng.random() < 0.5 else self.synthetic
+        return src._one(p, rng)
+
+
 def _read_image(path: Path) -> np.ndarray:
     suffix = path.suffix.lower()
     try:
@@ -304,7 +325,7 @@ def make_source(spec: str, seed: int = 0) -> PatchSource:
     """Parse a data spec into a :class:`PatchSource`.
 
     ``"atoms"``, ``"phantoms"``, ``"mixed"`` (synthetic), ``"natural"`` (all allowed
-    scikit-image images), ``"skimage:camera,coins"`` or ``"folder:/path"``.
+    scikit-image images), ``"general"`` (:class:`GeneralPatches`: natural and synthetic), ``"skimage:camera,coins"`` or ``"folder:/path"``.
 
     Raises
     ------
@@ -316,6 +337,8 @@ def make_source(spec: str, seed: int = 0) -> PatchSource:
         return SyntheticPatches(s, seed)
     if s == "natural":
         return ImagePatches(ALLOWED_SKIMAGE_IMAGES)
+    if s == "general":
+        return GeneralPatches(seed)
     if s.startswith("skimage:"):
         names = [n.strip() for n in s[len("skimage:"):].split(",") if n.strip()]
         if not names:
@@ -323,5 +346,5 @@ def make_source(spec: str, seed: int = 0) -> PatchSource:
         return ImagePatches(names)
     if s.startswith("folder:"):
         return FolderPatches(s[len("folder:"):])
-    raise InputError(f"unknown training data {spec!r}; use atoms, phantoms, mixed, natural, "
+    raise InputError(f"unknown training data {spec!r}; use atoms, phantoms, mixed, natural, general, "
                      "skimage:NAME[,NAME...] or folder:PATH")
