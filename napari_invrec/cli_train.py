@@ -53,6 +53,9 @@ def add_train_parser(sub: Any) -> None:
                    help="denoiser: smallest training noise std (default 0)")
     g.add_argument("--sigma-max", type=float, default=0.2,
                    help="denoiser: largest training noise std (default 0.2)")
+    g.add_argument("--sigma-dist", default="uniform", choices=["uniform", "log-uniform"],
+                   help="denoiser: noise-level distribution; log-uniform (with loss weights) "
+                   "for a diffusion score model spanning decades (needs --sigma-min > 0)")
     g.add_argument("--data-sigma", type=float, default=None,
                    help="noise2self: noise std of the data for a noise-conditional network "
                    "(default: estimated)")
@@ -114,7 +117,8 @@ def spec_from_args(ns: argparse.Namespace) -> tuple[Any, Any]:
         data = f"arrays:{Path(path).name}"
     spec = TrainSpec(task=ns.task, arch=ns.arch, arch_kwargs=arch_kwargs, data=data,
                      steps=ns.steps, batch=ns.batch, patch=ns.patch, lr=ns.lr, seed=ns.seed,
-                     sigma_min=ns.sigma_min, sigma_max=ns.sigma_max, data_sigma=ns.data_sigma,
+                     sigma_min=ns.sigma_min, sigma_max=ns.sigma_max,
+                     sigma_dist=ns.sigma_dist, data_sigma=ns.data_sigma,
                      operator=ns.operator, op_params=op_params, noise_sigma=ns.noise_sigma,
                      init=ns.init, beta=ns.beta, device=ns.device, val_every=ns.val_every,
                      checkpoint_every=ns.checkpoint_every, name=name, out=ns.out,

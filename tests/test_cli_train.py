@@ -89,6 +89,7 @@ def test_train_end_to_end_records_the_operator(tmp_path, capsys):
     (["--task", "end-to-end", "--operator", "blur", "--op-params", '{"sigma": -1}'],
      "sigma"),
     (["--steps", "0"], "steps"),
+    (["--sigma-dist", "log-uniform"], "needs sigma_min > 0"),
     (["--name", "bad name!"], "weights name"),
     (["--out", "/no/such/folder/m.pt"], "does not exist"),
     (["--data", "file:/no/such.npy"], "does not exist"),

@@ -150,6 +150,25 @@ def test_train_denoiser_learns_and_beats_noisy_input():
     assert states[48].val_psnr is None and states[49].val_psnr is not None
 
 
+def test_log_uniform_noise_levels_for_score_models():
+    """A score model's levels span decades: log-uniform draws, geometric validation levels,
+    weighted loss; it learns, and a zero lower level is refused."""
+    with pytest.raises(InputError, match="sigma_min > 0"):
+        train_denoiser(_model(), make_source("mixed"), sigma_range=(0.0, 1.0),
+                       sigma_dist="log-uniform")
+    with pytest.raises(InputError, match="sigma_dist"):
+        train_denoiser(_model(), make_source("mixed"), sigma_dist="normal")
+    states = list(train_denoiser(_model(), make_source("mixed"), sigma_range=(0.01, 1.0),
+                                 sigma_dist="log-uniform", steps=100, batch=8, patch=16,
+                                 lr=3e-3, val_every=50))
+    last = states[-1]
+    assert last.val_psnr > last.extras["noisy_psnr"] + 1.0
+    losses = [s.loss for s in states]
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
+    # the weight (0.05 / (sigma + 0.05))^2 <= 1 keeps the loss on the scale of a plain MSE
+    assert max(losses) < 1.0
+
+
 def test_same_seed_same_losses_and_other_seed_differs():
     def run(seed):
         g = train_denoiser(_model(), make_source("phantoms"), steps=8, batch=4, patch=16,

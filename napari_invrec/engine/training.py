@@ -73,6 +73,7 @@ class TrainSpec:
     seed: int = 0
     sigma_min: float = 0.0
     sigma_max: float = 0.2
+    sigma_dist: str = "uniform"
     data_sigma: float | None = None
     operator: str | None = None
     op_params: dict = field(default_factory=dict)
@@ -165,6 +166,9 @@ def _check_scalars(spec: TrainSpec) -> None:
     if not 0.0 <= spec.sigma_min <= spec.sigma_max:
         raise InputError("the noise range must satisfy 0 <= sigma_min <= sigma_max, got "
                          f"{spec.sigma_min}, {spec.sigma_max}")
+    if spec.sigma_dist == "log-uniform" and spec.sigma_min <= 0:
+        raise InputError("a log-uniform noise range needs sigma_min > 0 (e.g. 0.002), got "
+                         f"{spec.sigma_min}")
     if not (np.isfinite(spec.beta) and spec.beta >= 0):
         raise InputError(f"beta (VAE KL weight) must be >= 0, got {spec.beta}")
     if (spec.task == "vae") != (spec.arch == "vae"):
@@ -275,7 +279,7 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
             {"beta": float(spec.beta)}
     if spec.task == "denoiser":
         loop = loops.train_denoiser(model, source, sigma_range=(spec.sigma_min, spec.sigma_max),
-                                    **common)
+                                    sigma_dist=spec.sigma_dist, **common)
         return loop, None, {}
     factory = _operator_factory(spec)
     op = factory((spec.patch, spec.patch), dev)
@@ -331,6 +335,8 @@ def train_command(spec: TrainSpec, out: str | Path | None = None) -> str:
             "--lr", f"{s.lr:g}", "--seed", str(s.seed), "--device", s.device]
     if s.task == "denoiser":
         args += ["--sigma-min", f"{s.sigma_min:g}", "--sigma-max", f"{s.sigma_max:g}"]
+        if s.sigma_dist != "uniform":
+            args += ["--sigma-dist", s.sigma_dist]
     if s.task == "vae":
         args += ["--beta", f"{s.beta:g}"]
     if s.task == "noise2self" and s.data_sigma is not None:

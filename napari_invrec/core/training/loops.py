@@ -202,8 +202,14 @@ def _steps(model: torch.nn.Module, opt: torch.optim.Optimizer,
 
 
 # ---------------------------------------------------------------- supervised denoiser
+#: noise-level distributions of :func:`train_denoiser`
+SIGMA_DISTS = ("uniform", "log-uniform")
+#: the log-uniform loss weight is 1/4 at this noise level
+SIGMA_WEIGHT = 0.05
+
 def train_denoiser(model: torch.nn.Module, source: PatchSource, *,
-                   sigma_range: tuple[float, float] = (0.0, 0.2), steps: int = 1000,
+                   sigma_range: tuple[float, float] = (0.0, 0.2),
+                   sigma_dist: str = "uniform", steps: int = 1000,
                    batch: int = 16, patch: int = 48, lr: float = 1e-3, seed: int = 0,
                    device: Any = None, conditional: bool | None = None, val_every: int = 50,
                    val_size: int = 16, resume: str | Path | None = None,
@@ -219,9 +225,18 @@ def train_denoiser(model: torch.nn.Module, source: PatchSource, *,
 
         \mathcal L = \frac{1}{B\,HW} \sum_b \| f_\theta(x_b + \sigma_b n_b, \sigma_b) - x_b \|^2,
 
-    where the noise-level argument is passed only to noise-conditional models. Validation:
+    where the noise-level argument is passed only to noise-conditional models.
+
+    ``sigma_dist="log-uniform"`` (a score model for diffusion sampling, whose noise levels
+    span decades) draws :math:`\log\sigma \sim U(\log\sigma_{\min}, \log\sigma_{\max})`
+    and weights each patch's squared error by :math:`\lambda(\sigma) = (\sigma_w / (\sigma +
+    \sigma_w))^2`, :math:`\sigma_w` = :data:`SIGMA_WEIGHT`: the error of a good denoiser grows
+    with :math:`\sigma` (like :math:`\sigma^2` at low noise, up to the data variance), so
+    unweighted the high levels would dominate the gradient; the bound
+    :math:`\lambda \le 1` keeps the untrained network's low-noise errors from exploding. Validation:
     PSNR of :math:`f_\theta` on ``val_size`` fixed held-out patches with noise levels at the
-    midpoints of ``val_size`` equal bins of ``sigma_range`` (``extras["noisy_psnr"]``: the
+    midpoints of ``val_size`` equal bins of ``sigma_range`` (of its logarithm for
+    ``log-uniform``) (``extras["noisy_psnr"]``: the
     PSNR of the noisy inputs themselves).
 
     Returns
@@ -234,30 +249,42 @@ def train_denoiser(model: torch.nn.Module, source: PatchSource, *,
     lo, hi = (float(v) for v in sigma_range)
     if not 0.0 <= lo <= hi:
         raise InputError(f"sigma_range must satisfy 0 <= min <= max, got {sigma_range}")
+    if sigma_dist not in SIGMA_DISTS:
+        raise InputError(f"sigma_dist must be one of {', '.join(SIGMA_DISTS)}, got "
+                         f"{sigma_dist!r}")
+    log = sigma_dist == "log-uniform"
+    if log and lo <= 0:
+        raise InputError(f"a log-uniform noise range needs sigma_min > 0, got {lo}")
     dev = _resolve_device(model, device)
     model.to(dev)
     cond = is_conditional(model) if conditional is None else bool(conditional)
 
     vrng = np.random.default_rng([int(seed), 1])
     xv = source.sample(val_size, patch, vrng, dev)
-    sv = torch.tensor(lo + (hi - lo) * (np.arange(val_size) + 0.5) / val_size,
-                      dtype=torch.float32, device=dev).reshape(-1, 1, 1, 1)
+    mids = (np.arange(val_size) + 0.5) / val_size
+    levels = lo * (hi / lo) ** mids if log else lo + (hi - lo) * mids
+    sv = torch.tensor(levels, dtype=torch.float32, device=dev).reshape(-1, 1, 1, 1)
     nv = torch.from_numpy(vrng.standard_normal(xv.shape).astype(np.float32)).to(dev)
     yv = xv + sv * nv
     noisy_psnr = _psnr(yv, xv)
 
     def step_loss(rng: np.random.Generator) -> Tensor:
         x = source.sample(batch, patch, rng, dev)
-        s = torch.from_numpy(rng.uniform(lo, hi, size=(batch, 1, 1, 1)).astype(np.float32))
+        u = rng.uniform(0.0, 1.0, size=(batch, 1, 1, 1))
+        s = lo * (hi / lo) ** u if log else lo + (hi - lo) * u
+        s = torch.from_numpy(s.astype(np.float32))
         n = torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
         s, n = s.to(dev), n.to(dev)
         out = call_model(model, x + s * n, s, cond)
-        return (out - x).square().mean()
+        err = (out - x).square()
+        if log:
+            err = err * (SIGMA_WEIGHT / (s + SIGMA_WEIGHT)).square()
+        return err.mean()
 
     def validate() -> dict:
         return {"val_psnr": _psnr(call_model(model, yv, sv, cond), xv), "noisy_psnr": noisy_psnr}
 
-    meta = {"batch": batch, "patch": patch, "sigma_range": [lo, hi],
+    meta = {"batch": batch, "patch": patch, "sigma_range": [lo, hi], "sigma_dist": sigma_dist,
             "data": getattr(source, "spec", "?"), "conditional": cond}
     return _loop(model, step_loss, validate, task="denoiser", steps=steps, lr=lr,
                              seed=seed, val_every=val_every, resume=resume,
