@@ -13,7 +13,7 @@ Three figures, each against a baseline measured in the same run (one CPU thread)
    image (an oracle TV), on the held-out ``atoms`` and ``shepp-logan`` images for 4x and 8x
    MRI and strong blur (Gaussian sigma 3). Target of issue 5: >= 1.5 dB over TV.
 
-The score model is the shipped denoiser named by ``--denoiser`` (default ``drunet-natural``);
+The score model is the shipped denoiser named by ``--denoiser`` (default the methods' own, ``drunet-general``);
 the benchmark says so and stops when it is not installed. ``--quick`` runs fewer steps.
 """
 
@@ -175,10 +175,10 @@ def bench_psnr(denoiser: str, steps: int, log=print) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from napari_invrec.core.denoisers import denoiser_names
+    from napari_invrec.core.denoisers import DEFAULT_DENOISER, denoiser_names
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    denoiser = "drunet-natural"
+    denoiser = DEFAULT_DENOISER
     if "--denoiser" in argv:
         denoiser = argv[argv.index("--denoiser") + 1]
     quick = "--quick" in argv

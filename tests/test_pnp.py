@@ -11,7 +11,12 @@ from helpers import run_method
 
 from napari_invrec.core.analysis import psnr
 from napari_invrec.core.data import shepp_logan
-from napari_invrec.core.denoisers import GaussianDenoiser, TVDenoiser, get_denoiser
+from napari_invrec.core.denoisers import (
+    DEFAULT_DENOISER,
+    GaussianDenoiser,
+    TVDenoiser,
+    get_denoiser,
+)
 from napari_invrec.core.errors import InputError
 from napari_invrec.core.methods import METHODS
 from napari_invrec.core.methods.pnp import dpir_schedule, normal_solver
@@ -101,7 +106,7 @@ def test_network_denoiser_without_weights_is_a_clear_input_error():
     with pytest.raises(InputError, match="napari-invrec train"):
         get_denoiser("no-such-denoiser")
     for name in ("pnp-pgd", "pnp-admm", "dpir", "red"):
-        assert METHODS[name].weights == ("drunet-natural",)
+        assert METHODS[name].weights == (DEFAULT_DENOISER,)
         assert METHODS[name].operators is None
 
 

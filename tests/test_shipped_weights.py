@@ -24,7 +24,7 @@ MANIFEST = WEIGHTS_DIR / "manifest.json"
 ENTRIES = read_manifest(MANIFEST)
 TV_GRID = (0.0005, 0.002, 0.005, 0.01, 0.02, 0.05)
 #: domains of the shipped denoisers (part of their names)
-DOMAINS = ("natural", "atoms", "phantoms")
+DOMAINS = ("natural", "atoms", "phantoms", "general")
 #: task -> method that runs networks of that task, by architecture
 METHOD_OF = {("end-to-end", "unet"): "unet", ("end-to-end", "mcnn"): "mcnn",
              ("unrolled", "unrolled-pgd"): "unrolled-pgd", ("unrolled", "varnet"): "varnet",
@@ -64,7 +64,10 @@ def _tv_denoise_best(y, x):
 
 def fresh_images(domain: str, n: int = 128) -> list[np.ndarray]:
     """Images of a denoiser's domain it never saw: held-out photographs for ``natural``, new
-    draws of the synthetic generator (a seed no training step uses) for the others."""
+    draws of the synthetic generator (a seed no training step uses) for the others, all of
+    these for ``general``."""
+    if domain == "general":
+        return fresh_images("natural", n) + fresh_images("mixed", n)
     if domain == "natural":
         return [heldout_image(name, n) for name in ("moon", "clock")]
     import torch
@@ -85,14 +88,45 @@ def test_shipped_denoiser_beats_noisy_input_and_tv(name):
 
     den = get_denoiser(name)
     domain = next(d for d in DOMAINS if d in name)
+    margins = []
     for i, x in enumerate(fresh_images(domain)):
         rng = np.random.default_rng(7 + i)
         y = (x + 0.05 * rng.standard_normal(x.shape)).astype(np.float32)
         out = den(torch.from_numpy(y)[None, None], 0.05)[0, 0].numpy()
         p_net, p_noisy = psnr(out, x), psnr(y, x)
-        p_tv = _tv_denoise_best(y, x)
         assert p_net > p_noisy + 5.0, (i, p_net, p_noisy)
-        assert p_net > p_tv, (i, p_net, p_tv)
+        margins.append(p_net - _tv_denoise_best(y, x))
+    if domain == "general":
+        # one network for every domain: ahead of TV on the photographs; on the synthetic
+        # draws (a phantom: TV's home ground) it trails at this level (measured -1.7 and
+        # -1.5 dB), while the domain networks beat TV there
+        assert min(margins[:2]) > 0 and min(margins[2:]) > -2.5, margins
+    else:
+        assert min(margins) > 0, margins
+
+
+def test_default_denoiser_serves_as_score_model_at_high_noise():
+    """The default network is the diffusion samplers' score model: at noise levels far above
+    the data's spread (sigma 0.5-2, where samplers start) its output must still beat the best
+    constant image (the truth's own mean, an oracle) on average by a clear margin."""
+    import torch
+
+    from napari_invrec.core.analysis import psnr
+    from napari_invrec.core.denoisers import DEFAULT_DENOISER, get_denoiser
+
+    den = get_denoiser(DEFAULT_DENOISER)
+    gains = {0.5: [], 1.0: [], 2.0: []}
+    for i, x in enumerate(fresh_images("general")):
+        rng = np.random.default_rng(70 + i)
+        n = rng.standard_normal(x.shape).astype(np.float32)
+        p_const = psnr(np.full_like(x, x.mean()), x)
+        for sigma, g in gains.items():
+            out = den(torch.from_numpy(x + sigma * n)[None, None], sigma)[0, 0].numpy()
+            g.append(psnr(out, x) - p_const)
+    # measured mean gains 8.7, 5.6 and 2.3 dB; on the nearly flat moon photograph the
+    # constant wins at sigma >= 1 (the network sees 48 px patches: no global mean at sigma 2)
+    for sigma, g in gains.items():
+        assert np.mean(g) > 1.5, (sigma, g)
 
 
 OPERATOR_NETS = sorted(n for n, e in ENTRIES.items() if e.task in ("end-to-end", "unrolled"))

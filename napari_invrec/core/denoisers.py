@@ -31,7 +31,7 @@ from .models.registry import load_model, weights_names
 Tensor = torch.Tensor
 
 __all__ = ["Denoiser", "TVDenoiser", "GaussianDenoiser", "NetworkDenoiser", "BUILTIN",
-           "denoiser_names", "get_denoiser", "register_denoiser"]
+           "denoiser_names", "get_denoiser", "register_denoiser", "DEFAULT_DENOISER"]
 
 
 class Denoiser(Protocol):
@@ -166,6 +166,9 @@ class NetworkDenoiser:
 
 
 BUILTIN: dict[str, type] = {"tv": TVDenoiser, "gaussian": GaussianDenoiser}
+#: the shipped network the plug-and-play methods and diffusion samplers use by default: a
+#: DRUNet trained on photographs and synthetic images over sigma 0.002-2 (README weights table)
+DEFAULT_DENOISER = "drunet-general"
 #: denoisers added at run time by :func:`register_denoiser`: name -> zero-argument factory
 CUSTOM: dict[str, Callable[[], Denoiser]] = {}
 

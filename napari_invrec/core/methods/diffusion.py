@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ..denoisers import denoiser_names, get_denoiser
+from ..denoisers import DEFAULT_DENOISER, denoiser_names, get_denoiser
 from ..errors import InputError
 from ..operators.svd import SVD_FAMILIES, spectral_svd
 from ..params import param
@@ -62,7 +62,7 @@ __all__ = ["score_dc", "dps", "ddrm", "diffpir", "ddrm_update", "ScoreDCParams",
 class DiffusionParams:
     """Settings shared by the diffusion samplers."""
 
-    denoiser: str = param("drunet-natural", "score model: a noise-conditional denoiser",
+    denoiser: str = param(DEFAULT_DENOISER, "score model: a noise-conditional denoiser",
                           choices=denoiser_names)
     steps: int = param(50, "noise levels of the schedule (denoiser calls per sample)", min=1,
                        max=10000)
@@ -108,7 +108,7 @@ class ScoreDCParams(DiffusionParams):
                        step=0.01)
 
 
-@register_method("score-dc", ScoreDCParams, stochastic=True, weights=("drunet-natural",))
+@register_method("score-dc", ScoreDCParams, stochastic=True, weights=(DEFAULT_DENOISER,))
 @torch.no_grad()
 def score_dc(y: Tensor, op: Any, p: ScoreDCParams, *, x0: Tensor | None = None,
              generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -186,7 +186,7 @@ def _grad_denoiser(den: Any) -> Any:
     return getattr(den, "differentiable", den)
 
 
-@register_method("dps", DPSParams, stochastic=True, weights=("drunet-natural",))
+@register_method("dps", DPSParams, stochastic=True, weights=(DEFAULT_DENOISER,))
 @torch.no_grad()
 def dps(y: Tensor, op: Any, p: DPSParams, *, x0: Tensor | None = None,
         generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -238,7 +238,7 @@ class DDRMParams(DiffusionParams):
 
 
 @register_method("ddrm", DDRMParams, operators=SVD_FAMILIES, stochastic=True,
-                 weights=("drunet-natural",))
+                 weights=(DEFAULT_DENOISER,))
 @torch.no_grad()
 def ddrm(y: Tensor, op: Any, p: DDRMParams, *, x0: Tensor | None = None,
          generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -291,7 +291,7 @@ class DiffPIRParams(DiffusionParams):
                           max=1000)
 
 
-@register_method("diffpir", DiffPIRParams, stochastic=True, weights=("drunet-natural",))
+@register_method("diffpir", DiffPIRParams, stochastic=True, weights=(DEFAULT_DENOISER,))
 @torch.no_grad()
 def diffpir(y: Tensor, op: Any, p: DiffPIRParams, *, x0: Tensor | None = None,
             generator: torch.Generator | None = None) -> Iterator[IterState]:

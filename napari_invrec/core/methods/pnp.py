@@ -10,10 +10,10 @@ For :math:`y = A x + n` with any linear :math:`A` (``operators=None``):
 * ``red``: regularisation by denoising (Romano, Elad, Milanfar, SIAM J. Imaging Sci. 2017),
   gradient steps on :math:`\tfrac12\|Ax - y\|^2 + \tfrac\lambda2 x^\top(x - D(x))`.
 
-The ``denoiser`` parameter (default the shipped ``"drunet-natural"``) names one of
+The ``denoiser`` parameter (default the shipped ``"drunet-general"``) names one of
 :func:`~..denoisers.denoiser_names`: ``"tv"`` (the
 TV proximal map :math:`\mathrm{prox}_{w\sigma^2\mathrm{TV}}`, :math:`w = 25`) and
-``"gaussian"`` need no weights; a network denoiser (e.g. ``"drunet-natural"``) needs its
+``"gaussian"`` need no weights; a network denoiser (e.g. ``"drunet-general"``) needs its
 shipped weights (``napari-invrec train ...``) and is an :class:`~..errors.InputError`
 otherwise. With the TV denoiser ``pnp-pgd`` *is* proximal gradient (ISTA) on
 :math:`\tfrac12\|Ax-y\|^2 + \lambda\mathrm{TV}(x)` with :math:`\lambda = w\sigma^2/\tau`, and
@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from ..denoisers import denoiser_names, get_denoiser
+from ..denoisers import DEFAULT_DENOISER, denoiser_names, get_denoiser
 from ..errors import InputError
 from ..linalg import bnorm, conjugate_gradient
 from ..params import param
@@ -49,8 +49,6 @@ __all__ = ["pnp_pgd", "pnp_admm", "dpir", "red", "dpir_schedule", "normal_solver
            "PnPPGDParams", "PnPADMMParams", "DPIRParams", "REDParams"]
 
 _DEN_DOC = "denoiser: a shipped or trained network, or tv / gaussian (no weights)"
-#: the shipped natural-image DRUNet (see the README's weights table)
-DEFAULT_DENOISER = "drunet-natural"
 
 
 def _denoiser(name: str) -> Any:
