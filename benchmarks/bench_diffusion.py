@@ -3,7 +3,7 @@
 Three figures, each against a baseline measured in the same run (one CPU thread):
 
 1. per-step overhead of each sampler over a bare denoiser forward on the same batch
-   (N = 8 samples of a 64 px image): ``time per sampler step / time per forward - 1``
+   (N = 8 samples of a 128 px image): ``time per sampler step / time per forward - 1``
    (target < 10 %); ``dps`` back-propagates through the network by design, so its bare
    network cost is one forward plus one vector-Jacobian product, measured too, and its
    overhead is printed against both;
@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-SIZE = 64
+SIZE = 128
 NOISE = 0.01
 N = 8
 SAMPLERS = ("score-dc", "dps", "ddrm", "diffpir")
@@ -97,7 +97,7 @@ def _drain(method: str, y, op, seed: int = 0, **kw):
 
 
 def bench_overhead(denoiser: str, steps: int, log=print) -> dict[str, float]:
-    """Per-step overhead of each sampler over one denoiser forward on an (N, 1, 64, 64)
+    """Per-step overhead of each sampler over one denoiser forward on an (N, 1, SIZE, SIZE)
     complex MRI batch, and the batched-vs-sequential wall-time ratio."""
     import torch
 
