@@ -130,6 +130,27 @@ def test_cancel_stops_within_a_step_and_registers_nothing(make_napari_viewer, qt
     assert w.train_button.enabled
 
 
+def test_score_model_with_log_uniform_levels_on_general_data(make_napari_viewer, wait_idle,
+                                                             notes):
+    """The GUI trains a diffusion score model: log-uniform levels, recorded in the command;
+    a zero lower level is refused with a message before anything runs."""
+    from napari_invrec._widgets.train import TrainWidget
+    from napari_invrec.core.models import read_manifest
+
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    _set(w, source="general", steps=20, sigma_min=0.0, sigma_max=1.0,
+         sigma_dist="log-uniform", weights_name="gui-score", **TINY)
+    assert w.train() is None and not w.controller.running
+    assert any("sigma_min > 0" in n for n in notes()) and "gui-score" not in read_manifest()
+    w.sigma_min.value = 0.01
+    w.train()
+    wait_idle(w, 60000)
+    e = read_manifest()["gui-score"]
+    assert "--sigma-dist log-uniform" in e.train_command and "--data general" in e.train_command
+    assert e.metrics["val_psnr"] > 0 and len(w.history["step"]) == 20
+
+
 @pytest.mark.parametrize("data, match", [
     (np.zeros((64, 64, 3), np.float32), "RGB"),
     (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64), "integer"),

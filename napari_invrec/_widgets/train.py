@@ -61,6 +61,7 @@ class TrainWidget(Container):
         from napari.layers import Image
 
         from ..engine.device import available_devices
+        from ..engine.training import SIGMA_DISTS
 
         super().__init__(labels=False)
         self.viewer = viewer
@@ -92,6 +93,10 @@ class TrainWidget(Container):
                                       "(images in [0, 1]); supervised only")
         self.sigma_max = FloatSpinBox(value=0.2, min=0.0, max=10.0, step=0.01, name="sigma_max",
                                       label="noise std max")
+        self.sigma_dist = ComboBox(value="uniform", choices=list(SIGMA_DISTS), name="sigma_dist",
+                                   label="noise levels",
+                                   tooltip="uniform, or log-uniform with loss weights for a "
+                                   "diffusion score model spanning decades (min > 0)")
         self.lr = LineEdit(value="0.001", name="lr", label="learning rate",
                            tooltip="initial Adam learning rate (cosine-decayed)")
         self.seed = SpinBox(value=0, min=0, max=2 ** 31 - 1, name="seed", label="seed")
@@ -114,7 +119,7 @@ class TrainWidget(Container):
                      heading("network"), labelled(self.arch, self.net_width, name="net_box"),
                      heading("schedule"),
                      labelled(self.steps, self.batch, self.patch, self.sigma_min,
-                              self.sigma_max, self.lr, self.seed, self.device,
+                              self.sigma_max, self.sigma_dist, self.lr, self.seed, self.device,
                               name="schedule_box"),
                      heading("output"),
                      labelled(self.weights_name, self.checkpoint, self.resume, name="out_box"),
@@ -136,7 +141,7 @@ class TrainWidget(Container):
             self.source.value = LAYER
         if n2s and self.arch.value == "dncnn":
             self.arch.value = "drunet"
-        self.sigma_min.visible = self.sigma_max.visible = not n2s
+        self.sigma_min.visible = self.sigma_max.visible = self.sigma_dist.visible = not n2s
 
     def _on_source(self, *_: Any) -> None:
         self.layer.visible = self.source.value == LAYER
@@ -189,7 +194,8 @@ class TrainWidget(Container):
                          data=data, steps=int(self.steps.value), batch=int(self.batch.value),
                          patch=int(self.patch.value), lr=lr, seed=int(self.seed.value),
                          sigma_min=float(self.sigma_min.value),
-                         sigma_max=float(self.sigma_max.value), device=str(self.device.value),
+                         sigma_max=float(self.sigma_max.value),
+                         sigma_dist=str(self.sigma_dist.value), device=str(self.device.value),
                          val_every=max(1, int(self.steps.value) // 20),
                          name=self.weights_name.value.strip(),
                          checkpoint=self.checkpoint.value.strip() or None,

@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import InputError
-from ..core.training.loops import TrainState
+from ..core.training.loops import SIGMA_DISTS, TrainState
 
-__all__ = ["TASKS", "TrainSpec", "TrainPlan", "prepare_training", "execute_training",
+__all__ = ["TASKS", "SIGMA_DISTS", "TrainSpec", "TrainPlan", "prepare_training", "execute_training",
            "run_training", "train_command", "estimate_noise_sigma", "check_training_arrays"]
 
 TASKS = ("denoiser", "noise2self", "end-to-end", "unrolled", "vae")
