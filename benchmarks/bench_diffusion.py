@@ -13,8 +13,9 @@ Three figures, each against a baseline measured in the same run (one CPU thread)
    image (an oracle TV), on the held-out ``atoms`` and ``shepp-logan`` images for 4x and 8x
    MRI and strong blur (Gaussian sigma 3). Target of issue 5: >= 1.5 dB over TV.
 
-The score model is the shipped denoiser named by ``--denoiser`` (default the methods' own, ``drunet-general``);
-the benchmark says so and stops when it is not installed. ``--quick`` runs fewer steps.
+The score model is the shipped denoiser named by ``--denoiser`` (default the methods' own,
+``drunet-general``); the benchmark says so and stops when it is not installed. ``--quick``
+runs fewer steps.
 """
 
 from __future__ import annotations

@@ -29,8 +29,9 @@ def add_train_parser(sub: Any) -> None:
         description="Train a network, write its weights, a checkpoint and a JSON sidecar "
         "OUT.json (exact command, spec, final figures) and register it in the user weights "
         "manifest. Data: atoms, phantoms, mixed (synthetic), natural (the allowed "
-        "scikit-image images), general (natural and synthetic), skimage:NAME[,NAME...], folder:PATH, or file:PATH (a .tif/.png/"
-        ".npy image or (N, H, W) stack, e.g. the noisy data itself for noise2self).")
+        "scikit-image images), general (natural and synthetic), skimage:NAME[,NAME...], "
+        "folder:PATH, or file:PATH (a .tif/.png/.npy image or (N, H, W) stack, e.g. the "
+        "noisy data itself for noise2self).")
     p.add_argument("--task", default="denoiser", choices=list(TASKS),
                    help="denoiser: supervised Gaussian denoiser (default); noise2self: "
                    "self-supervised denoiser from noisy images; end-to-end: post-processing "

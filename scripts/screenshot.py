@@ -129,28 +129,37 @@ def main() -> None:
 
     # a 2x2 grid: ground truth, tv-fista iterate history at a middle step, langevin-tv
     # posterior mean and its per-pixel std
-    from napari_invrec._widgets.compare import _grid
 
     hist = viewer.layers["tv-fista · blur [iterates]"]
     shown = [viewer.layers[n] for n in ("atoms (ground truth)", "tv-fista · blur [iterates]",
                                         "langevin-tv · blur", "langevin-tv · blur [std]")]
-    for layer in viewer.layers:
-        layer.visible = layer in shown
-    std = viewer.layers["langevin-tv · blur [std]"]
-    std.blending = "translucent"
-    grid = _grid(viewer)
-    grid.enabled = True
-    grid.shape = (2, 2)
     steps = hist.metadata["invrec"]["steps"]
     mid = len(steps) // 2
-    viewer.dims.set_current_step(0, mid)
-    viewer.layers.selection.active = hist
+    _show_grid(app, viewer, shown, hist, (2, 2), mid,
+               translucent=viewer.layers["langevin-tv · blur [std]"])
+
+    _save(app, viewer, args.out, f"iterate slider at index {mid}, step {steps[mid]}")
+
+
+def _show_grid(app, viewer, shown, active, shape: tuple[int, int], step: int,
+               translucent=None) -> None:
+    """Only ``shown`` visible, in a grid of ``shape``, the sliders at ``step``, ``active``
+    selected (and ``translucent`` blended so), the view reset and drawn."""
+    from napari_invrec._widgets.compare import _grid
+
+    for layer in viewer.layers:
+        layer.visible = layer in shown
+    if translucent is not None:
+        translucent.blending = "translucent"
+    grid = _grid(viewer)
+    grid.enabled = True
+    grid.shape = shape
+    viewer.dims.set_current_step(0, step)
+    viewer.layers.selection.active = active
     viewer.reset_view()
     app.processEvents()
     time.sleep(0.3)
     app.processEvents()
-
-    _save(app, viewer, args.out, f"iterate slider at index {mid}, step {steps[mid]}")
 
 
 def _save(app, viewer, path: str, what: str) -> None:
@@ -163,7 +172,6 @@ def _save(app, viewer, path: str, what: str) -> None:
 
 def _catalogue_scene(app, viewer, sim, rec) -> None:
     """CT (sinogram, fbp, tv-fista) and multi-coil MRI (coil images, sense-cg) in a grid."""
-    from napari_invrec._widgets.compare import _grid
 
     viewer.layers.clear()
     viewer.open_sample("napari-invrec", "phantom")
@@ -186,17 +194,7 @@ def _catalogue_scene(app, viewer, sim, rec) -> None:
     rss = next(lay for lay in viewer.layers if lay.name.endswith("[rss]"))
     shown = [sino, viewer.layers["fbp · ct"], viewer.layers["tv-fista · ct"], coils, rss,
              viewer.layers["sense-cg · mri-multicoil"]]
-    for layer in viewer.layers:
-        layer.visible = layer in shown
-    grid = _grid(viewer)
-    grid.enabled = True
-    grid.shape = (2, 3)
-    viewer.dims.set_current_step(0, 2)
-    viewer.layers.selection.active = coils
-    viewer.reset_view()
-    app.processEvents()
-    time.sleep(0.3)
-    app.processEvents()
+    _show_grid(app, viewer, shown, coils, (2, 3), 2)
 
 
 def _trust_scene(app, viewer, sim, rec, trust_docked, rec_dock, width: int) -> None:
@@ -252,7 +250,6 @@ def _trust_scene(app, viewer, sim, rec, trust_docked, rec_dock, width: int) -> N
 def _diffusion_scene(app, viewer, sim, rec, trust) -> None:
     """Camera image, 4x MRI, a diffpir run (8 samples): the x_t and x0_hat stacks at the same
     step mid-way, the std over samples, and a hotspot overlay of the std, in a 2x2 grid."""
-    from napari_invrec._widgets.compare import _grid
 
     viewer.layers.clear()
     viewer.open_sample("napari-invrec", "camera")
@@ -272,21 +269,9 @@ def _diffusion_scene(app, viewer, sim, rec, trust) -> None:
     hot = trust.hotspots()
     xt, x0 = viewer.layers[f"{run} [x_t]"], viewer.layers[f"{run} [x0_hat]"]
     std = viewer.layers[f"{run} [std]"]
-    shown = (truth, xt, x0, std, hot)
-    for layer in viewer.layers:
-        layer.visible = layer in shown
-    std.blending = "translucent"
-    grid = _grid(viewer)
-    grid.enabled = True
-    grid.shape = (2, 2)
     steps = xt.metadata["invrec"]["steps"]
     mid = len(steps) // 2
-    viewer.dims.set_current_step(0, mid)
-    viewer.layers.selection.active = x0
-    viewer.reset_view()
-    app.processEvents()
-    time.sleep(0.3)
-    app.processEvents()
+    _show_grid(app, viewer, (truth, xt, x0, std, hot), x0, (2, 2), mid, translucent=std)
     print(f"x_t / x0_hat at index {mid} (step {steps[mid]} of {steps[-1]})")
 
 

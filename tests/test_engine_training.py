@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import drain
 
 from napari_invrec.core.errors import InputError
 from napari_invrec.core.models import load_model, read_manifest, weights_names
@@ -27,16 +28,6 @@ def _spec(name: str = "eng", **kw) -> TrainSpec:
     return TrainSpec(**{**base, **kw})
 
 
-def _finish(gen):
-    """Drain a training generator; returns (states, returned entry)."""
-    states = []
-    while True:
-        try:
-            states.append(next(gen))
-        except StopIteration as stop:
-            return states, stop.value
-
-
 def _psnr(a, ref):
     return 10 * np.log10(1.0 / np.mean((a - ref) ** 2))
 
@@ -52,7 +43,7 @@ def clean_atoms():
 def test_supervised_denoiser_saved_registered_and_denoises(clean_atoms):
     from napari_invrec.core.denoisers import denoiser_names, get_denoiser
 
-    states, entry = _finish(run_training(_spec("eng-sup")))
+    states, entry = drain(run_training(_spec("eng-sup")))
     assert [s.step for s in states] == list(range(1, 151))
     assert entry.name == "eng-sup" and entry.task == "denoiser"
     assert entry.file.endswith("eng-sup.pt")
@@ -78,7 +69,7 @@ def test_noise2self_on_arrays_learns_from_noisy_images_alone(clean_atoms):
     noisy = (clean_atoms + 0.1 * rng.standard_normal(clean_atoms.shape)).astype(np.float32)
     assert abs(estimate_noise_sigma(list(noisy)) - 0.1) < 0.02
     spec = _spec("eng-n2s", task="noise2self", data="arrays:noisy", steps=200)
-    _, entry = _finish(run_training(spec, arrays=noisy))
+    _, entry = drain(run_training(spec, arrays=noisy))
     assert entry.task == "denoiser" and "val_loss" in entry.metrics
     side = json.loads(open(entry.file + ".json").read())
     assert side["training"] == "noise2self" and abs(side["data_sigma"] - 0.1) < 0.02
@@ -96,7 +87,7 @@ def test_closing_early_registers_nothing_and_resume_continues(tmp_path):
     assert "eng-resume" not in read_manifest()
     assert not (tmp_path / "eng-resume.pt").exists()
     assert ckpt.is_file()  # the step-20 checkpoint stays
-    states, entry = _finish(run_training(TrainSpec(**{**spec.__dict__,
+    states, entry = drain(run_training(TrainSpec(**{**spec.__dict__,
                                                       "resume": str(ckpt)})))
     assert states[0].step == 21 and states[-1].step == 40
     # the resumed run repeats the losses of the interrupted one (same data, same state)
@@ -143,7 +134,7 @@ def test_end_to_end_records_its_operator():
     spec = _spec("eng-e2e", task="end-to-end", arch="unet", arch_kwargs={"width": 4},
                  operator="blur", op_params={"sigma": 1.0}, steps=4, val_every=2)
     try:
-        _, entry = _finish(run_training(spec))
+        _, entry = drain(run_training(spec))
     except InputError as e:  # an architecture whose constructor differs is a clear error
         pytest.fail(str(e))
     assert entry.task == "end-to-end" and entry.operator["operator"] == "blur"

@@ -19,7 +19,7 @@ from napari_invrec.core.models.unrolled import NeumannNet, UnrolledPGD, VarNet
 from napari_invrec.core.operators import NoiseParams, make_operator
 from napari_invrec.core.params import make_params
 from napari_invrec.core.training import SyntheticPatches, load_checkpoint, make_source
-from napari_invrec.core.training.unrolled import train_unrolled
+from napari_invrec.core.training.operator_nets import train_unrolled
 
 ARCHS = {"unrolled-pgd": lambda c: UnrolledPGD(3, 8, 3, complex_images=c),
          "varnet": lambda c: VarNet(3, 4, 2, complex_images=c),

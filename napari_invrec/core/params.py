@@ -27,6 +27,7 @@ def param(
     choices: tuple | Any = None,
     gui: bool = True,
     when: dict | None = None,
+    network: bool = False,
 ) -> Any:
     """Declare a documented parameter field.
 
@@ -47,9 +48,12 @@ def param(
     when
         ``{"other_field": value_or_tuple}``: only show/use this field when the other field
         has one of these values (e.g. ``kernel_size`` only for ``kernel='disk'``).
+    network
+        The field names trained weights; its default is a network the method needs
+        installed (read by :func:`~.methods.registry.register_method`).
     """
     meta = {"doc": doc, "min": min, "max": max, "step": step, "choices": choices,
-            "gui": gui, "when": when}
+            "gui": gui, "when": when, "network": network}
     return dataclasses.field(default=default, metadata=meta)
 
 

@@ -281,15 +281,15 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
         loop = loops.train_denoiser(model, source, sigma_range=(spec.sigma_min, spec.sigma_max),
                                     sigma_dist=spec.sigma_dist, **common)
         return loop, None, {}
+    from ..core.training.operator_nets import train_end_to_end, train_unrolled
+
     factory = _operator_factory(spec)
     op = factory((spec.patch, spec.patch), dev)
     op_spec = op.spec()
     if spec.task == "end-to-end":
-        loop = loops.train_end_to_end(model, source, factory, init=spec.init,
-                                      noise_sigma=spec.noise_sigma, **common)
+        loop = train_end_to_end(model, source, factory, init=spec.init,
+                                noise_sigma=spec.noise_sigma, **common)
         return loop, op_spec, {"init": spec.init, "noise_sigma": spec.noise_sigma}
-    from ..core.training.unrolled import train_unrolled  # lazy: optional module
-
     loop = train_unrolled(model, source, factory, noise_sigma=spec.noise_sigma, **common)
     return loop, op_spec, {"noise_sigma": spec.noise_sigma}
 

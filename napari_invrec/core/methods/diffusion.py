@@ -42,14 +42,13 @@ from .diffusion_steps import (
     SampleBatch,
     ddrm_update,
     insert_level,
-    is_projection,
     langevin_step,
     sigma_schedule,
     start_state,
     ve_step,
     white_noise,
 )
-from .pnp import normal_solver
+from .pnp import is_projection, normal_solver
 from .registry import register_method
 
 Tensor = torch.Tensor
@@ -63,7 +62,7 @@ class DiffusionParams:
     """Settings shared by the diffusion samplers."""
 
     denoiser: str = param(DEFAULT_DENOISER, "score model: a noise-conditional denoiser",
-                          choices=denoiser_names)
+                          choices=denoiser_names, network=True)
     steps: int = param(50, "noise levels of the schedule (denoiser calls per sample)", min=1,
                        max=10000)
     sigma_max: float = param(0.25, "first noise level (init=noise: several times the data "
@@ -108,7 +107,7 @@ class ScoreDCParams(DiffusionParams):
                        step=0.01)
 
 
-@register_method("score-dc", ScoreDCParams, stochastic=True, weights=(DEFAULT_DENOISER,))
+@register_method("score-dc", ScoreDCParams, stochastic=True)
 @torch.no_grad()
 def score_dc(y: Tensor, op: Any, p: ScoreDCParams, *, x0: Tensor | None = None,
              generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -148,11 +147,9 @@ def score_dc(y: Tensor, op: Any, p: ScoreDCParams, *, x0: Tensor | None = None,
     step = None if proj else 1.0 / lipschitz(op, "score-dc")
     yy = y.repeat_interleave(n, dim=0)
     x = start_state(y, op, p.init, sched[0], n, x0, generator)
-    batch = SampleBatch(y, op, n, "score-dc")
-    levels = sched + [0.0]
+    batch = SampleBatch(y, op, n, "score-dc", sched)
     state = None
-    for k in range(1, len(levels)):
-        s, s_next = levels[k - 1], levels[k]
+    for k, s, s_next in batch.steps():
         x0_hat = den(x, s)
         x = ve_step(x, x0_hat, s, s_next, generator)
         if s_next > 0:
@@ -166,8 +163,7 @@ def score_dc(y: Tensor, op: Any, p: ScoreDCParams, *, x0: Tensor | None = None,
             w = lam * step * (s_next * s_next / (s_next * s_next + sig_y * sig_y)
                               if s_next > 0 or sig_y > 0 else 1.0)
             x = x - w * op.A_adjoint(op.A(x) - yy)
-        out = x if s_next == 0 else x0_hat
-        state = batch.state(k, len(levels) - 1, x, out, s)
+        state = batch.state(k, x, x0_hat)
         yield state
     return state
 
@@ -186,7 +182,7 @@ def _grad_denoiser(den: Any) -> Any:
     return getattr(den, "differentiable", den)
 
 
-@register_method("dps", DPSParams, stochastic=True, weights=(DEFAULT_DENOISER,))
+@register_method("dps", DPSParams, stochastic=True)
 @torch.no_grad()
 def dps(y: Tensor, op: Any, p: DPSParams, *, x0: Tensor | None = None,
         generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -208,11 +204,9 @@ def dps(y: Tensor, op: Any, p: DPSParams, *, x0: Tensor | None = None,
     zeta = float(p.zeta)
     yy = y.repeat_interleave(n, dim=0)
     x = start_state(y, op, p.init, sched[0], n, x0, generator)
-    batch = SampleBatch(y, op, n, "dps")
-    levels = sched + [0.0]
+    batch = SampleBatch(y, op, n, "dps", sched)
     state = None
-    for k in range(1, len(levels)):
-        s, s_next = levels[k - 1], levels[k]
+    for k, s, s_next in batch.steps():
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             x0_hat = dfn(xg, s)
@@ -220,8 +214,7 @@ def dps(y: Tensor, op: Any, p: DPSParams, *, x0: Tensor | None = None,
             (g,) = torch.autograd.grad(loss, xg)
         x0_hat = x0_hat.detach()
         x = ve_step(x, x0_hat, s, s_next, generator) - zeta * g
-        out = x if s_next == 0 else x0_hat
-        state = batch.state(k, len(levels) - 1, x, out, s, loss=float(loss) / x.shape[0])
+        state = batch.state(k, x, x0_hat, loss=float(loss) / x.shape[0])
         yield state
     return state
 
@@ -237,8 +230,7 @@ class DDRMParams(DiffusionParams):
                          "than the current level", min=0.0, max=1.0, step=0.05)
 
 
-@register_method("ddrm", DDRMParams, operators=SVD_FAMILIES, stochastic=True,
-                 weights=(DEFAULT_DENOISER,))
+@register_method("ddrm", DDRMParams, operators=SVD_FAMILIES, stochastic=True)
 @torch.no_grad()
 def ddrm(y: Tensor, op: Any, p: DDRMParams, *, x0: Tensor | None = None,
          generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -263,17 +255,14 @@ def ddrm(y: Tensor, op: Any, p: DDRMParams, *, x0: Tensor | None = None,
                       torch.full_like(sv, math.inf))
     yb = svd.observed(y).repeat_interleave(n, dim=0)
     x = start_state(y, op, p.init, sched[0], n, x0, generator)
-    batch = SampleBatch(y, op, n, "ddrm")
-    levels = sched + [0.0]
+    batch = SampleBatch(y, op, n, "ddrm", sched)
     state = None
-    for k in range(1, len(levels)):
-        s, s_next = levels[k - 1], levels[k]
+    for k, s, s_next in batch.steps():
         x0_hat = den(x, s)
         noise = svd.Vh(white_noise(x, generator))
         xb = ddrm_update(svd.Vh(x), svd.Vh(x0_hat), yb, tau, s, s_next, eta, eta_b, noise)
         x = svd.V(xb).to(x.dtype)
-        out = x if s_next == 0 else x0_hat
-        state = batch.state(k, len(levels) - 1, x, out, s)
+        state = batch.state(k, x, x0_hat)
         yield state
     return state
 
@@ -291,7 +280,7 @@ class DiffPIRParams(DiffusionParams):
                           max=1000)
 
 
-@register_method("diffpir", DiffPIRParams, stochastic=True, weights=(DEFAULT_DENOISER,))
+@register_method("diffpir", DiffPIRParams, stochastic=True)
 @torch.no_grad()
 def diffpir(y: Tensor, op: Any, p: DiffPIRParams, *, x0: Tensor | None = None,
             generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -319,11 +308,9 @@ def diffpir(y: Tensor, op: Any, p: DiffPIRParams, *, x0: Tensor | None = None,
     x = start_state(y, op, p.init, sched[0], n, x0, generator)
     aty = op.A_adjoint(y).repeat_interleave(n, dim=0)
     solve = normal_solver(op, x, p.cg_iters)
-    batch = SampleBatch(y, op, n, "diffpir")
-    levels = sched + [0.0]
+    batch = SampleBatch(y, op, n, "diffpir", sched)
     state = None
-    for k in range(1, len(levels)):
-        s, s_next = levels[k - 1], levels[k]
+    for k, s, s_next in batch.steps():
         x0_hat = den(x, s)
         rho = max(lam * sig_y2 / (s * s), 1e-3)
         x0p = solve(aty + rho * x0_hat, rho, x0_hat)
@@ -333,7 +320,6 @@ def diffpir(y: Tensor, op: Any, p: DiffPIRParams, *, x0: Tensor | None = None,
                                 + math.sqrt(zeta) * white_noise(x, generator))
         else:
             x = x0p
-        out = x if s_next == 0 else x0p
-        state = batch.state(k, len(levels) - 1, x, out, s, rho=rho)
+        state = batch.state(k, x, x0p, rho=rho)
         yield state
     return state

@@ -17,6 +17,7 @@ turns the ``B * N`` batch of chains (image-major: the ``N`` samples of image ``b
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -25,12 +26,12 @@ from ..errors import InputError
 from ..linalg import bnorm
 from ..state import IterState
 from .classical import check_finite, relative_residual
-from .pnp import _is_projection, smooth_start
+from .pnp import smooth_start
 
 Tensor = torch.Tensor
 
 __all__ = ["sigma_schedule", "insert_level", "white_noise", "start_state", "SampleBatch",
-           "ve_step", "is_projection", "langevin_step", "ddrm_update"]
+           "ve_step", "langevin_step", "ddrm_update"]
 
 SCHEDULES = ("geometric", "karras")
 INITS = ("measurement", "noise")
@@ -119,11 +120,6 @@ def start_state(y: Tensor, op: Any, init: str, sigma_max: float, n: int,
     return base + sigma_max * white_noise(base, generator)
 
 
-def is_projection(op: Any, like: Tensor) -> bool:
-    """Whether :math:`A^H A` is an orthogonal projection (then :math:`A^+ = A^H`)."""
-    return _is_projection(op, like[:1])
-
-
 def ve_step(x: Tensor, x0: Tensor, sigma: float, sigma_next: float,
             generator: torch.Generator | None) -> Tensor:
     r"""One Euler-Maruyama step of the reverse VE SDE from :math:`\sigma` to
@@ -155,22 +151,33 @@ class SampleBatch:
         Samples per measurement.
     name
         Method name (for :func:`~.classical.check_finite` messages).
+    sched
+        The decreasing noise levels; the chains step through them and then to 0.
     """
 
-    def __init__(self, y: Tensor, op: Any, n: int, name: str) -> None:
+    def __init__(self, y: Tensor, op: Any, n: int, name: str, sched: list[float]) -> None:
         self.y, self.op, self.n, self.name = y, op, int(n), name
         self.b = int(y.shape[0])
+        self.levels = [float(s) for s in sched] + [0.0]
+
+    def steps(self) -> Iterator[tuple[int, float, float]]:
+        r"""``(k, sigma, sigma_next)`` for the steps :math:`k = 1..K`, the last to 0."""
+        for k in range(1, len(self.levels)):
+            yield k, self.levels[k - 1], self.levels[k]
 
     def _split(self, v: Tensor) -> Tensor:
         return v.reshape(self.b, self.n, *v.shape[1:])
 
-    def state(self, k: int, total: int, x_t: Tensor, x0: Tensor, sigma: float,
-              **metrics: float) -> IterState:
-        r"""IterState with ``x`` the mean over samples of :math:`\hat x_0`, extras ``x_t``,
-        ``x0_hat`` (first sample of each image), ``std`` (:math:`\sqrt{E|\hat x_0 - \bar x|^2}`
-        over samples) and ``samples`` (all ``B * N`` current :math:`\hat x_0`)."""
+    def state(self, k: int, x_t: Tensor, x0_hat: Tensor, **metrics: float) -> IterState:
+        r"""IterState of step ``k`` with ``x`` the mean over samples of :math:`\hat x_0`
+        (of the final chains :math:`x_t` at the last step, which reaches level 0), extras
+        ``x_t``, ``x0_hat`` (first sample of each image), ``std``
+        (:math:`\sqrt{E|\hat x_0 - \bar x|^2}` over samples) and ``samples`` (all ``B * N``
+        current :math:`\hat x_0`)."""
         check_finite(x_t, self.name, k, "lower sigma_max or the step weights; check the "
                      "denoiser and noise_sigma")
+        sigma, total = self.levels[k - 1], len(self.levels) - 1
+        x0 = x_t if self.levels[k] == 0 else x0_hat
         s = self._split(x0)
         mean = s.mean(1)
         std = (s - mean.unsqueeze(1)).abs().square().mean(1).sqrt()

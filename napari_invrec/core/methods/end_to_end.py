@@ -1,7 +1,7 @@
 r"""End-to-end post-processing networks trained for one operator configuration.
 
 A network :math:`f_\theta` trained by
-:func:`~napari_invrec.core.training.loops.train_end_to_end` maps a simple initial
+:func:`~napari_invrec.core.training.operator_nets.train_end_to_end` maps a simple initial
 reconstruction to the image,
 
 .. math::
@@ -75,19 +75,20 @@ def apply_network(net: torch.nn.Module, x0: Tensor) -> Tensor:
                      f"with {cin} channels or a network trained for {c}")
 
 
-def _run(name: str, arch: str, y: Tensor, op: Any, weights: str) -> Iterator[IterState]:
+def _run(arch: str, y: Tensor, op: Any, weights: str) -> Iterator[IterState]:
+    """The two steps of end-to-end method ``arch`` (method and architecture share the name)."""
     y, _ = prepare(y, op)
     entry, net = load_operator_network(weights, task="end-to-end", architecture=arch,
                                        operator=op.name, device=y.device)
     init = trained_init(entry)
     x0 = op.A_pinv(y) if init == "pinv" else op.A_adjoint(y)
     what = "pseudo-inverse" if init == "pinv" else "adjoint"
-    check_finite(x0, name, 1, f"the operator's {what} failed; check the operator settings")
+    check_finite(x0, arch, 1, f"the operator's {what} failed; check the operator settings")
     state = IterState(1, 2, x0, {}, {"residual": relative_residual(op.A(x0), y)})
     yield state
     inp = (x0.abs() if x0.is_complex() else x0).to(torch.float32)
     out = apply_network(net, inp)
-    check_finite(out, name, 2, f"the network produced NaN/inf; retrain {weights!r}")
+    check_finite(out, arch, 2, f"the network produced NaN/inf; retrain {weights!r}")
     x = op.as_image(out)
     state = IterState(2, 2, x, {"x0": op.as_image(inp)},
                       {"residual": relative_residual(op.A(x), y)})
@@ -107,7 +108,7 @@ class UNetParams:
                                  architecture="unet")
 
 
-@register_method("unet", UNetParams, weights=("unet-blur2-natural",))
+@register_method("unet", UNetParams)
 @torch.no_grad()
 def unet(y: Tensor, op: Any, p: UNetParams, *, x0: Tensor | None = None,
          generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -118,7 +119,7 @@ def unet(y: Tensor, op: Any, p: UNetParams, *, x0: Tensor | None = None,
     (``extras["x0"]``: the network's input :math:`|x_0|`). ``x0`` is ignored: the network
     expects the initial reconstruction it was trained on.
     """
-    return (yield from _run("unet", "unet", y, op, p.weights))
+    return (yield from _run("unet", y, op, p.weights))
 
 
 @dataclass
@@ -129,7 +130,7 @@ class MCNNParams:
                                  architecture="mcnn")
 
 
-@register_method("mcnn", MCNNParams, weights=("mcnn-blur2-natural",))
+@register_method("mcnn", MCNNParams)
 @torch.no_grad()
 def mcnn(y: Tensor, op: Any, p: MCNNParams, *, x0: Tensor | None = None,
          generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -137,4 +138,4 @@ def mcnn(y: Tensor, op: Any, p: MCNNParams, *, x0: Tensor | None = None,
 
     Same two steps as ``unet`` (initial reconstruction, network output).
     """
-    return (yield from _run("mcnn", "mcnn", y, op, p.weights))
+    return (yield from _run("mcnn", y, op, p.weights))

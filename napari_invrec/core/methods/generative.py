@@ -44,7 +44,7 @@ from ..params import param
 from ..state import IterState
 from .classical import check_finite, prepare, relative_residual
 from .pnp import smooth_start
-from .registry import register_method
+from .registry import register_method, weights_param
 
 Tensor = torch.Tensor
 
@@ -86,9 +86,9 @@ def load_vae(name: str, device: torch.device | str | None = None) -> torch.nn.Mo
 class CSGMParams:
     r"""CSGM: :math:`\min_z \|A G(z) - y\|^2 + \lambda\|z\|^2` over the VAE latent by Adam."""
 
-    weights: str = param("vae-phantoms", "trained VAE whose decoder is the generator G "
-                         "(napari-invrec train --task vae)",
-                         choices=lambda: weights_names(task=VAE_TASK, architectures=("vae",)))
+    weights: str = weights_param("vae-phantoms", "trained VAE whose decoder is the generator "
+                                 "G (napari-invrec train --task vae)", task=VAE_TASK,
+                                 architecture="vae")
     iters: int = param(300, "Adam steps on the latent", min=1, max=100000)
     lr: float = param(0.03, "Adam learning rate of the latent", min=1e-5, max=10.0,
                       step=0.01)
@@ -118,7 +118,7 @@ def _randn(shape: tuple[int, ...], generator: torch.Generator | None, device: An
     return torch.randn(shape, generator=generator, device=gdev).to(device)
 
 
-@register_method("csgm", CSGMParams, weights=("vae-phantoms",))
+@register_method("csgm", CSGMParams)
 def csgm(y: Tensor, op: Any, p: CSGMParams, *, x0: Tensor | None = None,
          generator: torch.Generator | None = None) -> Iterator[IterState]:
     r"""CSGM (Bora et al. 2017): Adam on the VAE latent, best of ``restarts`` kept.

@@ -46,7 +46,7 @@ from .tv_ops import grad, grad_adjoint
 Tensor = torch.Tensor
 
 __all__ = ["pnp_pgd", "pnp_admm", "dpir", "red", "dpir_schedule", "normal_solver",
-           "PnPPGDParams", "PnPADMMParams", "DPIRParams", "REDParams"]
+           "is_projection", "PnPPGDParams", "PnPADMMParams", "DPIRParams", "REDParams"]
 
 _DEN_DOC = "denoiser: a shipped or trained network, or tv / gaussian (no weights)"
 
@@ -58,7 +58,7 @@ def _denoiser(name: str) -> Any:
 
 
 
-def _is_projection(op: Any, like: Tensor) -> bool:
+def is_projection(op: Any, like: Tensor) -> bool:
     r"""Whether :math:`P = A^H A` is an orthogonal projection (:math:`P^2 = P`).
 
     Checked on one random probe: for Hermitian PSD :math:`P` with eigenpairs
@@ -83,7 +83,7 @@ def normal_solver(op: Any, like: Tensor, cg_iters: int
     """
     if callable(getattr(op, "solve_normal", None)):
         return lambda b, rho, x: op.solve_normal(b, rho)
-    if _is_projection(op, like):
+    if is_projection(op, like):
         return lambda b, rho, x: (b - op.AtA(b) / (1.0 + rho)) / rho
     return lambda b, rho, x: conjugate_gradient(lambda v: op.AtA(v) + rho * v, b, x,
                                                 tol=1e-6, maxiter=cg_iters)
@@ -116,7 +116,7 @@ _INIT_DOC = "start: adjoint A^H y, or smooth (argmin ||Ax-y||^2 + 0.05 ||grad x|
 
 
 def _denoiser_field() -> Any:
-    return param(DEFAULT_DENOISER, _DEN_DOC, choices=denoiser_names)
+    return param(DEFAULT_DENOISER, _DEN_DOC, choices=denoiser_names, network=True)
 
 
 def _strength_field(default: float) -> Any:
@@ -148,7 +148,7 @@ class PnPPGDParams:
     init: str = _init_field()
 
 
-@register_method("pnp-pgd", PnPPGDParams, weights=(DEFAULT_DENOISER,))
+@register_method("pnp-pgd", PnPPGDParams)
 @torch.no_grad()
 def pnp_pgd(y: Tensor, op: Any, p: PnPPGDParams, *, x0: Tensor | None = None,
             generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -195,7 +195,7 @@ class PnPADMMParams:
     init: str = _init_field()
 
 
-@register_method("pnp-admm", PnPADMMParams, weights=(DEFAULT_DENOISER,))
+@register_method("pnp-admm", PnPADMMParams)
 @torch.no_grad()
 def pnp_admm(y: Tensor, op: Any, p: PnPADMMParams, *, x0: Tensor | None = None,
              generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -272,7 +272,7 @@ class DPIRParams:
     init: str = _init_field()
 
 
-@register_method("dpir", DPIRParams, weights=(DEFAULT_DENOISER,))
+@register_method("dpir", DPIRParams)
 @torch.no_grad()
 def dpir(y: Tensor, op: Any, p: DPIRParams, *, x0: Tensor | None = None,
          generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -326,7 +326,7 @@ class REDParams:
     init: str = _init_field()
 
 
-@register_method("red", REDParams, weights=(DEFAULT_DENOISER,))
+@register_method("red", REDParams)
 @torch.no_grad()
 def red(y: Tensor, op: Any, p: REDParams, *, x0: Tensor | None = None,
         generator: torch.Generator | None = None) -> Iterator[IterState]:

@@ -8,6 +8,7 @@ dataclass, the operator families it supports and whether it is stochastic.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,8 @@ class MethodSpec:
     stochastic
         Draws samples: results carry a posterior mean and std.
     weights
-        Names of shipped weights the method needs (empty for classical methods).
+        Names of shipped weights the method needs by default: the defaults of its params'
+        network fields (``param(..., network=True)``; empty for classical methods).
     description
         One line for menus and ``--help``.
     """
@@ -59,15 +61,15 @@ METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(name: str, params: type, *, operators: tuple[str, ...] | None = None,
-                    stochastic: bool = False, weights: tuple[str, ...] = ()
-                    ) -> Callable:
+                    stochastic: bool = False) -> Callable:
     """Decorator adding a method generator function to :data:`METHODS`."""
+    weights = tuple(f.default for f in dataclasses.fields(params) if f.metadata.get("network"))
 
     def deco(fn: Callable) -> Callable:
         doc = (fn.__doc__ or name).strip().splitlines()[0]
         METHODS[name] = MethodSpec(name, fn, params,
                                    frozenset(operators) if operators is not None else None,
-                                   stochastic, tuple(weights), doc)
+                                   stochastic, weights, doc)
         return fn
 
     return deco
@@ -79,8 +81,8 @@ def weights_param(default: str, doc: str, *, task: str, architecture: str) -> An
     from ..models.registry import weights_names
     from ..params import param
 
-    return param(default, doc, choices=lambda: weights_names(task=task,
-                                                             architectures=(architecture,)))
+    return param(default, doc, network=True,
+                 choices=lambda: weights_names(task=task, architectures=(architecture,)))
 
 
 def get_method(name: str, operator: str | None = None) -> MethodSpec:

@@ -57,15 +57,17 @@ def load_unrolled(name: str, arch: str, op: Any, device: torch.device) -> torch.
     return model
 
 
-def _run(label: str, arch: str, y: Tensor, op: Any, weights: str,
+def _run(arch: str, y: Tensor, op: Any, weights: str,
          x0: Tensor | None) -> Iterator[IterState]:
+    """One step per stage of unrolled method ``arch`` (method and architecture share the
+    name)."""
     y, x0 = prepare(y, op, x0)
     model = load_unrolled(weights, arch, op, y.device)
     total = int(model.n_stages)
     state = None
     for k, x in enumerate(model.stages(y, op, x0), start=1):
         x = op.as_image(x)
-        check_finite(x, label, k, f"the network {weights!r} may not suit this measurement "
+        check_finite(x, arch, k, f"the network {weights!r} may not suit this measurement "
                      "(noise level, intensity scale); retrain it for these data")
         state = IterState(k, total, x, {}, {"residual": relative_residual(op.A(x), y)})
         yield state
@@ -81,8 +83,7 @@ class UnrolledPGDParams:
                                  architecture="unrolled-pgd")
 
 
-@register_method("unrolled-pgd", UnrolledPGDParams,
-                 weights=("unrolled-pgd-inpaint50-natural",))
+@register_method("unrolled-pgd", UnrolledPGDParams)
 @torch.no_grad()
 def unrolled_pgd(y: Tensor, op: Any, p: UnrolledPGDParams, *, x0: Tensor | None = None,
                  generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -95,7 +96,7 @@ def unrolled_pgd(y: Tensor, op: Any, p: UnrolledPGDParams, *, x0: Tensor | None 
     from :math:`x_0 = A^H y` (or ``x0``), with learned step sizes :math:`\eta_k` and CNNs
     :math:`R_k`; yields :math:`x_1..x_K`.
     """
-    return (yield from _run("unrolled-pgd", "unrolled-pgd", y, op, p.weights, x0))
+    return (yield from _run("unrolled-pgd", y, op, p.weights, x0))
 
 
 # ---------------------------------------------------------------------- varnet
@@ -107,8 +108,7 @@ class VarNetParams:
                                  architecture="varnet")
 
 
-@register_method("varnet", VarNetParams, operators=("mri", "mri-multicoil"),
-                 weights=("varnet-mri4x",))
+@register_method("varnet", VarNetParams, operators=("mri", "mri-multicoil"))
 @torch.no_grad()
 def varnet(y: Tensor, op: Any, p: VarNetParams, *, x0: Tensor | None = None,
            generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -121,7 +121,7 @@ def varnet(y: Tensor, op: Any, p: VarNetParams, *, x0: Tensor | None = None,
     from :math:`x_0 = A^H y` (the zero-filled image; or ``x0``), :math:`U_k` a U-Net on
     (real, imaginary) channels. The output is complex like the operator's images.
     """
-    return (yield from _run("varnet", "varnet", y, op, p.weights, x0))
+    return (yield from _run("varnet", y, op, p.weights, x0))
 
 
 # ---------------------------------------------------------------------- neumann
@@ -133,7 +133,7 @@ class NeumannParams:
                                  architecture="neumann")
 
 
-@register_method("neumann", NeumannParams, weights=("neumann-blur2-natural",))
+@register_method("neumann", NeumannParams)
 @torch.no_grad()
 def neumann(y: Tensor, op: Any, p: NeumannParams, *, x0: Tensor | None = None,
             generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -146,4 +146,4 @@ def neumann(y: Tensor, op: Any, p: NeumannParams, *, x0: Tensor | None = None,
 
     yields the partial sums :math:`\hat x_1..\hat x_T`.
     """
-    return (yield from _run("neumann", "neumann", y, op, p.weights, x0))
+    return (yield from _run("neumann", y, op, p.weights, x0))

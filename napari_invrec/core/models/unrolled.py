@@ -78,15 +78,12 @@ class _Unrolled(nn.Module):
     noise_conditional = False
     multiple = 1
 
-    def __init__(self, complex_images: bool) -> None:
+    def __init__(self, complex_images: bool, n_stages: int) -> None:
         super().__init__()
         self.complex_images = bool(complex_images)
         self.channels = 2 if self.complex_images else 1
-
-    @property
-    def n_stages(self) -> int:
-        """Number of stages :math:`K` (images yielded by :meth:`stages`)."""
-        raise NotImplementedError
+        #: number of stages :math:`K` (images yielded by :meth:`stages`)
+        self.n_stages = int(n_stages)
 
     def _cnn(self, net: nn.Module, x: Tensor) -> Tensor:
         """Apply a real CNN to ``x`` (complex as 2 channels), padded to ``self.multiple``."""
@@ -147,7 +144,7 @@ class UnrolledPGD(_Unrolled):
 
     def __init__(self, stages: int = 8, width: int = 32, depth: int = 4,
                  complex_images: bool = False, shared: bool = False) -> None:
-        super().__init__(complex_images)
+        super().__init__(complex_images, stages)
         if stages < 1:
             raise ValueError("UnrolledPGD needs stages >= 1")
         self.config = {"stages": stages, "width": width, "depth": depth,
@@ -155,16 +152,11 @@ class UnrolledPGD(_Unrolled):
         n_nets = 1 if shared else stages
         self.nets = nn.ModuleList(RegCNN(self.channels, width, depth) for _ in range(n_nets))
         self.log_steps = nn.Parameter(torch.zeros(stages))
-        self._k = stages
-
-    @property
-    def n_stages(self) -> int:
-        return self._k
 
     def stages(self, y: Tensor, op: Any, x0: Tensor | None = None) -> Iterator[Tensor]:
         """Yield :math:`x_1, \\dots, x_K`."""
         x, inv_l = self._start(y, op, x0)
-        for k in range(self._k):
+        for k in range(self.n_stages):
             net = self.nets[0 if len(self.nets) == 1 else k]
             eta = torch.exp(self.log_steps[k]) * inv_l
             x = x - eta * (op.A_adjoint(op.A(x) - y) + self._cnn(net, x))
@@ -195,7 +187,7 @@ class VarNet(_Unrolled):
 
     def __init__(self, cascades: int = 6, width: int = 16, scales: int = 3,
                  complex_images: bool = True) -> None:
-        super().__init__(complex_images)
+        super().__init__(complex_images, cascades)
         if cascades < 1 or scales < 1:
             raise ValueError("VarNet needs cascades >= 1 and scales >= 1")
         self.config = {"cascades": cascades, "width": width, "scales": scales,
@@ -204,10 +196,6 @@ class VarNet(_Unrolled):
         self.nets = nn.ModuleList(_zero_unet(self.channels, width, scales)
                                   for _ in range(cascades))
         self.log_steps = nn.Parameter(torch.zeros(cascades))
-
-    @property
-    def n_stages(self) -> int:
-        return len(self.nets)
 
     def stages(self, y: Tensor, op: Any, x0: Tensor | None = None) -> Iterator[Tensor]:
         """Yield :math:`x_1, \\dots, x_K`."""
@@ -246,18 +234,13 @@ class NeumannNet(_Unrolled):
 
     def __init__(self, terms: int = 6, width: int = 32, depth: int = 4,
                  complex_images: bool = False) -> None:
-        super().__init__(complex_images)
+        super().__init__(complex_images, terms)
         if terms < 1:
             raise ValueError("NeumannNet needs terms >= 1")
         self.config = {"terms": terms, "width": width, "depth": depth,
                        "complex_images": bool(complex_images)}
         self.net = RegCNN(self.channels, width, depth)
         self.log_step = nn.Parameter(torch.zeros(()))
-        self._k = terms
-
-    @property
-    def n_stages(self) -> int:
-        return self._k
 
     def stages(self, y: Tensor, op: Any, x0: Tensor | None = None) -> Iterator[Tensor]:
         """Yield the partial sums :math:`\\sum_{i<j} x^{(i)}`, :math:`j = 1..T`."""
@@ -266,7 +249,7 @@ class NeumannNet(_Unrolled):
         term = eta * b
         total = term
         yield total
-        for _ in range(self._k - 1):
+        for _ in range(self.n_stages - 1):
             term = term - eta * op.AtA(term) - self._cnn(self.net, term)
             total = total + term
             yield total

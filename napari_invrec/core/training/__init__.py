@@ -15,10 +15,9 @@ from .loops import (
     drain,
     step_operator,
     train_denoiser,
-    train_end_to_end,
     train_noise2self,
 )
-from .unrolled import train_unrolled
+from .operator_nets import train_end_to_end, train_unrolled
 
 __all__ = ["ALLOWED_SKIMAGE_IMAGES", "ArrayPatches", "FolderPatches", "ImagePatches",
            "PatchSource", "SyntheticPatches", "make_source", "TrainState", "drain",

@@ -325,7 +325,8 @@ def make_source(spec: str, seed: int = 0) -> PatchSource:
     """Parse a data spec into a :class:`PatchSource`.
 
     ``"atoms"``, ``"phantoms"``, ``"mixed"`` (synthetic), ``"natural"`` (all allowed
-    scikit-image images), ``"general"`` (:class:`GeneralPatches`: natural and synthetic), ``"skimage:camera,coins"`` or ``"folder:/path"``.
+    scikit-image images), ``"general"`` (:class:`GeneralPatches`: natural and synthetic),
+    ``"skimage:camera,coins"`` or ``"folder:/path"``.
 
     Raises
     ------
@@ -346,5 +347,5 @@ def make_source(spec: str, seed: int = 0) -> PatchSource:
         return ImagePatches(names)
     if s.startswith("folder:"):
         return FolderPatches(s[len("folder:"):])
-    raise InputError(f"unknown training data {spec!r}; use atoms, phantoms, mixed, natural, general, "
-                     "skimage:NAME[,NAME...] or folder:PATH")
+    raise InputError(f"unknown training data {spec!r}; use atoms, phantoms, mixed, natural, "
+                     "general, skimage:NAME[,NAME...] or folder:PATH")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -42,8 +41,8 @@ from ..errors import DivergenceError, InputError
 from .checkpoint import load_checkpoint, save_checkpoint
 from .datasets import ArrayPatches, PatchSource
 
-__all__ = ["TrainState", "train_denoiser", "train_noise2self", "train_end_to_end",
-           "cosine_lr", "is_conditional", "call_model", "blind_spot_input",
+__all__ = ["TrainState", "train_denoiser", "train_noise2self", "cosine_lr", "is_conditional",
+           "call_model", "blind_spot_input",
            "blind_spot_predict", "drain", "step_operator"]
 
 Tensor = torch.Tensor
@@ -409,66 +408,6 @@ def train_noise2self(model: torch.nn.Module, noisy_images: Sequence[Any] | np.nd
     meta = {"batch": batch, "patch": patch, "mask_fraction": mask_fraction, "sigma": sigma,
             "conditional": cond}
     return _loop(model, step_loss, validate, task="noise2self", steps=steps, lr=lr,
-                             seed=seed, val_every=val_every, resume=resume,
-                             checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                             meta=meta, device=dev)
-
-
-# ---------------------------------------------------------------- end to end
-def train_end_to_end(model: torch.nn.Module, source: PatchSource,
-                     operator_factory: Callable[[tuple[int, int], torch.device], Any], *,
-                     init: str = "pinv", noise_sigma: float = 0.01, steps: int = 1000,
-                     batch: int = 8, patch: int = 48, lr: float = 1e-3, seed: int = 0,
-                     device: Any = None, val_every: int = 50, val_size: int = 8,
-                     resume: str | Path | None = None, checkpoint: str | Path | None = None,
-                     checkpoint_every: int = 100) -> Iterator[TrainState]:
-    r"""Train a post-processing network :math:`f_\theta` on (initial reconstruction, truth) pairs.
-
-    For one operator configuration :math:`A` = ``operator_factory((patch, patch), device)``
-    (a :class:`~napari_invrec.core.operators.base.LinearOperator`), each step simulates
-    :math:`y = A x + \sigma n` and the initial reconstruction :math:`x_0 = A^+ y`
-    (``init="pinv"``) or :math:`A^H y` (``init="adjoint"``); complex :math:`x_0` (MRI) is fed
-    as its magnitude. The loss is :math:`\mathrm{MSE}(f_\theta(x_0), x)`; the model is called
-    ``model(x0)``. Operators with a random pattern draw a new one every step
-    (:func:`step_operator`). Validation: PSNR on fixed held-out pairs with the factory's
-    operator (``extras["init_psnr"]``: PSNR of :math:`x_0`).
-    """
-    _check_common(steps, batch, patch, lr)
-    if init not in ("pinv", "adjoint"):
-        raise InputError(f"init must be 'pinv' or 'adjoint', got {init!r}")
-    if noise_sigma < 0:
-        raise InputError(f"noise_sigma must be >= 0, got {noise_sigma}")
-    from ..operators.noise import NoiseParams
-
-    dev = _resolve_device(model, device)
-    model.to(dev)
-    op = operator_factory((patch, patch), dev)
-    noise = NoiseParams(model="gaussian", sigma=float(noise_sigma))
-
-    def pairs(n: int, rng: np.random.Generator, op_n: Any) -> tuple[Tensor, Tensor]:
-        x = source.sample(n, patch, rng, dev)
-        gen = torch.Generator(device=dev).manual_seed(int(rng.integers(2**62)))
-        with torch.no_grad():
-            y = op_n.measure(x, noise, gen)
-            x0 = op_n.A_pinv(y) if init == "pinv" else op_n.A_adjoint(y)
-        x0 = x0.abs() if x0.is_complex() else x0
-        return x0.to(torch.float32), x
-
-    x0v, xv = pairs(val_size, np.random.default_rng([int(seed), 1]), op)
-    init_psnr = _psnr(x0v, xv)
-
-    def step_loss(rng: np.random.Generator) -> Tensor:
-        x0, x = pairs(batch, rng, step_operator(op, rng))
-        return (model(x0) - x).square().mean()
-
-    def validate() -> dict:
-        return {"val_psnr": _psnr(model(x0v), xv), "init_psnr": init_psnr}
-
-    meta = {"batch": batch, "patch": patch, "init": init, "noise_sigma": noise_sigma,
-            "data": getattr(source, "spec", "?"),
-            "operator": json.dumps(op.spec() if hasattr(op, "spec") else type(op).__name__,
-                                   default=str)}
-    return _loop(model, step_loss, validate, task="end-to-end", steps=steps, lr=lr,
                              seed=seed, val_every=val_every, resume=resume,
                              checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                              meta=meta, device=dev)
