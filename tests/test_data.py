@@ -230,3 +230,28 @@ def test_bundled_sample_files_are_consistent():
     assert np.all(k[mask == 0] == 0)
     full = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(truth), norm="ortho"))
     np.testing.assert_allclose(np.std(k[mask == 1] - full[mask == 1]), 0.01, rtol=0.05)
+
+
+@pytest.mark.parametrize("kind", ["atoms", "phantoms"])
+def test_fresh_draws_are_deterministic_distinct_and_unlike_training_draws(kind):
+    from napari_invrec.core.data import fresh_draw
+    from napari_invrec.core.training.datasets import SyntheticPatches
+
+    a, b = fresh_draw(kind, 64, 0), fresh_draw(kind, 64, 1)
+    assert a.shape == (64, 64) and a.dtype == np.float32
+    assert 0.0 <= a.min() and a.max() <= 1.0
+    np.testing.assert_array_equal(a, fresh_draw(kind, 64, 0))
+    assert np.abs(a - b).mean() > 0.01
+    # the first training steps of seeds 0..3 draw other images
+    for seed in range(4):
+        t = SyntheticPatches(kind).sample(1, 64, np.random.default_rng([seed, 0, 0]))
+        assert np.abs(t.numpy()[0, 0] - a).mean() > 0.01
+
+
+def test_fresh_draw_bad_input():
+    from napari_invrec.core.data import fresh_draw
+
+    with pytest.raises(InputError, match="unknown generator"):
+        fresh_draw("cats")
+    with pytest.raises(InputError, match="index"):
+        fresh_draw("atoms", 32, -1)

@@ -8,7 +8,10 @@ Tests of shipped weights and the learned-priors benchmark evaluate on images out
 * ``atoms``: an atomic lattice drawn with seed :data:`HELDOUT_SEED` (training atoms are drawn
   from per-step random generators, never from this seed);
 * ``moon``, ``cell``, ``clock``, ``brick``: scikit-image photographs outside the allowed list
-  (bundled with scikit-image, no download).
+  (bundled with scikit-image, no download);
+* :func:`fresh_draw`: draws of the training generators themselves (random atoms lattices,
+  random ellipse phantoms) from a seed stream that training never uses (training step ``k``
+  draws from ``default_rng([seed, 0, k])``, validation from ``default_rng([seed, 1])``).
 
 Each is a centred square crop resized to ``(n, n)`` with anti-aliasing, float32 in
 :math:`[0, 1]`.
@@ -19,9 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .phantoms import atoms, shepp_logan
+from .phantoms import atoms, random_atoms, random_ellipses, shepp_logan
 
-__all__ = ["HELDOUT_IMAGES", "HELDOUT_SEED", "heldout_image"]
+__all__ = ["HELDOUT_IMAGES", "HELDOUT_SEED", "FRESH_KINDS", "heldout_image", "fresh_draw"]
 
 HELDOUT_SEED = 90210
 """Seed of the held-out atoms image."""
@@ -29,6 +32,9 @@ HELDOUT_SEED = 90210
 _PHOTOS = ("moon", "cell", "clock", "brick")
 HELDOUT_IMAGES: tuple[str, ...] = ("shepp-logan", "atoms") + _PHOTOS
 """Names accepted by :func:`heldout_image`."""
+
+FRESH_KINDS = {"atoms": random_atoms, "phantoms": random_ellipses}
+"""Generators of :func:`fresh_draw`."""
 
 
 def _photo(name: str, n: int) -> np.ndarray:
@@ -63,3 +69,21 @@ def heldout_image(name: str, n: int = 128) -> np.ndarray:
         return _photo(name, int(n))
     raise InputError(f"unknown held-out image {name!r}; choose from "
                      f"{', '.join(HELDOUT_IMAGES)}")
+
+
+def fresh_draw(kind: str, n: int = 128, index: int = 0) -> np.ndarray:
+    """Draw ``index`` of the ``kind`` training generator (``"atoms"`` or ``"phantoms"``) at
+    size ``(n, n)``, from ``default_rng([HELDOUT_SEED, 3, index])``: float32 in :math:`[0, 1]`,
+    the same image for the same arguments.
+
+    Raises
+    ------
+    InputError
+        For an unknown ``kind`` or a negative ``index``.
+    """
+    if kind not in FRESH_KINDS:
+        raise InputError(f"unknown generator {kind!r}; choose from {', '.join(FRESH_KINDS)}")
+    if int(index) < 0:
+        raise InputError(f"index must be >= 0, got {index}")
+    rng = np.random.default_rng([HELDOUT_SEED, 3, int(index)])
+    return FRESH_KINDS[kind](int(n), rng)

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["shepp_logan", "atoms", "atoms_with_truth", "camera", "SAMPLE_IMAGES"]
+__all__ = ["shepp_logan", "atoms", "atoms_with_truth", "camera", "random_ellipses",
+           "random_atoms", "SAMPLE_IMAGES"]
 
 # Modified Shepp-Logan table (Toft's intensities, the ones MATLAB's ``phantom`` uses): intensity
 # A, semi-axes a, b, centre (x0, y0) in [-1, 1]^2 with y pointing up, and rotation phi (degrees,
@@ -229,6 +230,51 @@ def atoms(n: int = 128, *, spacing: float = 8.0, lattice: str = "hexagonal",
                               vacancy_rate=vacancy_rate, dopant_rate=dopant_rate,
                               dopant_contrast=dopant_contrast, seed=seed)
     return img
+
+
+def random_ellipses(p: int, rng: np.random.Generator) -> np.ndarray:
+    r"""A random ``(p, p)`` Shepp-Logan-like phantom drawn with ``rng``: a sum of 3-12 random
+    ellipses on :math:`[-1,1]^2` (the ``phantoms`` training generator).
+
+    .. math::
+
+        x(u) = \sum_k A_k \, \mathbb 1[\|D_k^{-1} R(-\varphi_k)(u - c_k)\| \le 1],
+        \quad A_k \sim U(-0.5, 1),\ \text{semi-axes } \sim U(0.05, 0.8),
+
+    rescaled to :math:`[0, 1]`; a large outer ellipse with positive intensity comes first, as
+    in a head phantom.
+    """
+    ax = (np.arange(p) - (p - 1) / 2.0) / ((p - 1) / 2.0)
+    u, v = np.meshgrid(ax, ax)
+    img = np.zeros((p, p))
+    k = int(rng.integers(3, 13))
+    for i in range(k):
+        if i == 0:
+            amp, a, b = 1.0, rng.uniform(0.6, 0.95), rng.uniform(0.6, 0.95)
+            u0, v0 = rng.uniform(-0.1, 0.1, size=2)
+        else:
+            amp = rng.uniform(-0.5, 1.0)
+            a, b = rng.uniform(0.05, 0.6, size=2)
+            u0, v0 = rng.uniform(-0.7, 0.7, size=2)
+        phi = rng.uniform(0, np.pi)
+        c, s = np.cos(phi), np.sin(phi)
+        du, dv = u - u0, v - v0
+        up, vp = du * c + dv * s, -du * s + dv * c
+        img[(up / a) ** 2 + (vp / b) ** 2 <= 1.0] += amp
+    lo, hi = img.min(), img.max()
+    return ((img - lo) / (hi - lo) if hi > lo else img).astype(np.float32)
+
+
+def random_atoms(p: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``(p, p)`` atoms image drawn with ``rng`` (the ``atoms`` training generator):
+    random lattice, spacing, column width, vacancies and dopants (:func:`atoms`)."""
+    spacing = float(rng.uniform(4.0, min(16.0, p / 2)))
+    return atoms(p, spacing=spacing, lattice=str(rng.choice(["hexagonal", "square"])),
+                 atom_sigma=float(rng.uniform(0.12, 0.3) * spacing),
+                 vacancy_rate=float(rng.uniform(0.0, 0.15)),
+                 dopant_rate=float(rng.uniform(0.0, 0.1)),
+                 dopant_contrast=float(rng.uniform(1.2, 2.5)),
+                 seed=int(rng.integers(2**31 - 1)))
 
 
 def camera(n: int = 128) -> np.ndarray:

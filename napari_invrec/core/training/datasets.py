@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.phantoms import atoms
+from ..data.phantoms import random_atoms, random_ellipses
 from ..errors import InputError
 
 __all__ = ["ALLOWED_SKIMAGE_IMAGES", "PatchSource", "SyntheticPatches", "ImagePatches",
@@ -148,49 +148,6 @@ class PatchSource:
         return self.sample(n, p, np.random.default_rng(seed))
 
 
-def _random_ellipses(p: int, rng: np.random.Generator) -> np.ndarray:
-    r"""A random Shepp-Logan-like phantom: a sum of 3-12 random ellipses on :math:`[-1,1]^2`.
-
-    .. math::
-
-        x(u) = \sum_k A_k \, \mathbb 1[\|D_k^{-1} R(-\varphi_k)(u - c_k)\| \le 1],
-        \quad A_k \sim U(-0.5, 1),\ \text{semi-axes } \sim U(0.05, 0.8),
-
-    rescaled to :math:`[0, 1]`; a large outer ellipse with positive intensity comes first, as
-    in a head phantom.
-    """
-    ax = (np.arange(p) - (p - 1) / 2.0) / ((p - 1) / 2.0)
-    u, v = np.meshgrid(ax, ax)
-    img = np.zeros((p, p))
-    k = int(rng.integers(3, 13))
-    for i in range(k):
-        if i == 0:
-            amp, a, b = 1.0, rng.uniform(0.6, 0.95), rng.uniform(0.6, 0.95)
-            u0, v0 = rng.uniform(-0.1, 0.1, size=2)
-        else:
-            amp = rng.uniform(-0.5, 1.0)
-            a, b = rng.uniform(0.05, 0.6, size=2)
-            u0, v0 = rng.uniform(-0.7, 0.7, size=2)
-        phi = rng.uniform(0, np.pi)
-        c, s = np.cos(phi), np.sin(phi)
-        du, dv = u - u0, v - v0
-        up, vp = du * c + dv * s, -du * s + dv * c
-        img[(up / a) ** 2 + (vp / b) ** 2 <= 1.0] += amp
-    lo, hi = img.min(), img.max()
-    return ((img - lo) / (hi - lo) if hi > lo else img).astype(np.float32)
-
-
-def _random_atoms(p: int, rng: np.random.Generator) -> np.ndarray:
-    """An atoms image with random lattice, spacing, column width, vacancies and dopants."""
-    spacing = float(rng.uniform(4.0, min(16.0, p / 2)))
-    return atoms(p, spacing=spacing, lattice=str(rng.choice(["hexagonal", "square"])),
-                 atom_sigma=float(rng.uniform(0.12, 0.3) * spacing),
-                 vacancy_rate=float(rng.uniform(0.0, 0.15)),
-                 dopant_rate=float(rng.uniform(0.0, 0.1)),
-                 dopant_contrast=float(rng.uniform(1.2, 2.5)),
-                 seed=int(rng.integers(2**31 - 1)))
-
-
 class SyntheticPatches(PatchSource):
     """Patches from the project's random generators: ``atoms``, ``phantoms`` or ``mixed``.
 
@@ -217,8 +174,8 @@ class SyntheticPatches(PatchSource):
         kind = self.kind
         if kind == "mixed":
             kind = "atoms" if rng.random() < 0.5 else "phantoms"
-        return _random_atoms(max(p, 8), rng)[:p, :p] if kind == "atoms" \
-            else _random_ellipses(p, rng)
+        return random_atoms(max(p, 8), rng)[:p, :p] if kind == "atoms" \
+            else random_ellipses(p, rng)
 
     def patches(self, n: int, p: int, seed: int | None = None) -> torch.Tensor:
         return super().patches(n, p, self.seed if seed is None else seed)
