@@ -224,3 +224,41 @@ def test_trust_maps_of_a_langevin_run():
     # observed pixels have no null-space component: no spread there
     assert float(np.abs(spread[mask]).max()) < 1e-5 < float(spread[~mask].mean())
     assert np.allclose(maps["std"], res.std)
+
+
+def test_null_space_spread_of_a_complex_mri_run():
+    """MRI samples are complex: the spread comes from the complex samples kept in the samples
+    layer's metadata; the magnitudes alone are refused."""
+    from napari_invrec.core.data import shepp_logan
+    from napari_invrec.engine.layers import result_layers
+    from napari_invrec.engine.trust import run_companions
+
+    x = shepp_logan(N)
+    op = api.make_operator("mri", (N, N), device="cpu", acceleration=4, seed=2)
+    y = api.simulate(x, op, sigma=0.01, seed=0)
+    res = api.reconstruct(y, op, "ddrm", denoiser="gaussian", steps=8, n_samples=5,
+                          noise_sigma=0.01, seed=0)
+    assert np.iscomplexobj(res.samples) and res.samples.shape == (5, N, N)
+    layers = result_layers(res, name="run")
+    samples_layer = next(t for t in layers if t[1]["name"] == "run [samples]")
+    assert not np.iscomplexobj(samples_layer[0])  # the layer shows magnitudes
+
+    class _Layer:  # what run_companions reads of a napari layer
+        def __init__(self, t):
+            self.data, self.metadata, self.name = t[0], t[1]["metadata"], t[1]["name"]
+
+    comp = run_companions([_Layer(t) for t in layers], res.provenance)
+    np.testing.assert_array_equal(comp["samples"], res.samples)
+    meta = {"kind": "result", "provenance": res.provenance, "arrays": res.arrays}
+    spread = trust_maps(meta, res.x, samples=comp["samples"])["null-space spread"]
+    # by hand: the std over samples of the unmeasured k-space part, back in the image domain
+    mask = np.asarray(op.mask).reshape(N, N) > 0
+    from napari_invrec.core.operators.mri import fft2c, ifft2c
+
+    k = fft2c(torch.from_numpy(res.samples))
+    null = ifft2c(k * torch.from_numpy(~mask)).numpy()
+    want = np.sqrt((np.abs(null - null.mean(0)) ** 2).mean(0))
+    assert spread.shape == (N, N) and float(want.mean()) > 1e-3
+    np.testing.assert_allclose(spread, want, rtol=1e-3, atol=1e-5)
+    with pytest.raises(InputError, match="complex samples"):
+        trust_maps(meta, res.x, samples=np.abs(res.samples))

@@ -65,9 +65,10 @@ def layer_parts(layer: Any) -> tuple[str, Any, dict, str]:
 
 
 def layer_image(data: Any, metadata: dict | None) -> np.ndarray:
-    """The image array of a layer: a result's stored complex image if any, else its data."""
+    """The image array of a layer: the complex image (result) or samples stored with a run of a
+    complex-image operator if any, else its data."""
     meta = invrec_meta(metadata)
-    if meta.get("kind") == "result" and meta.get("complex_data") is not None:
+    if meta.get("kind") in ("result", "samples") and meta.get("complex_data") is not None:
         return np.asarray(meta["complex_data"])
     return np.asarray(data)
 

@@ -128,6 +128,9 @@ def result_layers(result: Any, *, name: str, scale: Any = None) -> list[tuple]:
         out.append((image_display(arr), {"colormap": "gray", "name": f"{name} [{k}]",
                                          "metadata": meta("extra", stream=k)}, "image"))
     if result.samples is not None:
-        out.append((image_display(result.samples), {**common, "name": f"{name} [samples]",
-                                                    "metadata": meta("samples")}, "image"))
+        smp = np.asarray(result.samples)
+        out.append((image_display(smp), {
+            **common, "name": f"{name} [samples]",
+            "metadata": meta("samples", complex_data=smp if np.iscomplexobj(smp) else None)},
+            "image"))
     return out

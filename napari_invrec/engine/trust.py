@@ -36,6 +36,7 @@ from .compare import (
     NULL_DIFFERENCE,
     NULL_SPACE,
     hallucination_map,
+    layer_image,
     layer_parts,
     map_layer,
     run_operator,
@@ -255,12 +256,13 @@ def calibrate_run(run: Any, generator: str = "phantoms", n_pairs: int = 32, alph
 
 # ----------------------------------------------------------------------------- maps
 def run_companions(layers: Iterable[Any], provenance: dict) -> dict[str, np.ndarray]:
-    """``{"std": ..., "samples": ...}`` from the layers that belong to the run ``provenance``."""
+    """``{"std": ..., "samples": ...}`` from the layers that belong to the run ``provenance``
+    (complex samples of a complex-image run from the samples layer's metadata)."""
     out = {}
     for _, data, metadata, _ in (layer_parts(lay) for lay in layers):
         meta = invrec_meta(metadata)
         if meta.get("kind") in (STD, "samples") and meta.get("provenance") == provenance:
-            out[meta["kind"]] = np.asarray(data)
+            out[meta["kind"]] = layer_image(data, metadata)
     return out
 
 
@@ -281,8 +283,8 @@ def trust_maps(run_meta: dict, result: np.ndarray, *, std: Any = None, samples: 
     Raises
     ------
     InputError
-        Shapes that do not match, or samples of a complex-image run (the samples layer holds
-        magnitudes, which have no null-space decomposition).
+        Shapes that do not match, or real samples of a complex-image run (magnitudes have no
+        null-space decomposition).
     """
     kinds = available_maps(std=std, samples=samples, reference=reference,
                            dc_reference=dc_reference, measurement=measurement)
@@ -302,13 +304,15 @@ def _null_spread(run_meta: dict, samples: np.ndarray) -> np.ndarray:
     from ..core.analysis.hallucination import null_space_spread
 
     op = run_operator(run_meta)
-    if op.complex_image:
-        raise InputError("the null-space spread needs the complex samples; the samples layer of "
-                         f"a {op.name} run holds magnitudes only")
+    if op.complex_image and not np.iscomplexobj(samples):
+        raise InputError(f"the null-space spread of a {op.name} run needs its complex samples "
+                         "(kept in the metadata of the run's samples layer); these are "
+                         "magnitudes")
     if samples.shape[1:] != tuple(op.shape):
         raise InputError(f"samples of shape {samples.shape[1:]} do not fit the operator's "
                          f"image shape {tuple(op.shape)}")
-    s = op.as_image(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[:, None])
+    dtype = np.complex64 if np.iscomplexobj(samples) else np.float32
+    s = op.as_image(torch.from_numpy(np.ascontiguousarray(samples, dtype=dtype))[:, None])
     return null_space_spread(op, s)[0, 0].cpu().numpy().astype(np.float32)
 
 
