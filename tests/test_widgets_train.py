@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -149,6 +151,44 @@ def test_score_model_with_log_uniform_levels_on_general_data(make_napari_viewer,
     e = read_manifest()["gui-score"]
     assert "--sigma-dist log-uniform" in e.train_command and "--data general" in e.train_command
     assert e.metrics["val_psnr"] > 0 and len(w.history["step"]) == 20
+
+
+def test_vae_for_csgm(make_napari_viewer, wait_idle, notes):
+    """The VAE task: only the VAE network, a KL weight instead of noise levels; the result is
+    at once a choice of csgm's generator and csgm runs with it."""
+    from napari_invrec._widgets.train import TrainWidget
+    from napari_invrec.core.methods.registry import get_method
+    from napari_invrec.core.models import read_manifest
+    from napari_invrec.core.params import choices_of
+
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    def shown(widget):
+        return not widget.native.isHidden()
+
+    assert not shown(w.beta) and shown(w.sigma_max)
+    w.task.value = "vae"
+    assert list(w.arch.choices) == ["vae"] and w.arch.value == "vae"
+    assert shown(w.beta) and not shown(w.sigma_max) and not shown(w.sigma_dist)
+    _set(w, source="phantoms", steps=30, batch=8, patch=32, net_width=8, lr="0.002",
+         beta=0.002, weights_name="gui-vae")
+    w.train()
+    wait_idle(w, 60000)
+    e = read_manifest()["gui-vae"]
+    assert e.task == "vae" and "--task vae" in e.train_command and "--beta 0.002" in \
+        e.train_command
+    assert e.metrics["val_psnr"] > 0 and len(w.history["step"]) == 30
+    assert any("gui-vae" in n and "csgm generator" in n for n in notes())
+    fields = dataclasses.fields(get_method("csgm", "inpaint").params)
+    assert "gui-vae" in choices_of(next(f for f in fields if f.name == "weights"))
+    x = np.zeros((32, 32), np.float32)
+    x[8:24, 8:24] = 1.0
+    op = api.make_operator("inpaint", x.shape, keep=0.5, seed=0)
+    res = api.reconstruct(api.simulate(x, op, sigma=0.01, seed=0), op, "csgm",
+                          weights="gui-vae", iters=5)
+    assert res.x.shape == (32, 32) and np.isfinite(res.x).all()
+    w.task.value = "denoiser"
+    assert list(w.arch.choices) == ["drunet", "dncnn"] and not shown(w.beta)
 
 
 @pytest.mark.parametrize("data, match", [

@@ -36,11 +36,14 @@ from .plots import DARK, PlotCanvas
 
 __all__ = ["TrainWidget", "TASK_CHOICES", "SOURCES", "LAYER", "FOLDER"]
 
-TASK_CHOICES = [("supervised denoiser", "denoiser"), ("self-supervised (Noise2Self)",
-                                                      "noise2self")]
+TASK_CHOICES = [("supervised denoiser", "denoiser"),
+                ("self-supervised (Noise2Self)", "noise2self"),
+                ("generative prior: VAE (csgm)", "vae")]
 LAYER, FOLDER = "image layer", "folder"
 SOURCES = ("atoms", "phantoms", "mixed", "natural", "general", LAYER, FOLDER)
-_WIDTH_KW = {"drunet": {"scales": 3, "blocks": 1}, "dncnn": {"depth": 8}}
+_WIDTH_KW = {"drunet": {"scales": 3, "blocks": 1}, "dncnn": {"depth": 8},
+             "vae": {"latent_channels": 8}}
+DENOISER_ARCHS, VAE_ARCHS = ("drunet", "dncnn"), ("vae",)
 
 
 class TrainWidget(Container):
@@ -72,7 +75,8 @@ class TrainWidget(Container):
         self._throttle = DisplayThrottle(max_hz=5.0, duty=0.1)
         self.task = ComboBox(value="denoiser", choices=TASK_CHOICES, name="task", label="task",
                              tooltip="supervised: clean images + simulated Gaussian noise; "
-                                     "self-supervised: learns from noisy images alone")
+                                     "self-supervised: learns from noisy images alone; VAE: "
+                                     "the generator of csgm, from clean images")
         self.source = ComboBox(value="mixed", choices=list(SOURCES), name="source",
                                label="data", tooltip="synthetic atoms/phantoms, the allowed "
                                "scikit-image images, an image layer or a folder of images")
@@ -81,7 +85,7 @@ class TrainWidget(Container):
                                         "data); only read")
         self.folder = LineEdit(value="", name="folder", label="folder",
                                tooltip="folder of .tif/.png/.npy images")
-        self.arch = ComboBox(value="drunet", choices=["drunet", "dncnn"], name="arch",
+        self.arch = ComboBox(value="drunet", choices=list(DENOISER_ARCHS), name="arch",
                              label="network")
         self.net_width = SpinBox(value=16, min=1, max=256, name="net_width", label="width",
                              tooltip="feature channels at the finest scale")
@@ -97,6 +101,9 @@ class TrainWidget(Container):
                                    label="noise levels",
                                    tooltip="uniform, or log-uniform with loss weights for a "
                                    "diffusion score model spanning decades (min > 0)")
+        self.beta = FloatSpinBox(value=1e-3, min=0.0, max=10.0, step=1e-3, name="beta",
+                                 label="KL weight beta", visible=False,
+                                 tooltip="VAE loss: ||x - G(z)||^2 + beta KL(q(z|x) || N(0, I))")
         self.lr = LineEdit(value="0.001", name="lr", label="learning rate",
                            tooltip="initial Adam learning rate (cosine-decayed)")
         self.seed = SpinBox(value=0, min=0, max=2 ** 31 - 1, name="seed", label="seed")
@@ -119,7 +126,8 @@ class TrainWidget(Container):
                      heading("network"), labelled(self.arch, self.net_width, name="net_box"),
                      heading("schedule"),
                      labelled(self.steps, self.batch, self.patch, self.sigma_min,
-                              self.sigma_max, self.sigma_dist, self.lr, self.seed, self.device,
+                              self.sigma_max, self.sigma_dist, self.beta, self.lr, self.seed,
+                              self.device,
                               name="schedule_box"),
                      heading("output"),
                      labelled(self.weights_name, self.checkpoint, self.resume, name="out_box"),
@@ -136,12 +144,16 @@ class TrainWidget(Container):
 
     # ------------------------------------------------------------------ form state
     def _on_task(self, *_: Any) -> None:
-        n2s = self.task.value == "noise2self"
+        n2s, vae = self.task.value == "noise2self", self.task.value == "vae"
         if n2s and self.source.value not in (LAYER, FOLDER):
             self.source.value = LAYER
-        if n2s and self.arch.value == "dncnn":
-            self.arch.value = "drunet"
-        self.sigma_min.visible = self.sigma_max.visible = self.sigma_dist.visible = not n2s
+        archs = VAE_ARCHS if vae else ("drunet",) if n2s else DENOISER_ARCHS
+        if tuple(self.arch.choices) != archs:
+            self.arch.choices = archs
+            self.arch.value = archs[0]
+        noisy = not (n2s or vae)
+        self.sigma_min.visible = self.sigma_max.visible = self.sigma_dist.visible = noisy
+        self.beta.visible = vae
 
     def _on_source(self, *_: Any) -> None:
         self.layer.visible = self.source.value == LAYER
@@ -195,7 +207,8 @@ class TrainWidget(Container):
                          patch=int(self.patch.value), lr=lr, seed=int(self.seed.value),
                          sigma_min=float(self.sigma_min.value),
                          sigma_max=float(self.sigma_max.value),
-                         sigma_dist=str(self.sigma_dist.value), device=str(self.device.value),
+                         sigma_dist=str(self.sigma_dist.value), beta=float(self.beta.value),
+                         device=str(self.device.value),
                          val_every=max(1, int(self.steps.value) // 20),
                          name=self.weights_name.value.strip(),
                          checkpoint=self.checkpoint.value.strip() or None,
@@ -266,7 +279,8 @@ class TrainWidget(Container):
                 fig += f" (noisy {m['noisy_psnr']:.2f} dB)"
         else:
             fig = f"val loss {m.get('val_loss', m['final_loss']):.4g}"
-        notify_info(f"trained {entry.name}: {fig}; now selectable as a denoiser", self.status)
+        use = "the csgm generator" if entry.task == "vae" else "a denoiser"
+        notify_info(f"trained {entry.name}: {fig}; now selectable as {use}", self.status)
 
     def _on_error(self, exc: BaseException) -> None:
         notify_error(f"training {self._info.get('name', '')!r} failed: {error_message(exc)}",
