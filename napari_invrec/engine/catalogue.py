@@ -8,6 +8,7 @@ README_MARKERS = {
     "compat": ("<!-- compat-table:start -->", "<!-- compat-table:end -->"),
     "bench": ("<!-- bench-table:start -->", "<!-- bench-table:end -->"),
     "learned": ("<!-- learned-table:start -->", "<!-- learned-table:end -->"),
+    "diffusion": ("<!-- diffusion-table:start -->", "<!-- diffusion-table:end -->"),
     "weights": ("<!-- weights-table:start -->", "<!-- weights-table:end -->"),
 }
 
