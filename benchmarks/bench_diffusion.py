@@ -193,6 +193,12 @@ def bench_psnr(models: dict[str, str], steps: int | None = None, log=print) -> l
 def markdown(overhead: dict[str, float], rows: list[dict], models: dict[str, str],
              steps: int | None) -> str:
     """The README block: overheads, the batching ratio and the PSNR table."""
+    from dataclasses import fields
+
+    from napari_invrec.core.methods.diffusion import DiffusionParams
+
+    n_samples = next(f.default for f in fields(DiffusionParams) if f.name == "n_samples")
+    domains = tuple(models)
     over = ", ".join(f"`{m}` {100 * overhead[m]:+.1f} %" for m in SAMPLERS)
     out = [f"Per-step overhead over one forward of the score model (batch {N} x {SIZE} px): "
            f"{over} (`dps` over the forward + backward it needs: "
@@ -200,18 +206,18 @@ def markdown(overhead: dict[str, float], rows: list[dict], models: dict[str, str
            f"against {N} sequential runs: wall-time ratio "
            f"{overhead['batched_over_sequential']:.2f}.", "",
            "PSNR (dB) of the posterior mean (default parameters"
-           f"{'' if steps is None else f', {steps} steps'}, 4 samples) on fresh "
+           f"{'' if steps is None else f', {steps} steps'}, {n_samples} samples) on fresh "
            f"draws ({', '.join(f'{k} {i}' for k, i in IMAGES)}; {SIZE} px, noise {NOISE}), "
            f"score models {', '.join(f'{k}: `{m}`' for k, m in models.items())}; TV at its "
-           "best weight per image (oracle). Gain = mean margin over TV, per domain in "
-           "brackets; worst = smallest per-image margin:", "",
-           "| task | method | mean PSNR | gain | atoms | phantoms | worst | per image |",
-           "| --- | --- | --: | --: | --: | --: | --: | --- |"]
+           "best weight per image (oracle). Gain = mean margin over TV (overall and per "
+           "domain); worst = smallest per-image margin:", "",
+           f"| task | method | mean PSNR | gain | {' | '.join(domains)} | worst | per image |",
+           "| --- | --- | --: | --: | " + "--: | " * len(domains) + "--: | --- |"]
     for r in rows:
         per = " / ".join(f"{v:.1f}" for v in r["per_image"])
         dom = r.get("gain_per_domain", {})
         cells = [f"{r['gain']:+.2f}" if "gain" in r else "",
-                 *(f"{dom[k]:+.2f}" if k in dom else "" for k in ("atoms", "phantoms")),
+                 *(f"{dom[k]:+.2f}" if k in dom else "" for k in domains),
                  f"{r['worst']:+.2f}" if "worst" in r else ""]
         out.append(f"| {r['task']} | `{r['method']}` | {np.mean(r['per_image']):.2f} | "
                    + " | ".join(cells) + f" | {per} |")

@@ -57,14 +57,19 @@ __all__ = ["score_dc", "dps", "ddrm", "diffpir", "ddrm_update", "ScoreDCParams",
            "DDRMParams", "DiffPIRParams"]
 
 
+def _steps_param(default: int) -> Any:
+    """The ``steps`` field (a sampler may change only its default)."""
+    return param(default, "noise levels of the schedule (denoiser calls per sample)", min=1,
+                 max=10000)
+
+
 @dataclass
 class DiffusionParams:
     """Settings shared by the diffusion samplers."""
 
     denoiser: str = param(DEFAULT_DENOISER, "score model: a noise-conditional denoiser",
                           choices=denoiser_names, network=True)
-    steps: int = param(50, "noise levels of the schedule (denoiser calls per sample)", min=1,
-                       max=10000)
+    steps: int = _steps_param(50)
     sigma_max: float = param(0.25, "first noise level (init=noise: several times the data "
                              "spread, e.g. 1)", min=1e-4, max=100.0, step=0.05)
     sigma_min: float = param(0.005, "last noise level before the final denoising step",
@@ -231,8 +236,7 @@ class DDRMParams(DiffusionParams):
     # levels beat 50 on 4x/8x MRI (camera +1.4 dB, coins +1.3, ellipse phantoms up to +6) and
     # tied on blur; then eta 1 beat 0.85 (camera +1.0, coins +0.7, phantoms +0.6 at 4x and
     # +1.2 at 8x; one atoms draw -0.3)
-    steps: int = param(100, "noise levels of the schedule (denoiser calls per sample)", min=1,
-                       max=10000)
+    steps: int = _steps_param(100)
     eta: float = param(1.0, "eta: fresh-noise share of the stochastic updates", min=0.0,
                        max=1.0, step=0.05)
     eta_b: float = param(1.0, "eta_b: weight of the measurement where it is less noisy "
