@@ -80,7 +80,7 @@ def main() -> None:
     w, h = (int(v) for v in args.size.split("x"))
     viewer.window._qt_window.resize(w, h)
     viewer.open_sample("napari-invrec", "atoms-blur")
-    docks = {"train": (*DOCKS[:2], ("Train denoiser", "right")),
+    docks = {"train": (*DOCKS[:2], ("Train network", "right")),
              "trust": (*DOCKS[:2], ("Uncertainty & hallucinations", "right")),
              "diffusion": (*DOCKS[:2], ("Uncertainty & hallucinations", "right")),
              }.get(args.scene, DOCKS)
@@ -104,7 +104,7 @@ def main() -> None:
         _save(app, viewer, args.out, "catalogue scene")
         return
     if args.scene == "train":
-        _train_scene(app, viewer, widgets["Train denoiser"], docked["Reconstruct"][0], args.out)
+        _train_scene(app, viewer, widgets["Train network"], docked["Reconstruct"][0], args.out)
         return
     if args.scene == "trust":
         _trust_scene(app, viewer, widgets["Simulate measurement"], rec,

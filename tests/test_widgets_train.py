@@ -218,5 +218,5 @@ def test_train_widget_is_a_plugin_dock_widget(make_napari_viewer):
     from napari_invrec._widgets.train import TrainWidget
 
     viewer = make_napari_viewer()
-    _, w = viewer.window.add_plugin_dock_widget("napari-invrec", "Train denoiser")
+    _, w = viewer.window.add_plugin_dock_widget("napari-invrec", "Train network")
     assert isinstance(w, TrainWidget)

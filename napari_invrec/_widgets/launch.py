@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-WIDGETS = ("Simulate measurement", "Reconstruct", "Compare runs", "Train denoiser",
+WIDGETS = ("Simulate measurement", "Reconstruct", "Compare runs", "Train network",
            "Uncertainty & hallucinations")
 
 
