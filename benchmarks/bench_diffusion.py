@@ -196,6 +196,14 @@ def bench_psnr(models: dict[str, str], steps: int | None = None, log=print) -> l
     return rows
 
 
+def _draws() -> str:
+    """``"atoms 0-5, phantoms 0-5"``: the draw indices of :data:`IMAGES` per generator."""
+    kinds = dict.fromkeys(k for k, _ in IMAGES)
+    idx = {k: sorted(i for kk, i in IMAGES if kk == k) for k in kinds}
+    return ", ".join(f"{k} {v[0]}-{v[-1]}" if v == list(range(v[0], v[-1] + 1)) and len(v) > 1
+                     else f"{k} {', '.join(map(str, v))}" for k, v in idx.items())
+
+
 def markdown(overhead: dict[str, float], rows: list[dict], models: dict[str, str],
              steps: int | None) -> str:
     """The README block: overheads, the batching ratio and the PSNR table."""
@@ -213,7 +221,7 @@ def markdown(overhead: dict[str, float], rows: list[dict], models: dict[str, str
            f"{overhead['batched_over_sequential']:.2f}.", "",
            "PSNR (dB) of the posterior mean (default parameters"
            f"{'' if steps is None else f', {steps} steps'}, {n_samples} samples) on fresh "
-           f"draws ({', '.join(f'{k} {i}' for k, i in IMAGES)}; {SIZE} px, noise {NOISE}), "
+           f"draws ({_draws()}; {SIZE} px, noise {NOISE}), "
            f"score models {', '.join(f'{k}: `{m}`' for k, m in models.items())}; TV at its "
            "best weight per image (oracle). Gain = mean margin over TV (overall, with its "
            "standard error, and per domain); worst = smallest per-image margin:", "",
