@@ -92,17 +92,17 @@ def test_supervised_on_atoms_plots_loss_and_validation(make_napari_viewer, wait_
     viewer = make_napari_viewer()
     w = TrainWidget(viewer)
     assert not w.layer.visible and not w.folder.visible
-    _set(w, source="atoms", steps=60, sigma_min=0.05, sigma_max=0.15,
+    _set(w, source="atoms", steps=150, sigma_min=0.05, sigma_max=0.15,
          weights_name="gui-sup", **TINY)
     w.train()
     wait_idle(w, 60000)
     h = w.history
-    assert h["step"] == list(range(1, 61)) and len(h["val_step"]) >= 2
+    assert h["step"] == list(range(1, 151)) and len(h["val_step"]) >= 2
     m = w.last_entry.metrics
-    assert m["val_psnr"] > m["noisy_psnr"]  # validation on held-out noisy patches
+    assert m["val_psnr"] > m["noisy_psnr"] + 1.5  # denoises held-out noisy patches
     assert "gui-sup" in denoiser_names()
     ax_loss, ax_psnr = w.plot.figure.axes
-    assert len(ax_loss.lines[0].get_xdata()) == 60
+    assert len(ax_loss.lines[0].get_xdata()) == 150
     np.testing.assert_allclose(ax_psnr.lines[0].get_ydata(), h["val_psnr"])
     assert any(f"trained gui-sup: val PSNR {m['val_psnr']:.2f} dB" in n for n in notes())
     assert str(w.last_entry.file).endswith("gui-sup.pt")

@@ -206,13 +206,19 @@ def _paths(spec: TrainSpec) -> tuple[Path, Path]:
 
 
 def _model(spec: TrainSpec) -> Any:
+    """The untrained network, its initial weights drawn from ``spec.seed`` (the global torch
+    random state is left as it was), so that a seed fixes the whole training."""
+    import torch
+
     from ..core.models.registry import ARCHITECTURES
 
     if spec.arch not in ARCHITECTURES:
         raise InputError(f"unknown architecture {spec.arch!r}; choose one of "
                          f"{', '.join(ARCHITECTURES)}")
     try:
-        return ARCHITECTURES[spec.arch](**spec.arch_kwargs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(spec.seed))
+            return ARCHITECTURES[spec.arch](**spec.arch_kwargs)
     except (TypeError, ValueError) as e:
         raise InputError(f"bad arch_kwargs for {spec.arch!r}: {e}") from e
 
