@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-QT     ?= pyqt5
+QT     ?= pyqt6
 
 .PHONY: run test bench lint screenshot sample-data xvfb clean
 
@@ -22,16 +22,17 @@ run: $(STAMP)
 	  exit 1; fi
 	$(PY) -m napari_invrec
 
-# Xvfb is needed by the GUI tests (pytest-xvfb starts it); install it when we can.
+# Xvfb is needed by the GUI tests (pytest-xvfb starts it), and Qt 6 on X11 needs
+# libxcb-cursor0; install them when we can.
 xvfb:
-	@command -v Xvfb >/dev/null 2>&1 || { \
+	@{ command -v Xvfb >/dev/null 2>&1 && ldconfig -p | grep -q libxcb-cursor.so.0; } || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-image0 libxcb-randr0 \
-	      libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libgl1 libegl1 \
-	      libfontconfig1 libdbus-1-3 >/dev/null; \
-	  else echo "Xvfb missing: install xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0"; \
-	    exit 1; fi; }
+	      libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxcb-cursor0 libxkbcommon-x11-0 \
+	      libgl1 libegl1 libfontconfig1 libdbus-1-3 >/dev/null; \
+	  else echo "Xvfb or libxcb-cursor0 missing: install xvfb libxcb-cursor0 libxcb-icccm4" \
+	    "libxcb-keysyms1 libxcb-xinerama0"; exit 1; fi; }
 
 test: $(STAMP) xvfb
 	$(PY) -m pytest -q
