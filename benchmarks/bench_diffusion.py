@@ -40,12 +40,14 @@ TASKS: dict[str, tuple[str, dict]] = {
     "MRI 8x": ("mri", {"acceleration": 8}),
     "blur sigma 3": ("blur", {"sigma": 3.0}),
 }
-#: (generator, draw index) of the PSNR images: six per domain, since one image's margin over
-#: TV varies by several dB (8x MRI, tuning draws 100-103: -2.5 to +13 dB on atoms, -0.1 to
-#: +3.4 dB on phantoms); two per domain could not place a mean within the 1.5 dB target
-IMAGES = tuple((kind, i) for kind in ("atoms", "phantoms") for i in range(6))
-#: the score model of each domain
+#: the score model of each domain (the generators of the PSNR images)
 SCORE_MODELS = {"atoms": "drunet-atoms", "phantoms": "drunet-phantoms"}
+#: draw indices per generator: six, since one image's margin over TV varies by several dB
+#: (8x MRI, tuning draws 100-103: -2.5 to +13 dB on atoms, -0.1 to +3.4 dB on phantoms); two
+#: per domain could not place a mean within the 1.5 dB target
+DRAWS = range(6)
+#: (generator, draw index) of the PSNR images
+IMAGES = tuple((kind, i) for kind in SCORE_MODELS for i in DRAWS)
 TV_GRID = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02)
 
 
@@ -196,14 +198,6 @@ def bench_psnr(models: dict[str, str], steps: int | None = None, log=print) -> l
     return rows
 
 
-def _draws() -> str:
-    """``"atoms 0-5, phantoms 0-5"``: the draw indices of :data:`IMAGES` per generator."""
-    kinds = dict.fromkeys(k for k, _ in IMAGES)
-    idx = {k: sorted(i for kk, i in IMAGES if kk == k) for k in kinds}
-    return ", ".join(f"{k} {v[0]}-{v[-1]}" if v == list(range(v[0], v[-1] + 1)) and len(v) > 1
-                     else f"{k} {', '.join(map(str, v))}" for k, v in idx.items())
-
-
 def markdown(overhead: dict[str, float], rows: list[dict], models: dict[str, str],
              steps: int | None) -> str:
     """The README block: overheads, the batching ratio and the PSNR table."""
@@ -221,7 +215,8 @@ def markdown(overhead: dict[str, float], rows: list[dict], models: dict[str, str
            f"{overhead['batched_over_sequential']:.2f}.", "",
            "PSNR (dB) of the posterior mean (default parameters"
            f"{'' if steps is None else f', {steps} steps'}, {n_samples} samples) on fresh "
-           f"draws ({_draws()}; {SIZE} px, noise {NOISE}), "
+           f"draws ({', '.join(f'{k} {DRAWS[0]}-{DRAWS[-1]}' for k in SCORE_MODELS)}; "
+           f"{SIZE} px, noise {NOISE}), "
            f"score models {', '.join(f'{k}: `{m}`' for k, m in models.items())}; TV at its "
            "best weight per image (oracle). Gain = mean margin over TV (overall, with its "
            "standard error, and per domain); worst = smallest per-image margin:", "",
