@@ -1,5 +1,5 @@
 # napari-invrec: `make run` opens the GUI on sample data, `make test` runs the whole suite.
-# Both create .venv and install the package first (CPU torch pinned to 2.13.0).
+# Both create .venv and install the package first (CPU torch pinned in constraints.txt).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -8,10 +8,10 @@ QT     ?= pyqt6
 
 .PHONY: run test bench lint screenshot sample-data xvfb clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[$(QT),testing]"
+	$(PY) -m pip install -q -c constraints.txt torch
+	$(PY) -m pip install -q -c constraints.txt -e ".[$(QT),testing]"
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -42,6 +42,7 @@ bench: $(STAMP) xvfb
 
 lint: $(STAMP)
 	$(PY) -m ruff check napari_invrec tests benchmarks scripts
+	$(VENV)/bin/lint-imports --no-logo
 
 screenshot: $(STAMP)
 	$(PY) scripts/screenshot.py

@@ -7,7 +7,7 @@ The public API (imported lazily so that ``import napari_invrec`` loads neither t
 ``reconstruct(y, op, method, **params) -> Result``, ``rerun(provenance, y)``.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _API = ("list_operators", "list_methods", "make_operator", "simulate", "solve",
         "reconstruct", "rerun", "Result", "method_params", "operator_params")

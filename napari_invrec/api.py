@@ -21,17 +21,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from .core.errors import CancelledError, InputError
+from .core.errors import InputError
 from .core.methods import METHODS, get_method
 from .core.operators import OPERATORS, NoiseParams
 from .core.operators import make_operator as _make_operator
 from .core.operators.registry import operator_from_spec
-from .core.params import from_dict, make_params
+from .core.params import check_fingerprint, from_dict, make_params
 from .core.state import IterState
 from .core.validation import check_image_array
-from .engine.device import choose_device
+from .engine.device import choose_device, replay_device
+from .engine.execute import method_params_for, run_to_result
 from .engine.history import DEFAULT_BUDGET
-from .engine.runner import Result, prepare_measurement, run
+from .engine.runner import Result, measurement_plane, prepare_measurement
 
 __all__ = ["list_operators", "list_methods", "make_operator", "simulate", "solve",
            "reconstruct", "rerun", "Result", "method_params", "operator_params"]
@@ -120,8 +121,8 @@ def reconstruct(y: Any, op: Any, method: str, *, seed: int = 0, x0: Any = None,
     history_budget
         Memory budget of the stored iterate history, bytes.
     cancel
-        A ``threading.Event``; when set, the run stops at the next step with
-        :class:`CancelledError`.
+        A ``threading.Event``; once set, the run stops with :class:`CancelledError` within
+        a step (methods with long inner loops check it there) or at the next step.
     progress
         Optional callable ``progress(Progress)`` called after each step.
     threads
@@ -129,34 +130,48 @@ def reconstruct(y: Any, op: Any, method: str, *, seed: int = 0, x0: Any = None,
     **params
         Fields of the method's params dataclass (see :func:`method_params`).
     """
-    spec = get_method(method, op.name)
-    p = make_params(spec.params, **params)
+    p = method_params_for(method, op, **params)
     if device is not None:
         op = op.to(choose_device(device))
-    if hasattr(y, "compute") and not isinstance(y, np.ndarray):
-        y = y.compute()
-    gen = run(np.asarray(y), op, method, p, seed=seed, x0=x0, reference=reference,
-              budget_bytes=history_budget, threads=threads)
-    while True:
-        if cancel is not None and cancel.is_set():
-            gen.close()
-            raise CancelledError(f"{method} was cancelled")
-        try:
-            prog = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(prog)
+    return run_to_result(y, op, method, p, seed=seed, x0=x0, reference=reference,
+                         budget_bytes=history_budget, threads=threads, cancel=cancel,
+                         progress=progress)
 
 
-def rerun(provenance: dict, y: Any, arrays: dict | None = None, **overrides: Any) -> Result:
+def rerun(provenance: dict, y: Any, arrays: dict | None = None, *,
+          check_measurement: bool = True, **overrides: Any) -> Result:
     """Repeat the run recorded in ``provenance`` on the measurement ``y``.
 
-    ``arrays`` holds the operator's array parameters (``Result.arrays``); ``overrides`` change
-    method parameters.
+    The record is checked before anything runs: the operator is rebuilt from its spec with
+    range-checked parameters, each array parameter (``arrays``, i.e. ``Result.arrays`` or the
+    sidecar ``.npz``) must match its recorded fingerprint, and ``y`` must match the recorded
+    measurement's fingerprint unless ``check_measurement=False`` (apply the recorded settings
+    to new data). ``overrides`` change method parameters.
+
+    Raises
+    ------
+    InputError
+        A malformed record, an array or measurement that differs from the recorded one, or an
+        override that is not a parameter of the method.
     """
-    op = operator_from_spec(provenance["operator"], arrays, device=choose_device("auto"))
-    spec = get_method(provenance["method"])
+    if not isinstance(provenance, dict):
+        raise InputError(f"provenance must be a mapping, got {type(provenance).__name__}")
+    missing = [k for k in ("operator", "method", "params") if k not in provenance]
+    if missing:
+        raise InputError(f"provenance lacks {', '.join(missing)}; it is not a run record")
+    op = operator_from_spec(provenance["operator"], arrays,
+                            device=replay_device(provenance.get("device")))
+    if check_measurement:
+        recorded = provenance.get("measurement")
+        if not isinstance(recorded, dict):
+            raise InputError("provenance records no measurement fingerprint; pass "
+                             "check_measurement=False to run it on this data anyway")
+        try:
+            check_fingerprint(measurement_plane(y, op), recorded, "measurement")
+        except InputError as e:
+            raise InputError(f"{e} (or pass check_measurement=False to apply the recorded "
+                             "settings to other data)") from None
+    spec = get_method(provenance["method"], op.name)
     p = from_dict(spec.params, provenance["params"])
     kw = {f: getattr(p, f) for f in p.__dataclass_fields__}
     kw.update(overrides)

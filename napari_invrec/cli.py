@@ -10,7 +10,13 @@ file (``--kernel-array k.tif``, ``--mask-array m.npy``).
 Every run writes ``OUTPUT.json`` beside the output with the provenance (and ``OUTPUT.arrays.npz``
 when the operator has array parameters); ``simulate`` writes the operator spec the same way, so
 ``reconstruct --input y.npy`` finds the operator from ``y.npy.json`` without ``--operator``.
-Errors print one line and exit with status 2.
+``--budget MB`` bounds the memory of the iterate history (``--iterates``).
+
+Before anything is read or computed, every file the run will write is checked (folder,
+suffix, complex data in ``.npy``) and must not be a file it reads (input, its sidecar,
+reference, array options), however spelled. File handling lives in
+:mod:`napari_invrec.cli_files`. User errors print one line and exit with status 2; argument
+syntax errors are argparse's (usage, status 2); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -24,71 +30,50 @@ from typing import Any
 
 import numpy as np
 
+from .cli_files import (
+    CLIError,
+    check_distinct,
+    converting,
+    plan_outputs,
+    read_array,
+    read_sidecar,
+    sidecar_paths,
+    sidecar_text,
+    storable,
+    write_array,
+    write_sidecar,
+    write_sidecar_text,
+)
+
+__all__ = ["CLIError", "entry", "main", "read_array", "write_array", "write_sidecar"]
+
 GLOBAL_DESTS = {"operator", "method", "input", "output", "seed", "device", "reference",
-                "noise", "noise_sigma", "photons", "iterates", "quiet", "command"}
+                "noise", "noise_sigma", "photons", "iterates", "budget", "quiet", "command"}
+INT64_MAX = 2 ** 63 - 1
+MB = 2 ** 20
 
 
-class CLIError(Exception):
-    """A user error on the command line (exit status 2)."""
-
-
-# ---------------------------------------------------------------- files
-def read_array(path: str | Path, what: str = "input") -> np.ndarray:
-    """Read a 2-D array from .npy, .tif/.tiff or .png/.jpg."""
-    p = Path(path)
-    if not p.is_file():
-        raise CLIError(f"{what} file {str(p)!r} does not exist")
-    suffix = p.suffix.lower()
+def _int_option(text: str) -> int:
+    """An integer option (argparse ``type``): refuses values no engine integer can hold."""
     try:
-        if suffix == ".npy":
-            return np.load(p)
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            return tifffile.imread(p)
-        if suffix in (".png", ".jpg", ".jpeg"):
-            from skimage.io import imread
-
-            return imread(p)
-    except Exception as e:  # noqa: BLE001 - any reader failure is a bad file for the user
-        raise CLIError(f"cannot read {what} file {str(p)!r}: {e}") from e
-    raise CLIError(f"{what} file {str(p)!r}: unsupported format {suffix!r} "
-                   "(use .npy, .tif or .png)")
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if abs(v) > INT64_MAX:
+        raise argparse.ArgumentTypeError(f"{text} is too large; give at most {INT64_MAX}")
+    return v
 
 
-def write_array(path: str | Path, a: np.ndarray) -> None:
-    """Write ``a`` as .npy (any dtype) or .tif (real float32; complex needs .npy)."""
-    p = Path(path)
-    if not p.parent.exists():
-        raise CLIError(f"output folder {str(p.parent)!r} does not exist")
-    suffix = p.suffix.lower()
-    if suffix == ".npy":
-        np.save(p, a)
-    elif suffix in (".tif", ".tiff"):
-        if np.iscomplexobj(a):
-            raise CLIError(f"{p.name}: complex data needs a .npy output")
-        import tifffile
-
-        tifffile.imwrite(p, np.asarray(a, dtype=np.float32))
-    else:
-        raise CLIError(f"output {str(p)!r}: use a .npy or .tif file name")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
-
-
-def write_sidecar(output: str | Path, record: dict, arrays: dict | None = None) -> Path:
-    """Write ``OUTPUT.json`` (and ``OUTPUT.arrays.npz`` for array parameters)."""
-    side = Path(str(output) + ".json")
-    side.write_text(json.dumps(record, indent=2, default=_json_default))
-    if arrays:
-        np.savez(str(output) + ".arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})
-    return side
+def _budget_mb(text: str) -> int:
+    """The ``--budget`` option (argparse ``type``): a whole number of megabytes, at least 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if not 1 <= v <= 2 ** 30:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of megabytes between "
+                                         "1 and 1073741824; e.g. --budget 512")
+    return v
 
 
 # ---------------------------------------------------------------- generated options
@@ -124,7 +109,7 @@ def _add_fields(parser: argparse.ArgumentParser, cls: type, owner: str,
                                action=argparse.BooleanOptionalAction,
                                help=f"{doc} (default {f.default})")
         else:
-            kind = type(f.default)
+            kind = _int_option if type(f.default) is int else type(f.default)
             allowed = choices_of(meta)
             extra = {"choices": list(allowed)} if allowed else {}
             rng = ""
@@ -167,6 +152,7 @@ def _catalogue() -> str:
 # ---------------------------------------------------------------- parsers
 def _base_parser(op_cls: type | None = None, m_cls: type | None = None) -> argparse.ArgumentParser:
     from .core.operators.noise import NOISE_MODELS
+    from .engine.history import DEFAULT_BUDGET
 
     parser = argparse.ArgumentParser(
         prog="napari-invrec", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -185,11 +171,13 @@ def _base_parser(op_cls: type | None = None, m_cls: type | None = None) -> argpa
         p.add_argument("--input", required=True, metavar="FILE",
                        help="input image (simulate) or measurement (reconstruct): .npy/.tif/.png")
         p.add_argument("--output", required=True, metavar="FILE",
-                       help="output .tif or .npy (complex data needs .npy); a JSON sidecar "
-                            "OUTPUT.json records the provenance")
+                       help="output .tif or .npy (a complex measurement needs .npy; a complex "
+                            "image keeps only its magnitude in .tif); a strict-JSON sidecar "
+                            "OUTPUT.json records the provenance (non-finite numbers as null)")
         p.add_argument("--operator", help="operator family (see the list below); for "
                        "reconstruct it defaults to the one in INPUT.json written by simulate")
-        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        p.add_argument("--seed", type=_int_option, default=0,
+                       help="random seed (default 0)")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
         p.add_argument("--quiet", action="store_true", help="print nothing but errors")
         if cmd == "simulate":
@@ -204,7 +192,13 @@ def _base_parser(op_cls: type | None = None, m_cls: type | None = None) -> argpa
             p.add_argument("--reference", metavar="FILE",
                            help="ground-truth image: adds PSNR/SSIM to the metrics")
             p.add_argument("--iterates", metavar="FILE",
-                           help="also save the iterate history stack (.npy or .tif)")
+                           help="also save the iterate history stack (.npy, or .tif with the "
+                                "magnitude of complex images)")
+            p.add_argument("--budget", type=_budget_mb, metavar="MB",
+                           default=DEFAULT_BUDGET // MB,
+                           help="memory budget of the iterate history in megabytes; past it "
+                                "the history keeps every 2nd, 4th ... step (default "
+                                f"{DEFAULT_BUDGET // MB})")
         if op_cls is not None:
             _add_fields(p, op_cls, "op", names, "operator parameters")
         if m_cls is not None and cmd == "reconstruct":
@@ -222,24 +216,6 @@ def _peek(argv: list[str], name: str) -> str | None:
         if a.startswith(f"--{name}="):
             return a.split("=", 1)[1]
     return None
-
-
-def _sidecar_operator(input_path: str | None) -> tuple[dict | None, dict]:
-    if not input_path:
-        return None, {}
-    side = Path(input_path + ".json")
-    if not side.is_file():
-        return None, {}
-    try:
-        rec = json.loads(side.read_text())
-    except json.JSONDecodeError as e:
-        raise CLIError(f"sidecar {side} is not valid JSON: {e}") from e
-    arrays = {}
-    npz = Path(input_path + ".arrays.npz")
-    if npz.is_file():
-        with np.load(npz) as z:
-            arrays = {k: z[k] for k in z.files}
-    return rec.get("operator"), arrays
 
 
 # ---------------------------------------------------------------- commands
@@ -270,12 +246,32 @@ def _cmd_list(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _reads(ns: argparse.Namespace, classes: dict[str, type]) -> dict[str, str | Path]:
+    """Every file the command reads (input, its sidecar, reference, array options)."""
+    side, npz = sidecar_paths(ns.input)
+    reads: dict[str, str | Path] = {"input": ns.input, "input's sidecar": side,
+                                    "input's sidecar arrays": npz}
+    if getattr(ns, "reference", None):
+        reads["reference"] = ns.reference
+    for owner, cls in classes.items():
+        for f in dataclasses.fields(cls):
+            v = getattr(ns, f"{owner}__{f.name}", None)
+            if f.default is None and v is not None:
+                reads[f"--{f.name.replace('_', '-')} file"] = v
+    return reads
+
+
 def _build_operator(ns: argparse.Namespace, op_name: str, *, image: Any = None,
                     measurement: Any = None, spec: dict | None = None,
-                    spec_arrays: dict | None = None) -> Any:
+                    spec_arrays: dict | None = None, side: Path | None = None) -> Any:
     """The operator for an ``image`` (simulate) or for a ``measurement`` (reconstruct: the
     sidecar's operator, else the options, with the image size inferred from the measurement
-    and array parameters the family derives from it, e.g. estimated coil maps)."""
+    and array parameters the family derives from it, e.g. estimated coil maps).
+
+    Failures to convert the options, the measurement or the sidecar ``side`` into an
+    operator are the user's: they become :class:`CLIError`.
+    """
+    from .core.errors import InvRecError
     from .core.operators import OPERATORS
     from .core.operators.registry import make_operator, operator_from_spec
     from .core.params import make_params
@@ -285,53 +281,78 @@ def _build_operator(ns: argparse.Namespace, op_name: str, *, image: Any = None,
     cls = OPERATORS[op_name].cls
     values, arrays = _collect(ns, OPERATORS[op_name].params, "op")
     if image is not None:
-        return make_operator(op_name, tuple(np.shape(image)[-2:]), device=device, **values,
-                             **arrays)
+        with converting(f"the {op_name} options"):
+            return make_operator(op_name, tuple(np.shape(image)[-2:]), device=device,
+                                 **values, **arrays)
     mshape = tuple(np.shape(measurement))
-    if spec is not None and spec.get("operator") == op_name and not values and not arrays:
+    if len(mshape) < 2:
+        raise CLIError(f"input {ns.input!r} has shape {mshape}; a measurement has at least 2 "
+                       "dimensions")
+    if spec is not None and spec["operator"] == op_name and not values and not arrays:
         stored = tuple(spec.get("measurement_shape") or spec["shape"])
         if stored != mshape:
-            raise CLIError(f"the sidecar operator is for measurements of shape {stored}, the "
-                           f"input is {mshape}")
-        return operator_from_spec(spec, spec_arrays, device=device)
-    params = make_params(cls.Params, **values)
-    derived = {k: v for k, v in cls.arrays_from_measurement(params, measurement).items()
-               if k not in arrays}
-    return make_operator(op_name, cls.image_shape_for(mshape, params), device=device,
-                         **values, **arrays, **derived)
+            raise CLIError(f"sidecar {str(side)!r} is for measurements of shape {stored}, the "
+                           f"input is {mshape}; give the matching input or the --operator "
+                           "options instead")
+        try:
+            return operator_from_spec(spec, spec_arrays, device=device)
+        except (InvRecError, ValueError, TypeError) as e:
+            raise CLIError(f"sidecar {str(side)!r}: {e}; fix or delete the sidecar") from e
+    with converting(f"the {op_name} options for an input of shape {mshape}"):
+        params = make_params(cls.Params, **values)
+        derived = {k: v for k, v in cls.arrays_from_measurement(params, measurement).items()
+                   if k not in arrays}
+        return make_operator(op_name, cls.image_shape_for(mshape, params), device=device,
+                             **values, **arrays, **derived)
 
 
 def _cmd_simulate(ns: argparse.Namespace) -> int:
     from . import api
-    from .core.params import to_dict
-
-    x = read_array(ns.input, "input")
-    op = _build_operator(ns, ns.operator, image=x)
-    y = api.simulate(x, op, noise=ns.noise, sigma=ns.noise_sigma, photons=ns.photons,
-                     seed=ns.seed)
-    write_array(ns.output, y)
+    from .core.operators import OPERATORS
     from .core.operators.noise import NoiseParams
     from .core.operators.registry import operator_arrays
+    from .core.params import make_params, to_dict
     from .engine.provenance import package_version
 
-    noise = to_dict(NoiseParams(ns.noise, ns.noise_sigma, ns.photons, ns.seed))
-    rec = {"package": "napari-invrec", "version": package_version(), "kind": "measurement",
-           "operator": op.spec(), "noise": noise, "input": str(ns.input)}
-    side = write_sidecar(ns.output, rec, operator_arrays(op))
+    spec = OPERATORS[ns.operator]
+    writes = plan_outputs(ns.output, complex_data=spec.cls.complex_measurement)
+    check_distinct(writes, _reads(ns, {"op": spec.params}))
+    with converting("the noise options"):
+        noise = make_params(NoiseParams, model=ns.noise, sigma=ns.noise_sigma,
+                            photons=ns.photons, seed=ns.seed)
+    x = read_array(ns.input, "input")
+    op = _build_operator(ns, ns.operator, image=x)
+    y = api.simulate(x, op, noise=noise.model, sigma=noise.sigma, photons=noise.photons,
+                     seed=noise.seed)
+    text = sidecar_text({"package": "napari-invrec", "version": package_version(),
+                         "kind": "measurement", "operator": op.spec(),
+                         "noise": to_dict(noise), "input": str(ns.input)})
+    write_array(writes["output"], y)
+    side = write_sidecar_text(writes["output"], text, operator_arrays(op))
     if not ns.quiet:
         print(f"wrote {ns.output} ({op.name}, noise {ns.noise}) and {side}")
     return 0
 
 
-def _cmd_reconstruct(ns: argparse.Namespace, spec: dict | None, spec_arrays: dict) -> int:
+def _cmd_reconstruct(ns: argparse.Namespace, spec: dict | None, spec_arrays: dict,
+                     side: Path | None) -> int:
     from . import api
     from .core.methods import get_method
+    from .core.operators import OPERATORS
+    from .core.params import make_params
 
-    y = read_array(ns.input, "input")
-    op = _build_operator(ns, ns.operator, measurement=y, spec=spec, spec_arrays=spec_arrays)
-    mspec = get_method(ns.method, op.name)
+    # everything the user can get wrong is checked before the input is read
+    mspec = get_method(ns.method, ns.operator)
+    writes = plan_outputs(ns.output, iterates=ns.iterates, std=True)
+    check_distinct(writes, _reads(ns, {"op": OPERATORS[ns.operator].params,
+                                       "method": mspec.params}))
     values, _ = _collect(ns, mspec.params, "method")
+    with converting(f"the {ns.method} options"):
+        make_params(mspec.params, **values)
+    y = read_array(ns.input, "input")
     ref = read_array(ns.reference, "reference") if ns.reference else None
+    op = _build_operator(ns, ns.operator, measurement=y, spec=spec, spec_arrays=spec_arrays,
+                         side=side)
 
     def show(prog: Any) -> None:
         if not ns.quiet and (prog.step == prog.total or prog.step % max(1, prog.total // 10) == 0):
@@ -339,27 +360,38 @@ def _cmd_reconstruct(ns: argparse.Namespace, spec: dict | None, spec_arrays: dic
             print(f"  step {prog.step}/{prog.total}  {m}", file=sys.stderr)
 
     res = api.reconstruct(y, op, ns.method, seed=ns.seed, reference=ref, progress=show,
-                          **values)
-    # a complex image (MRI) keeps its phase in .npy; a .tif gets its magnitude
-    out = res.x
-    if np.iscomplexobj(out) and Path(ns.output).suffix.lower() != ".npy":
-        out = np.abs(out)
-    write_array(ns.output, out)
-    side = write_sidecar(ns.output, {"kind": "result", "provenance": res.provenance,
-                                     "steps": res.steps}, res.arrays)
+                          history_budget=ns.budget * MB, **values)
+    text = sidecar_text({"kind": "result", "provenance": res.provenance, "steps": res.steps})
+    out = writes["output"]
+    write_array(out, storable(out, res.x))
+    written = write_sidecar_text(out, text, res.arrays)
     if ns.iterates:
-        write_array(ns.iterates, res.iterates)
+        write_array(writes["--iterates"], storable(writes["--iterates"], res.iterates),
+                    "--iterates")
     if res.std is not None:
-        write_array(Path(ns.output).with_suffix(".std" + Path(ns.output).suffix), res.std)
+        write_array(writes["std file"], storable(writes["std file"], res.std), "std file")
     if not ns.quiet:
         m = ", ".join(f"{k}={v:.4g}" for k, v in res.metrics.items())
-        print(f"wrote {ns.output} and {side}: {ns.method} on {op.name}, "
+        print(f"wrote {ns.output} and {written}: {ns.method} on {op.name}, "
               f"{res.provenance['timings']['total_s']:.2f} s, {m}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 2 user error)."""
+    """Entry point of ``napari-invrec``.
+
+    Parameters
+    ----------
+    argv
+        The arguments after the program name (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 done, 2 a user error (printed as one line on stderr). Errors of
+        argument syntax are argparse's (``SystemExit(2)`` with the usage); anything else that
+        escapes is a bug and keeps its traceback.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         from .core.errors import InvRecError
@@ -367,13 +399,14 @@ def main(argv: list[str] | None = None) -> int:
         from .core.operators import OPERATORS
 
         op_name, m_name = _peek(argv, "operator"), _peek(argv, "method")
-        spec, spec_arrays = (None, {})
+        spec, spec_arrays, side = None, {}, None
         if argv and argv[0] == "reconstruct":
-            spec, spec_arrays = _sidecar_operator(_peek(argv, "input"))
-            if op_name is None and spec is not None:
-                op_name = spec.get("operator")
+            spec, spec_arrays, side = read_sidecar(_peek(argv, "input"))
+        named_by = ""
+        if op_name is None and spec is not None:
+            op_name, named_by = spec["operator"], f" (named by the sidecar {str(side)!r})"
         if op_name is not None and op_name not in OPERATORS:
-            raise CLIError(f"unknown operator {op_name!r}; available: "
+            raise CLIError(f"unknown operator {op_name!r}{named_by}; available: "
                            f"{', '.join(sorted(OPERATORS))}")
         if m_name is not None and m_name not in METHODS:
             raise CLIError(f"unknown method {m_name!r}; available: {', '.join(sorted(METHODS))}")
@@ -395,9 +428,10 @@ def main(argv: list[str] | None = None) -> int:
         if ns.method is None:
             raise CLIError("--method is required; see `napari-invrec list --operator "
                            f"{ns.operator}`")
-        return _cmd_reconstruct(ns, spec, spec_arrays)
+        return _cmd_reconstruct(ns, spec, spec_arrays, side)
     except (CLIError, InvRecError) as e:
-        print(f"napari-invrec: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split())  # one line, whatever the raiser wrote
+        print(f"napari-invrec: error: {message}", file=sys.stderr)
         return 2
 
 

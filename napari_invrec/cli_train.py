@@ -15,7 +15,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from .cli import CLIError, read_array
+from .cli_files import CLIError, read_array
 
 __all__ = ["add_train_parser", "cmd_train", "spec_from_args"]
 

@@ -14,10 +14,10 @@ from napari_invrec.core.analysis import psnr
 from napari_invrec.core.data import shepp_logan
 from napari_invrec.core.errors import InputError
 from napari_invrec.core.methods.blind import gaussian_kernel, kernel_width, project_simplex
-from napari_invrec.core.methods.tv_ops import tv
 from napari_invrec.core.operators import OPERATORS, NoiseParams, make_operator
 from napari_invrec.core.operators.blur import Blur
 from napari_invrec.core.operators.registry import operator_from_spec
+from napari_invrec.core.tv import tv
 
 
 def run(method: str, y, op, *, x0=None, **kw):

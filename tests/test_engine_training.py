@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -141,6 +142,38 @@ def test_bad_specs_raise_input_error_at_once(kw, match):
     with pytest.raises(InputError, match=match):
         run_training(_spec(**{"name": "eng-bad", **kw}))
     assert "eng-bad" not in read_manifest()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"width": 3000, "depth": 3}, r"above the limit of 64,000,000"),
+    ({"width": 100000}, r"'width'.*integer in 0\.\.4096"),
+    ({"depth": 4096}, r"more than [\d,]+ parameter tensors"),
+    ({"widht": 4}, r"unknown dncnn kwargs.*'widht'"),
+])
+def test_arch_kwargs_the_registry_would_not_load_are_refused_before_training(
+        tmp_path, monkeypatch, kwargs, match):
+    """Weights trained with these kwargs could never be loaded: refused before the network is
+    built for real, before any file is written."""
+    from napari_invrec.core.models import ARCHITECTURES, DnCNN
+    from napari_invrec.engine.training import prepare_training
+
+    real_builds: list = []
+
+    class Spy(DnCNN):
+        def __init__(self, in_channels: int = 1, out_channels: int = 1, width: int = 32,
+                     depth: int = 10) -> None:
+            if torch.empty(0).device.type != "meta":
+                real_builds.append((width, depth))
+            super().__init__(in_channels, out_channels, width, depth)
+
+    monkeypatch.setitem(ARCHITECTURES, "dncnn", Spy)
+    spec = _spec("eng-huge", arch="dncnn", out=str(tmp_path / "w.pt"), register=False)
+    with pytest.raises(InputError, match=f"bad arch_kwargs for 'dncnn':.*{match}.*--arch-kwargs"):
+        prepare_training(dataclasses.replace(spec, arch_kwargs=kwargs))
+    assert not real_builds and not any(tmp_path.iterdir())
+    plan = prepare_training(dataclasses.replace(spec, arch_kwargs={"width": 4, "depth": 2}))
+    plan.loop.close()
+    assert real_builds == [(4, 2)]  # the spy sees real builds: valid kwargs still train
 
 
 @pytest.mark.parametrize("arr, match", [

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from napari_invrec.core.errors import ResourceError
 from napari_invrec.engine.history import IterateHistory
 
 
@@ -48,8 +49,15 @@ def test_wants_skips_unneeded_steps():
 
 def test_frame_larger_than_budget_is_a_clear_error():
     h = IterateHistory(budget_bytes=100)
-    with pytest.raises(MemoryError, match="budget"):
+    with pytest.raises(ResourceError, match="raise the budget"):
         h.add(1, _frame(1.0))
+
+
+def test_extra_streams_over_the_budget_keep_the_iterate_alone():
+    x = np.zeros((4, 4), np.float32)
+    h = IterateHistory(budget_bytes=x.nbytes)
+    h.add(1, {"x": x, "x0_hat": np.ones((4, 4), np.float32)})
+    assert h.streams() == ["x"] and h.nbytes == x.nbytes
 
 
 def test_multiple_streams_stack_separately():

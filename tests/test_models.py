@@ -107,13 +107,14 @@ def test_missing_corrupt_and_incompatible_weights_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="missing.*napari-invrec train d"):
         load_model("d", manifest=manifest)
     (tmp_path / "gone.pt").rename(tmp_path / "d.pt")
-    bad = dict(entry_dict(entry), kwargs={"width": 16})  # shapes no longer fit
-    bad["sha256"] = ""
+    # incompatible: the file matches its digest, but the entry's kwargs no longer fit it
+    bad = dict(entry_dict(entry), kwargs={"width": 16})
     manifest.write_text(json.dumps({"weights": [bad]}))
     with pytest.raises(InputError, match="incompatible.*napari-invrec train"):
         load_model("d", manifest=manifest)
+    # corrupt: the file no longer matches the entry's digest
     manifest.write_text(json.dumps({"weights": [dict(entry_dict(entry), sha256="0" * 64)]}))
-    with pytest.raises(InputError, match="sha256"):
+    with pytest.raises(InputError, match="sha256.*corrupt"):
         load_model("d", manifest=manifest)
     manifest.write_text("{not json")
     with pytest.raises(InputError, match="malformed"):

@@ -106,8 +106,14 @@ def test_shapes_and_dtypes(op):
     z = op.A_adjoint(y)
     assert z.shape == x.shape and z.dtype == op.image_dtype
     assert op.A_pinv(y).shape == x.shape
-    # channels and batch elements are independent
-    torch.testing.assert_close(op.A(x[1:2, 1:2]), y[1:2, 1:2], rtol=1e-5, atol=1e-6)
+    # channels and batch elements are independent. One element alone takes another code path
+    # (GEMV instead of GEMM, an unbatched FFT), so the two round differently: each output is a
+    # sum over the n image pixels, whose float32 error is at most n * eps * ||A|| ||x||
+    # (Higham, Thm 3.5), with ||A|| ||x|| ~ ||A x|| for a random x. Coupling would be O(1).
+    one = op.A(x[1:2, 1:2])
+    n = x[0, 0].numel()
+    bound = n * torch.finfo(torch.float32).eps * float(nrm(y[1:2, 1:2]))
+    assert float((one - y[1:2, 1:2]).abs().max()) <= bound
 
 
 def test_adjointness(op):

@@ -20,9 +20,9 @@ from napari_invrec.core.denoisers import (
 from napari_invrec.core.errors import InputError
 from napari_invrec.core.methods import METHODS
 from napari_invrec.core.methods.pnp import dpir_schedule, normal_solver
-from napari_invrec.core.methods.tv_ops import prox_tv, tv
 from napari_invrec.core.operators import NoiseParams, make_operator
 from napari_invrec.core.params import make_params
+from napari_invrec.core.tv import prox_tv, tv
 
 SIGMA = 0.02
 

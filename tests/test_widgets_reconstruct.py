@@ -307,3 +307,31 @@ def test_stack_lazy_and_eager_modes(make_napari_viewer, blurred_planes, wait_idl
     eager = viewer.layers["adjoint · blur [all planes]"].data
     assert eager.shape == (4, 64, 64) and sorted(set(computed)) == [0, 1, 2, 3]
     np.testing.assert_allclose(eager, np.asarray(lazy.data), atol=1e-5)
+
+
+def test_cancel_acts_inside_a_long_step(make_napari_viewer, qtbot, truth, monkeypatch, notes):
+    """Cancel reaches the engine's cancel points: a blind-deconv run of one outer step with
+    thousands of inner iterations stops inside that step and reports a cancel, not an error."""
+    from napari_invrec.core.methods import blind
+
+    viewer, w = _setup(make_napari_viewer, truth, "blind-blur")
+    inner = {"n": 0, "at_cancel": None}
+    real = blind.tv_fista
+
+    def counting(*a, **k):
+        for s in real(*a, **k):
+            inner["n"] += 1
+            yield s
+
+    monkeypatch.setattr(blind, "tv_fista", counting)
+    n_layers = len(viewer.layers)
+    w.method.value = "blind-deconv"
+    w.method_form.set_values({"iters": 1, "x_iters": 5000, "k_iters": 5000})
+    w.run()
+    qtbot.waitUntil(lambda: inner["n"] >= 5, timeout=20000)
+    w.cancel()
+    inner["at_cancel"] = inner["n"]
+    qtbot.waitUntil(lambda: not w.controller.running, timeout=5000)
+    assert inner["n"] <= inner["at_cancel"] + 1  # stopped at the next inner iteration
+    assert any("cancelled" in m for m in notes()) and not any("failed" in m for m in notes())
+    assert len(viewer.layers) == n_layers

@@ -120,7 +120,11 @@ def test_cancel_stops_within_a_step_and_registers_nothing(make_napari_viewer, qt
          checkpoint=str(ckpt), **TINY)
     worker = w.train()
     steps = []
-    worker.yielded.connect(lambda s: steps.append(s.step))
+    # counted in the worker's thread as it yields (a queued slot would lag behind the worker
+    # by however many signals the busy event loop has not delivered yet)
+    from qtpy.QtCore import Qt
+
+    worker.yielded.connect(lambda s: steps.append(s.step), Qt.ConnectionType.DirectConnection)
     qtbot.waitUntil(lambda: len(steps) >= 3, timeout=30000)
     w.cancel()
     at_cancel = max(steps)

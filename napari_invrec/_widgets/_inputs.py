@@ -179,9 +179,10 @@ class OperatorPanel(Container):
         return operator_params(self.operator.value)
 
     def _on_operator(self, *_: Any) -> None:
+        form = ParamsForm(self._params_cls(), name="operator_params")  # before the old one goes
         idx = self.index(self.form)
         self.remove(self.form)
-        self.form = ParamsForm(self._params_cls(), name="operator_params")
+        self.form = form
         self.form.changed.connect(self._update_layer_combos)
         self.insert(idx, self.form)
         self._update_layer_combos()
@@ -210,14 +211,15 @@ class OperatorPanel(Container):
 
     # ------------------------------------------------------------------ building
     def arrays(self, shape: tuple[int, int]) -> dict[str, np.ndarray]:
-        """Array parameters from the mask/kernel layers for an image of ``shape``."""
+        """Array parameters from the mask/kernel layers for an image of ``shape``: copies, so
+        that editing a layer later cannot change an operator built from it."""
         roles = array_roles(self.form.params_cls)
         out = {}
         if self._role_active("mask") and self.mask_layer.value is not None:
             out[roles["mask"].name] = mask_from_layer(self.mask_layer.value, shape)
         if self._role_active("kernel") and self.kernel_layer.value is not None:
             out[roles["kernel"].name] = kernel_from_layer(self.kernel_layer.value)
-        return out
+        return {k: np.array(v, copy=True) for k, v in out.items()}
 
     def build(self, shape: tuple[int, int], device: str | None = None, **arrays: Any) -> Any:
         """The operator for images of ``shape`` (``device``: ``None``/``"auto"`` = best);

@@ -1,21 +1,37 @@
-"""Report errors and outcomes to the user: a napari notification plus the widget's status line."""
+"""Report errors and outcomes to the user: a napari notification plus the widget's status line.
+
+Every error a dock meets is reported once, as one line: the package's own errors
+(:class:`~napari_invrec.core.errors.InvRecError`) with their message as it is, anything else as
+``Type: message`` (its traceback goes to the ``napari_invrec`` logger, not to a dialog).
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import InvRecError
 
-__all__ = ["notify_error", "notify_info", "guarded", "error_message"]
+__all__ = ["notify_error", "notify_info", "guarded", "error_message", "report_error",
+           "widget_deleted"]
+
+_log = logging.getLogger("napari_invrec")
 
 
 def error_message(exc: BaseException) -> str:
-    """What the user reads: the message of our own errors, ``Type: message`` for the others."""
+    """What the user reads: the message of our own errors, ``Type: message`` (on one line) for
+    the others."""
     if isinstance(exc, InvRecError):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def widget_deleted(exc: BaseException) -> bool:
+    """Whether ``exc`` is Qt's "wrapped C/C++ object ... has been deleted" (a closed dock)."""
+    return isinstance(exc, RuntimeError) and "has been deleted" in str(exc)
 
 
 def _set_status(status: Any, text: str) -> None:
@@ -43,19 +59,32 @@ def notify_info(message: str, status: Any = None) -> None:
     show_info(message)
 
 
-def guarded(method: Callable) -> Callable:
-    """Decorate a widget method so that an :class:`InvRecError` becomes a notification.
+def report_error(exc: BaseException, status: Any = None, prefix: str = "") -> None:
+    """Notify ``exc`` once as one line (``prefix`` first); log the traceback of unexpected ones.
 
-    The widget's ``status`` attribute (a Label), if any, shows the message too; the method then
-    returns ``None``. Other exceptions propagate (they are bugs, napari reports them).
+    Errors of a dock whose Qt widgets are already deleted are dropped silently.
+    """
+    if widget_deleted(exc):
+        return
+    if not isinstance(exc, InvRecError):
+        _log.error("%s%s", prefix, error_message(exc), exc_info=exc)
+    notify_error(f"{prefix}{error_message(exc)}", status)
+
+
+def guarded(method: Callable) -> Callable:
+    """Decorate a widget method (a button action or an event slot) so that no exception
+    escapes it: each becomes one notification (see :func:`report_error`) and the method
+    returns ``None``.
+
+    The widget's ``status`` attribute (a Label), if any, shows the message too.
     """
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except InvRecError as exc:
-            notify_error(error_message(exc), getattr(self, "status", None))
+        except Exception as exc:  # noqa: BLE001 - the point: nothing escapes to napari
+            report_error(exc, getattr(self, "status", None))
             return None
 
     return wrapper

@@ -1,7 +1,8 @@
 """Compare dock widget: runs table, side-by-side grid, convergence plot, hallucination maps.
 
 Thin: every number comes from :mod:`napari_invrec.engine.compare`; this module only reads the
-form, shows tables and plots, and adds layers on the main thread.
+form, shows tables and plots, and adds layers on the main thread. Layers with malformed plugin
+metadata are not offered as runs or references (:mod:`._meta`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from ..engine.compare import (
     map_layer,
     metric_rows,
 )
-from ..engine.layers import invrec_meta
+from ._meta import checked_meta, layer_kind, layer_meta, usable_layers
+from ._notify import guarded, notify_info, report_error
+from ._runs import dock_alive, run_once
 from .plots import PlotCanvas, style_legend
 
 if TYPE_CHECKING:
@@ -45,6 +48,10 @@ def _show_error(message: str) -> None:
     from napari.utils.notifications import show_error
 
     show_error(message)
+
+
+def _copy(a: Any) -> Any:
+    return None if a is None else np.array(a, copy=True)
 
 
 class CompareWidget(Container):
@@ -111,9 +118,10 @@ class CompareWidget(Container):
         for ev in (self._viewer.layers.events.inserted, self._viewer.layers.events.removed):
             ev.disconnect(self._on_layers_changed)
 
+    @guarded
     def _on_layers_changed(self, event: Any = None) -> None:
         layer = getattr(event, "value", None)
-        if layer is not None and invrec_meta(getattr(layer, "metadata", {})).get("kind") in (
+        if layer is not None and layer_kind(layer) in (
                 "live", "history", "extra", "std", "samples", "hallucination"):
             return  # nothing to compare changed; keeps long runs from re-scoring every layer
         self.refresh()
@@ -124,7 +132,8 @@ class CompareWidget(Container):
     def _image_names(self, *_: Any) -> list[str]:
         from napari.layers import Image
 
-        return [layer.name for layer in self._viewer.layers if isinstance(layer, Image)]
+        return [layer.name for layer in usable_layers(self._viewer.layers)
+                if isinstance(layer, Image)]
 
     def _default_reference(self, names: list[str]) -> str | None:
         for run in self.runs:
@@ -138,11 +147,12 @@ class CompareWidget(Container):
         if name is None or name not in self._viewer.layers:
             return None
         layer = self._viewer.layers[name]
-        return layer_image(layer.data, layer.metadata)
+        return layer_image(layer.data, {"invrec": checked_meta(layer)})
 
+    @guarded
     def refresh(self, *_: Any) -> None:
         """Re-read the result layers, reference choices, metrics table and convergence plot."""
-        self.runs = find_runs(self._viewer.layers)
+        self.runs = find_runs(usable_layers(self._viewer.layers))
         names = self._image_names()
         self._updating = True
         try:
@@ -288,41 +298,45 @@ class CompareWidget(Container):
         """Start computing the chosen map in a worker; the layer is added when it returns.
 
         Returns the worker (``None`` when the form is incomplete: a notification says why).
+        The map is not added if the run's layer was removed or the viewer closed meanwhile.
         """
-        from napari.qt.threading import create_worker
-
         kind, run_name = self._map_kind.value, self._map_run.value
         run = next((r for r in self.runs if r.name == run_name), None)
         if run is None:
             _show_error("choose a run (a result layer) for the hallucination map")
             return None
-        ref = self.reference_array()
         try:
+            ref = self.reference_array()
             check_map_inputs(kind, run.result, ref, run.measurement)
         except InvRecError as err:
             _show_error(str(err))
             return None
-        scale = (self._viewer.layers[run.name].scale if run.name in self._viewer.layers
-                 else None)
+        run_layer = self._viewer.layers[run.name] if run.name in self._viewer.layers else None
+        scale = run_layer.scale if run_layer is not None else None
+        ref_name = self._reference.value
 
         def done(data: np.ndarray) -> None:
-            self._add_map(map_layer(kind, run.name, data, reference_name=self._reference.value,
+            if run_layer is not None and run_layer not in self._viewer.layers:
+                notify_info(f"the {kind} map of {run.name!r} was not added: the run's layer "
+                            "was removed")
+                return
+            self._add_map(map_layer(kind, run.name, data, reference_name=ref_name,
                                     scale=scale))
 
-        self._worker = create_worker(hallucination_map, kind, run.meta, run.result, ref,
-                                     run.measurement,
-                                     _connect={"returned": done, "errored": self._on_error})
+        # copies: the worker never reads a layer's buffer
+        self._worker = run_once(hallucination_map, kind, run.meta, _copy(run.result),
+                                _copy(ref), _copy(run.measurement), on_return=done,
+                                on_error=self._on_error, alive=dock_alive(self, self._viewer))
         return self._worker
 
     def _on_error(self, err: BaseException) -> None:
-        msg = str(err) if isinstance(err, InvRecError) else f"{type(err).__name__}: {err}"
-        _show_error(f"hallucination map failed: {msg}")
+        report_error(err, prefix="hallucination map failed: ")
 
     def _add_map(self, layer_tuple: tuple) -> None:
         data, kwargs, _ = layer_tuple
         name = kwargs["name"]
         layers = self._viewer.layers
-        if name in layers and invrec_meta(layers[name].metadata).get("kind") == "hallucination":
+        if name in layers and (layer_meta(layers[name]) or {}).get("kind") == "hallucination":
             layer = layers[name]
             layer.data = data
             layer.colormap = kwargs["colormap"]

@@ -6,7 +6,9 @@ widget, labelled with the field name and with the field's doc as tooltip:
 * ``bool`` -> :class:`~magicgui.widgets.CheckBox`;
 * ``choices`` -> :class:`~magicgui.widgets.ComboBox`; callable ``choices`` (e.g. the installed
   network weights) are re-read by the combo's ``reset_choices`` and, in every open form, by
-  :func:`refresh_choices` (called after new weights are registered);
+  :func:`refresh_choices` (called after new weights are registered). A callable that raises
+  (e.g. a broken weights manifest) gives the field's default as the only choice and one
+  notification per form, so a form can always be built;
 * ``int`` -> :class:`~magicgui.widgets.SpinBox` with the field's ``min``/``max``/``step``;
 * ``float`` -> a :class:`~magicgui.widgets.LineEdit` parsed as a float. Regularisation weights,
   noise levels and photon counts span decades (``1e-4`` ... ``1e6``); a text field shows them in
@@ -26,14 +28,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, SpinBox, Widget
 
 from ..core.errors import InputError
 from ..core.params import choices_of, make_params
+from ._notify import error_message, notify_error
 
-__all__ = ["ParamsForm", "applicable_values", "format_float", "gui_fields", "refresh_choices"]
+__all__ = ["ParamsForm", "applicable_values", "format_float", "gui_fields", "refresh_choices",
+           "safe_choices"]
 
 _INT_LIMIT = 2 ** 31 - 1
 _INVALID_STYLE = "border: 1px solid #e05050;"
@@ -136,14 +141,27 @@ def _parse(text: str, kind: str, f: dataclasses.Field) -> Any:
                          f"{_as_text(f.default, kind) or '1e-3'}") from None
 
 
-def _make_widget(f: dataclasses.Field, kind: str) -> Widget:
+def safe_choices(f: dataclasses.Field, report: Callable[[str], None] | None = None) -> list:
+    """The allowed values of a choice field. A ``choices`` callable that raises gives the
+    fallback ``[default]`` (``[]`` without a default) and ``report(message)``."""
+    try:
+        return list(choices_of(f) or ())
+    except Exception as exc:  # noqa: BLE001 - any failure of user-installed data
+        if report is not None:
+            report(f"{f.name}: its choices could not be read ({error_message(exc)}); only the "
+                   "default is offered")
+        return [f.default] if f.default is not None else []
+
+
+def _make_widget(f: dataclasses.Field, kind: str,
+                 report: Callable[[str], None] | None = None) -> Widget:
     m = f.metadata
     common = {"name": f.name, "label": f.name, "tooltip": _tooltip(f, kind)}
     if kind == "choice":
-        allowed = list(choices_of(f) or ())
+        allowed = safe_choices(f, report)
         value = f.default if f.default in allowed else (allowed[0] if allowed else None)
         if callable(m.get("choices")):
-            return ComboBox(value=value, choices=lambda _w: list(choices_of(f) or ()), **common)
+            return ComboBox(value=value, choices=lambda _w: safe_choices(f, report), **common)
         return ComboBox(value=value, choices=allowed, **common)
     if kind == "bool":
         return CheckBox(value=f.default, **common)
@@ -178,8 +196,9 @@ class ParamsForm(Container):
         self._fields = {f.name: f for f in gui_fields(params_cls)}
         self._kinds = {n: _kind(f) for n, f in self._fields.items()}
         self._widgets: dict[str, Widget] = {}
+        self._reported: set[str] = set()
         for name, f in self._fields.items():
-            w = _make_widget(f, self._kinds[name])
+            w = _make_widget(f, self._kinds[name], self._report)
             w.changed.connect(self._on_change)
             self._widgets[name] = w
             self.append(w)
@@ -188,6 +207,12 @@ class ParamsForm(Container):
         if values:
             self.set_values(values)
         self._update_visibility()
+
+    def _report(self, message: str) -> None:
+        """One notification per distinct problem and form (choices are re-read often)."""
+        if message not in self._reported:
+            self._reported.add(message)
+            notify_error(message)
 
     # ------------------------------------------------------------------ state
     @property

@@ -3,10 +3,13 @@
 A measurement simulated by the plugin carries its operator (``metadata["invrec"]``), which is
 rebuilt as it is and shown read-only; for other ("real") data the user picks the operator. The
 run is :func:`napari_invrec.engine.runner.run` in a ``GeneratorWorker``: a single live layer
-follows the throttled previews, and at the end the live layer is replaced by the result layers
-(:func:`napari_invrec.engine.layers.result_layers`). Cancel stops between two steps and adds
-nothing; errors become notifications. 3-D measurement layers (``(T, H, W)`` stacks, typically
-dask) are reconstructed plane by plane in one of :data:`STACK_MODES`.
+follows the throttled previews (until the user removes it), and at the end the live layer is
+replaced by the result layers (:func:`napari_invrec.engine.layers.result_layers`). Cancel stops
+between two steps and adds nothing; errors become notifications. Run snapshots its inputs (the
+measurement, mask/kernel and reference layers are copied), so editing a layer mid-run changes
+nothing and the provenance describes what ran. Closing the viewer or the dock mid-run quits the
+worker and touches no layer. 3-D measurement layers (``(T, H, W)`` stacks, typically dask) are
+reconstructed plane by plane in one of :data:`STACK_MODES` (:mod:`._stack_runs`).
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ from ..engine.device import gui_thread_budget
 from ..engine.runner import prepare_measurement
 from ..engine.runner import run as run_engine
 from ._inputs import LayerCombo, OperatorPanel, heading, labelled, layer_by_name
-from ._notify import error_message, guarded, notify_error, notify_info
-from ._runs import DisplayThrottle, RunController
+from ._meta import checked_meta, layer_kind, layer_meta
+from ._notify import guarded, notify_error, notify_info, report_error
+from ._runs import DisplayThrottle, RunController, dock_alive
+from ._stack_runs import EAGER, LAZY, PLANE, STACK_MODES, StackRuns
 from .forms import ParamsForm, applicable_values
 
 __all__ = ["ReconstructWidget", "STACK_MODES", "run_engine"]
 
-PLANE, LAZY, EAGER = "plane in view", "all planes (lazy)", "all planes now"
-STACK_MODES = (PLANE, LAZY, EAGER)
 _TOTAL_FIELDS = ("iters", "n_iters", "steps", "n_steps", "iterations")
 
 
@@ -50,7 +53,7 @@ def _describe(spec: dict) -> str:
     name = spec.get("operator", "?")
     try:
         vals = applicable_values(operator_params(name), {
-            k: v for k, v in spec.get("params", {}).items() if not isinstance(v, dict)})
+            k: v for k, v in (spec.get("params") or {}).items() if not isinstance(v, dict)})
     except InputError:
         vals = {}
     inner = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
@@ -58,7 +61,7 @@ def _describe(spec: dict) -> str:
     return f"{name} ({inner})" if inner else name
 
 
-class ReconstructWidget(Container):
+class ReconstructWidget(StackRuns, Container):
     """Dock widget: measurement + operator + method + device -> background run -> result layers.
 
     Attributes
@@ -78,8 +81,9 @@ class ReconstructWidget(Container):
         super().__init__(labels=False)
         self.viewer = viewer
         self.runs: list[dict] = []
-        self.controller = RunController()
+        self.controller = RunController(alive=dock_alive(self, viewer))
         self._live: Any = None
+        self._live_dropped = False  # the user removed this run's live layer
         self._live_throttle = DisplayThrottle(max_hz=30.0, duty=0.25)
         self._text_throttle = DisplayThrottle(max_hz=10.0, duty=0.1)
         self._run_info: dict = {}
@@ -124,17 +128,26 @@ class ReconstructWidget(Container):
         self.pause_button.changed.connect(self.toggle_pause)
         self.cancel_button.changed.connect(self.cancel)
         viewer.layers.events.inserted.connect(self._on_inserted)
+        self.native.destroyed.connect(self._on_destroyed)
         for layer in reversed(viewer.layers):
             if self._select_if_measurement(layer):
                 break
         self._on_measurement()
 
+    def _on_destroyed(self, *_: Any) -> None:
+        """The dock is deleted: quit its worker and stop following the viewer's layers."""
+        self.controller.shutdown()
+        try:
+            self.viewer.layers.events.inserted.disconnect(self._on_inserted)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+
     # ------------------------------------------------------------------ form state
     def _meta(self) -> dict:
-        from ..engine.layers import invrec_meta
-
+        """The measurement's plugin metadata for the form (``{}`` if absent or malformed; Run
+        refuses a malformed one with :func:`~._meta.checked_meta`)."""
         layer = self.measurement.value
-        return invrec_meta(layer.metadata) if layer is not None else {}
+        return (layer_meta(layer) or {}) if layer is not None else {}
 
     def _stored_spec(self) -> dict | None:
         meta = self._meta()
@@ -159,20 +172,16 @@ class ReconstructWidget(Container):
         return method_params(self.method.value) if self.method.value else _NoParams
 
     def _select_if_measurement(self, layer: Any) -> bool:
-        from ..engine.layers import invrec_meta
-
-        if invrec_meta(layer.metadata).get("kind") != "measurement":
+        if layer_kind(layer) != "measurement":  # malformed metadata: never picked by itself
             return False
         self.measurement.value = layer
         return True
 
+    @guarded
     def _on_inserted(self, event: Any) -> None:
         """A new measurement layer (e.g. just simulated) becomes the selected measurement."""
-        try:
-            if not self.controller.running:
-                self._select_if_measurement(event.value)
-        except RuntimeError:  # the widget was deleted before the viewer
-            pass
+        if not self.controller.running:
+            self._select_if_measurement(event.value)
 
     def _measurement_ndim(self) -> int:
         """Axes of one measurement of the current operator (2, or 3 for coils/patterns)."""
@@ -195,7 +204,14 @@ class ReconstructWidget(Container):
         return (layer is not None and not getattr(layer, "rgb", False)
                 and layer.ndim == self._measurement_ndim() + 1)
 
+    @guarded
     def _on_measurement(self, *_: Any) -> None:
+        layer = self.measurement.value
+        if layer is not None:
+            try:
+                checked_meta(layer)
+            except InputError as err:  # chosen, but unusable: say why (Run refuses it too)
+                notify_error(str(err), self.status)
         spec = self._stored_spec()
         self.op_label.value = (f"operator: {_describe(spec)}, as stored with the measurement"
                                if spec else "")
@@ -207,25 +223,48 @@ class ReconstructWidget(Container):
             self.reference.value = gt
         self._refresh_methods()
 
+    @guarded
     def _refresh_methods(self, *_: Any) -> None:
         self.method.reset_choices()
-        if self.method_form.params_cls is not self._method_params():
+        if self._form_is_stale():
             self._on_method()
 
+    def _form_is_stale(self) -> bool:
+        """Whether the method form was built for another method than the selected one."""
+        try:
+            return self.method_form.params_cls is not self._method_params()
+        except InputError:
+            return True
+
     def _on_method(self, *_: Any) -> None:
+        """Rebuild the method form for the selected method; if that fails, an empty form takes
+        its place (Run then refuses: it never meets another method's form)."""
+        try:
+            form = ParamsForm(self._method_params(), name="method_params")
+        except Exception as exc:  # noqa: BLE001 - reported; the old form must go regardless
+            report_error(exc, self.status, prefix=f"the form of {self.method.value!r} could "
+                                                  "not be built: ")
+            form = ParamsForm(_NoParams, name="method_params")
         idx = self.index(self.method_form)
         self.remove(self.method_form)
-        self.method_form = ParamsForm(self._method_params(), name="method_params")
+        self.method_form = form
         self.insert(idx, self.method_form)
 
+    def budget_bytes(self) -> int:
+        """The iterate-history budget of the form, bytes (every kind of run uses it)."""
+        return int(self.budget.value) * 2 ** 20
+
     # ------------------------------------------------------------------ inputs
-    def _operator(self, measurement_shape: tuple[int, ...], measurement: Any = None) -> Any:
+    def _operator(self, measurement_shape: tuple[int, ...], measurement: Any = None,
+                  meta: dict | None = None) -> Any:
         """The operator for one measurement of ``measurement_shape`` (real data: array
-        parameters the family derives from ``measurement``, e.g. estimated coil maps)."""
+        parameters the family derives from ``measurement``, e.g. estimated coil maps), from the
+        measurement's checked metadata ``meta`` (default: the selected layer's)."""
         from ..core.operators.registry import operator_from_spec
         from ..engine.device import choose_device
 
-        spec = self._stored_spec()
+        meta = self._meta() if meta is None else meta
+        spec = meta.get("operator") if meta.get("kind") == "measurement" else None
         if spec is None:
             cls = self.op_panel.operator_class()
             params = self.op_panel.params()
@@ -237,7 +276,8 @@ class ReconstructWidget(Container):
         if stored != tuple(measurement_shape):
             raise InputError(f"the stored operator is for measurements of shape {stored} but "
                              f"the layer holds {tuple(measurement_shape)}")
-        return operator_from_spec(spec, self._meta().get("arrays"),
+        arrays = {k: np.array(v, copy=True) for k, v in (meta.get("arrays") or {}).items()}
+        return operator_from_spec(spec, arrays or None,
                                   device=choose_device(str(self.device.value)))
 
     def _plane_index(self, layer: Any) -> int:
@@ -257,14 +297,14 @@ class ReconstructWidget(Container):
         if arr.shape != tuple(shape):
             raise InputError(f"reference {ref.name!r} has shape {arr.shape} but the image is "
                              f"{tuple(shape)}; pick another reference or 'none'")
-        return arr
+        return np.array(arr, copy=True)  # a snapshot: editing the layer mid-run changes nothing
 
     # ------------------------------------------------------------------ actions
     @guarded
     def run(self, *_: Any) -> Any:
         """Start a run from the current settings; returns the worker (``None`` if refused)."""
         from ..core.validation import check_image_array
-        from ..engine.layers import measurement_from_layer, run_name
+        from ..engine.layers import run_name
         from ..engine.stack import plane_chunks
 
         if self.controller.running:
@@ -272,7 +312,8 @@ class ReconstructWidget(Container):
         layer = self.measurement.value
         if layer is None:
             raise InputError("no measurement layer: simulate one or open an image")
-        data = measurement_from_layer(layer.data, layer.metadata)
+        meta = checked_meta(layer)  # malformed metadata: refused, with the reason
+        data = meta["complex_data"] if meta.get("complex_data") is not None else layer.data
         shape = tuple(data.shape)  # never np.size/np.asarray here: a dask stack stays lazy
         m_ndim = self._measurement_ndim()
         if getattr(layer, "rgb", False) or len(shape) not in (m_ndim, m_ndim + 1) or 0 in shape:
@@ -283,7 +324,17 @@ class ReconstructWidget(Container):
                              f"{m_ndim}-D measurements are not supported; pick one measurement")
         if not self.method.value:
             raise InputError(f"no method supports the operator {self.operator_name()!r}")
-        op = self._operator(shape[1:] if stack else shape, None if stack else data)
+        if self._form_is_stale():
+            self._on_method()
+            if self._form_is_stale():
+                raise InputError(f"the parameter form of {self.method.value!r} could not be "
+                                 "built; pick the method again or another method")
+        # snapshot: the worker never reads a layer's buffer, so editing a layer mid-run
+        # changes nothing and the provenance describes what ran (dask stacks are immutable)
+        if stack and isinstance(data, np.ndarray):
+            data = data.copy()
+        y = None if stack else np.array(data, copy=True)
+        op = self._operator(shape[1:] if stack else shape, y, meta)
         method = str(self.method.value)
         params = self.method_form.params()
         name = run_name(method, op.name)
@@ -294,24 +345,24 @@ class ReconstructWidget(Container):
             if self.stack_mode.value == EAGER:
                 return self._start_eager(data, op, method, name)
             plane = self._plane_index(layer)
-            data = np.asarray(plane_chunks(data)[plane].compute())
+            y = np.array(plane_chunks(data)[plane].compute(), copy=True)
             name = f"{name} [plane {plane}]"
-        y = np.asarray(data)
         prepare_measurement(y, op)  # NaN, shape, dtype: refuse before any worker starts
         reference = self._reference(op.shape, plane)
-        meta = self._meta()
         gt = meta.get("ground_truth") or (self.reference.value.name
                                           if self.reference.value is not None else None)
         self._run_info = {"name": name, "method": method, "params": params, "step": 0,
                           "t0": time.perf_counter(), "contrast": self._contrast()}
+        self._live, self._live_dropped = None, False
         self._set_running(True)
         return self.controller.start(
             run_engine, y, op, method, params, seed=int(self.seed.value), reference=reference,
-            budget_bytes=int(self.budget.value) * 2 ** 20, noise=meta.get("noise"),
+            budget_bytes=self.budget_bytes(), noise=meta.get("noise"),
             threads=gui_thread_budget(),
             ground_truth=gt, total=_total(self.method_form.values()), desc=name,
             on_yield=self._on_progress, on_return=self._on_result, on_error=self._on_error,
-            on_cancel=self._on_cancel, on_finish=self._on_finish, on_pause=self._on_pause)
+            on_cancel=self._on_cancel, on_finish=self._on_finish, on_pause=self._on_pause,
+            cancellable=True)
 
     def _contrast(self) -> tuple[float, float] | None:
         ref = self.reference.value
@@ -356,8 +407,12 @@ class ReconstructWidget(Container):
             self._text_throttle.done(started)
         if prog.preview is None or not self._live_throttle.ready(last):
             return
+        if self._live is not None and self._live not in self.viewer.layers:
+            self._live, self._live_dropped = None, True  # removed by the user: stays removed
+        if self._live_dropped:
+            return
         started = time.perf_counter()
-        if self._live is None or self._live not in self.viewer.layers:
+        if self._live is None:
             kw = {"contrast_limits": self._run_info["contrast"]} if self._run_info.get(
                 "contrast") else {}
             self._live = self.viewer.add_image(
@@ -393,8 +448,7 @@ class ReconstructWidget(Container):
 
     def _on_error(self, exc: BaseException) -> None:
         self._remove_live()
-        notify_error(f"{self._run_info.get('name', 'run')} failed: {error_message(exc)}",
-                     self.status)
+        report_error(exc, self.status, prefix=f"{self._run_info.get('name', 'run')} failed: ")
 
     def _on_cancel(self) -> None:
         self._remove_live()
@@ -403,68 +457,6 @@ class ReconstructWidget(Container):
 
     def _on_finish(self) -> None:
         self._set_running(False)
-
-    # ------------------------------------------------------------------ stacks
-    def _stack_kwargs(self) -> dict:
-        return {"seed": int(self.seed.value), "history_budget": 2 ** 20,
-                "threads": gui_thread_budget(),
-                **self.method_form.values()}
-
-    def _stack_meta(self, op: Any, method: str, mode: str) -> dict:
-        from ..core.params import to_dict
-
-        return {"invrec": {"kind": "stack", "mode": mode, "method": method,
-                           "operator": op.spec(), "seed": int(self.seed.value),
-                           "params": to_dict(self.method_form.params())}}
-
-    def _stack_contrast(self, op: Any) -> tuple[float, float]:
-        layer = self.measurement.value
-        if self.reference.value is not None:
-            return tuple(self.reference.value.contrast_limits)
-        if not op.complex_measurement and layer is not None:
-            return tuple(layer.contrast_limits)
-        return (0.0, 1.0)
-
-    def _add_lazy(self, data: Any, op: Any, method: str, name: str) -> Any:
-        from ..engine.stack import reconstruct_lazy
-
-        lazy = reconstruct_lazy(data, op, method, **self._stack_kwargs())
-        # explicit contrast limits: napari would otherwise compute every plane to find them
-        layer = self.viewer.add_image(lazy, name=f"{name} [lazy]", colormap="gray",
-                                      contrast_limits=self._stack_contrast(op),
-                                      metadata=self._stack_meta(op, method, "lazy"))
-        notify_info(f"added {layer.name!r}: each plane is reconstructed when viewed",
-                    self.status)
-        return layer
-
-    def _start_eager(self, data: Any, op: Any, method: str, name: str) -> Any:
-        from ..engine.stack import reconstruct_eager
-
-        n = int(np.prod(data.shape[:-2]))
-        meta = self._stack_meta(op, method, "eager")
-        self._run_info = {"name": f"{name} [all planes]", "method": method, "step": 0,
-                          "t0": time.perf_counter(), "contrast": self._stack_contrast(op)}
-
-        def on_plane(done_total: tuple[int, int]) -> None:
-            done, total = done_total
-            self._run_info["step"] = done
-            self.progress.max = total
-            self.progress.value = done
-            self.status.value = f"plane {done}/{total}"
-
-        def on_done(stack: np.ndarray) -> None:
-            info = self._run_info
-            layer = self.viewer.add_image(stack, name=info["name"], colormap="gray",
-                                          contrast_limits=info["contrast"], metadata=meta)
-            notify_info(f"{layer.name}: {n} planes in "
-                        f"{time.perf_counter() - info['t0']:.2f} s", self.status)
-
-        self._set_running(True)
-        return self.controller.start(
-            reconstruct_eager, data, op, method, total=n, desc=self._run_info["name"],
-            on_yield=on_plane, on_return=on_done, on_error=self._on_error,
-            on_cancel=self._on_cancel, on_finish=self._on_finish, on_pause=self._on_pause,
-            **self._stack_kwargs())
 
 
 @dataclasses.dataclass

@@ -30,8 +30,8 @@ from magicgui.widgets import (
 
 from ..core.errors import InputError
 from ._inputs import LayerCombo, heading, labelled
-from ._notify import error_message, guarded, notify_error, notify_info
-from ._runs import DisplayThrottle, RunController
+from ._notify import guarded, notify_info, report_error
+from ._runs import DisplayThrottle, RunController, dock_alive
 from .plots import DARK, PlotCanvas
 
 __all__ = ["TrainWidget", "TASK_CHOICES", "SOURCES", "LAYER", "FOLDER"]
@@ -68,7 +68,7 @@ class TrainWidget(Container):
 
         super().__init__(labels=False)
         self.viewer = viewer
-        self.controller = RunController()
+        self.controller = RunController(alive=dock_alive(self, viewer))
         self.history: dict[str, list] = {}
         self.last_entry: Any = None
         self._info: dict = {}
@@ -140,6 +140,7 @@ class TrainWidget(Container):
         self.source.changed.connect(self._on_source)
         self.train_button.changed.connect(self.train)
         self.cancel_button.changed.connect(self.cancel)
+        self.native.destroyed.connect(self.controller.shutdown)  # closing the dock quits it
         self._on_source()
 
     # ------------------------------------------------------------------ form state
@@ -283,8 +284,7 @@ class TrainWidget(Container):
         notify_info(f"trained {entry.name}: {fig}; now selectable as {use}", self.status)
 
     def _on_error(self, exc: BaseException) -> None:
-        notify_error(f"training {self._info.get('name', '')!r} failed: {error_message(exc)}",
-                     self.status)
+        report_error(exc, self.status, prefix=f"training {self._info.get('name', '')!r} failed: ")
 
     def _on_cancel(self) -> None:
         notify_info(f"training {self._info.get('name', '')!r} cancelled at step "

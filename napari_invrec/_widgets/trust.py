@@ -2,11 +2,13 @@
 
 Thin: the maps, hotspots and calibration come from :mod:`napari_invrec.engine.trust` (which
 reuses the Compare widget's :func:`~napari_invrec.engine.compare.hallucination_map`); this
-module reads the form, starts workers and adds layers on the main thread.
+module reads the form, starts workers and adds layers on the main thread. Layers with malformed
+plugin metadata are not offered as runs, references or maps (:mod:`._meta`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,7 +17,6 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 from ..core.analysis.hotspots import HotspotParams
 from ..core.errors import InputError
 from ..engine.compare import RunInfo, find_runs, layer_image
-from ..engine.layers import invrec_meta
 from ..engine.trust import (
     STD,
     CalibrateParams,
@@ -28,8 +29,9 @@ from ..engine.trust import (
     trust_maps,
 )
 from ._inputs import heading, labelled, layer_by_name
-from ._notify import error_message, guarded, notify_error, notify_info
-from ._runs import RunController
+from ._meta import checked_meta, layer_kind, layer_meta, usable_layers
+from ._notify import guarded, notify_info, report_error
+from ._runs import RunController, dock_alive, run_once
 from .forms import ParamsForm
 
 if TYPE_CHECKING:
@@ -56,7 +58,7 @@ class TrustWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=False)
         self.viewer = viewer
-        self.controller = RunController()
+        self.controller = RunController(alive=dock_alive(self, viewer))
         self.report: Any = None
         self.regions: list = []
         self.maps: dict[str, np.ndarray] = {}
@@ -100,35 +102,36 @@ class TrustWidget(Container):
 
     # ------------------------------------------------------------------ choices
     def _disconnect(self, *_: Any) -> None:
+        self.controller.shutdown()
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.disconnect(self.refresh)
 
     def _runs(self) -> list[RunInfo]:
-        return find_runs(self.viewer.layers)
+        return find_runs(usable_layers(self.viewer.layers))
 
     def _run_names(self, *_: Any) -> list[str]:
-        return [layer.name for layer in self.viewer.layers
-                if invrec_meta(layer.metadata).get("kind") == "result"]
+        return [layer.name for layer in self.viewer.layers if layer_kind(layer) == "result"]
 
     def _image_names(self, *_: Any) -> list[str]:
         from napari.layers import Image
 
-        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image)
-                and invrec_meta(layer.metadata).get("kind") in (None, "result")]
+        return [layer.name for layer in usable_layers(self.viewer.layers)
+                if isinstance(layer, Image) and layer_kind(layer) in (None, "result")]
 
     def _map_names(self, *_: Any) -> list[str]:
         """The run's std layer (made with the run) and its map layers."""
         run = self.run.value
         result = layer_by_name(self.viewer, run)
-        prov = invrec_meta(result.metadata).get("provenance") if result is not None else None
+        prov = (layer_meta(result) or {}).get("provenance") if result is not None else None
         out = []
         for layer in self.viewer.layers:
-            meta = invrec_meta(layer.metadata)
+            meta = layer_meta(layer) or {}
             if (meta.get("kind") == "hallucination" and meta.get("run") == run) or (
                     meta.get("kind") == STD and prov and meta.get("provenance") == prov):
                 out.append(layer.name)
         return out
 
+    @guarded
     def refresh(self, *_: Any) -> None:
         """Re-read the runs, reference images and map layers."""
         try:
@@ -137,6 +140,7 @@ class TrustWidget(Container):
         except RuntimeError:  # the Qt widget was deleted before the viewer
             return
 
+    @guarded
     def _on_run(self, *_: Any) -> None:
         run = self.selected_run()
         gt = run.ground_truth if run is not None else None
@@ -164,17 +168,21 @@ class TrustWidget(Container):
         return None if layer is None else layer.scale
 
     def _image(self, name: str | None) -> np.ndarray | None:
+        """A copy of the image of layer ``name`` (``None`` if there is none)."""
         layer = layer_by_name(self.viewer, name)
-        return None if layer is None else layer_image(layer.data, layer.metadata)
+        if layer is None:
+            return None
+        return np.array(layer_image(layer.data, {"invrec": checked_meta(layer)}), copy=True)
 
     # ------------------------------------------------------------------ maps
     @guarded
     def compute_maps(self, *_: Any) -> Any:
-        """Compute every available map of the run in a worker; returns the worker."""
-        from napari.qt.threading import create_worker
+        """Compute every available map of the run in a worker; returns the worker.
 
+        The maps are not added if the run's layer was removed or the viewer closed meanwhile.
+        """
         run = self._need_run()
-        extra = run_companions(self.viewer.layers, run.provenance)
+        extra = run_companions(usable_layers(self.viewer.layers), run.provenance)
         inputs = {"std": extra.get("std"), "samples": extra.get("samples"),
                   "reference": self._image(self.reference.value),
                   "dc_reference": self._image(self.dc_reference.value),
@@ -183,32 +191,38 @@ class TrustWidget(Container):
             raise InputError(f"no map can be computed for {run.name!r}: choose a ground truth "
                              "or a data-consistent reference, or run a stochastic method")
         scale, ref_name = self._scale(run.name), self.reference.value
+        dc_name, run_layer = self.dc_reference.value, layer_by_name(self.viewer, run.name)
         self.status.value = "computing maps..."
         self.maps = {}
 
         def done(maps: dict) -> None:
+            if run_layer is None or run_layer not in self.viewer.layers:
+                notify_info(f"the maps of {run.name!r} were not added: the run's layer was "
+                            "removed", self.status)
+                return
             self.maps = maps
             for kind, data in maps.items():
                 if kind == STD:  # already shown: the run's own "[std]" layer
                     continue
-                ref = self.dc_reference.value if kind == "null-space difference" else ref_name
+                ref = dc_name if kind == "null-space difference" else ref_name
                 self._put(trust_layer(kind, run.name, data, reference_name=ref, scale=scale))
             self.hot_map.reset_choices()
             notify_info(f"{len(maps)} map(s) of {run.name!r}: {', '.join(maps)}", self.status)
 
         def failed(exc: BaseException) -> None:
-            notify_error(f"trust maps failed: {error_message(exc)}", self.status)
+            report_error(exc, self.status, prefix="trust maps failed: ")
 
-        self._map_worker = create_worker(trust_maps, run.meta, run.result, **inputs,
-                                         _connect={"returned": done, "errored": failed})
+        inputs = {k: None if v is None else np.array(v, copy=True) for k, v in inputs.items()}
+        self._map_worker = run_once(trust_maps, run.meta, np.array(run.result, copy=True),
+                                    **inputs, on_return=done, on_error=failed,
+                                    alive=dock_alive(self, self.viewer))
         return self._map_worker
 
     def _put(self, layer_tuple: tuple) -> Any:
         """Add a layer, or update the plugin's layer of the same name in place."""
         data, kwargs, ltype = layer_tuple
         old = layer_by_name(self.viewer, kwargs["name"])
-        if old is not None and invrec_meta(old.metadata).get("kind") == invrec_meta(
-                kwargs["metadata"]).get("kind"):
+        if old is not None and layer_kind(old) == kwargs["metadata"]["invrec"]["kind"]:
             self.viewer.layers.remove(old)
         add = getattr(self.viewer, f"add_{ltype}")
         return add(data, **kwargs)
@@ -222,7 +236,7 @@ class TrustWidget(Container):
         layer = layer_by_name(self.viewer, name)
         if layer is None:
             raise InputError("compute the run's maps first, then choose one to find hotspots in")
-        meta = invrec_meta(layer.metadata)
+        meta = checked_meta(layer)
         lt, self.regions = hotspot_layer(np.asarray(layer.data), self.hot_form.params(),
                                          run_name=run.name, map_name=meta.get("map", meta["kind"]),
                                          scale=self._scale(run.name))
@@ -237,7 +251,7 @@ class TrustWidget(Container):
         noise = run.provenance.get("noise")
         if noise is None and run.measurement_layer:
             layer = layer_by_name(self.viewer, run.measurement_layer)
-            noise = invrec_meta(layer.metadata).get("noise") if layer is not None else None
+            noise = (layer_meta(layer) or {}).get("noise") if layer is not None else None
         return noise
 
     @guarded
@@ -248,12 +262,13 @@ class TrustWidget(Container):
         if self.controller.running:
             raise InputError("a calibration is running; wait for it or Cancel it first")
         run = self._need_run()
-        if "std" not in run_companions(self.viewer.layers, run.provenance):
+        if "std" not in run_companions(usable_layers(self.viewer.layers), run.provenance):
             raise InputError(f"{run.name!r} has no std layer: calibrate a run of a stochastic "
                              "method (e.g. langevin-tv)")
         noise = self._noise(run)
         resolve_run(run, noise=noise)  # cheap checks with a clear message, before the thread
         p = self.cal_form.params()
+        run = dataclasses.replace(run, result=np.array(run.result, copy=True))  # a snapshot
         self._calib_run = run
         self.cal_button.enabled, self.cancel_button.enabled = False, True
         self.status.value = f"calibrating {run.name!r} on {p.n_pairs} simulated pairs..."
@@ -276,7 +291,8 @@ class TrustWidget(Container):
     def _on_calibrated(self, report: Any) -> None:
         self.report = report
         run = self._calib_run
-        std = run_companions(self.viewer.layers, run.provenance).get("std") if run else None
+        std = (run_companions(usable_layers(self.viewer.layers), run.provenance).get("std")
+               if run else None)
         if run is not None and std is not None:
             for lt in band_layers(report, run.result, std, run_name=run.name,
                                   scale=self._scale(run.name)):
@@ -284,7 +300,7 @@ class TrustWidget(Container):
         notify_info(report.summary(), self.status)
 
     def _on_error(self, exc: BaseException) -> None:
-        notify_error(f"calibration failed: {error_message(exc)}", self.status)
+        report_error(exc, self.status, prefix="calibration failed: ")
 
     def _on_cancel(self) -> None:
         notify_info("calibration cancelled", self.status)

@@ -27,6 +27,7 @@ import torch.nn.functional as nnf
 from .errors import InputError
 from .models.padding import channels_to_complex, complex_to_channels
 from .models.registry import load_model, weights_names
+from .tv import prox_tv
 
 Tensor = torch.Tensor
 
@@ -56,7 +57,7 @@ class TVDenoiser:
         Prior weight :math:`w` (TV penalty :math:`\lambda = w\sigma^2`); the default 25 gives
         :math:`\lambda = 0.01` at :math:`\sigma = 0.02` on images in [0, 1].
     iters
-        Dual FGP iterations of :func:`~.methods.tv_ops.prox_tv`.
+        Dual FGP iterations of :func:`~.tv.prox_tv`.
     """
 
     def __init__(self, weight: float = 25.0, iters: int = 50) -> None:
@@ -67,8 +68,6 @@ class TVDenoiser:
         return self.weight * sigma * sigma
 
     def __call__(self, x: Tensor, sigma: float | Tensor) -> Tensor:
-        from .methods.tv_ops import prox_tv  # lazy: methods import this module
-
         s = _sigmas(sigma, x.shape[0])
         if len(set(s)) == 1:
             return prox_tv(x, self.lam(s[0]), iters=self.iters)[0]

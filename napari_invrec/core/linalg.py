@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .cancel import cancel_point
+
 Tensor = torch.Tensor
 
 
@@ -121,6 +123,7 @@ def conjugate_gradient(
     """
     x = torch.zeros_like(b) if x0 is None else x0.clone()
     for step in cg_iter(apply, b, x0, tol=tol, maxiter=maxiter):
+        cancel_point()
         x = step.x
     return x
 
@@ -132,6 +135,7 @@ def power_iteration(
     x = x0 / bnorm(x0).clamp_min(1e-30)
     lam = 0.0
     for _ in range(iters):
+        cancel_point()
         z = apply(x)
         new = float(bnorm(z).max())
         x = z / bnorm(z).clamp_min(1e-30)

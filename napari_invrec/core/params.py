@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["param", "to_dict", "from_dict", "field_docs", "array_fingerprint", "choices_of"]
+__all__ = ["param", "to_dict", "from_dict", "field_docs", "array_fingerprint", "choices_of",
+           "make_params", "check_fingerprint"]
 
 
 def param(
@@ -90,15 +91,57 @@ def to_dict(p: Any) -> dict:
 
 
 def from_dict(cls: type, d: dict, **arrays: Any) -> Any:
-    """Rebuild a params dataclass from :func:`to_dict` output; pass arrays by keyword."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    kw = {k: v for k, v in d.items() if k in names and not isinstance(v, dict)}
-    for k, v in list(kw.items()):
-        f = next(f for f in dataclasses.fields(cls) if f.name == k)
-        if isinstance(f.default, tuple) and isinstance(v, list):
-            kw[k] = tuple(v)
-    kw.update({k: v for k, v in arrays.items() if k in names})
-    return cls(**kw)
+    """Rebuild a params dataclass from :func:`to_dict` output, validated like user input.
+
+    Array fields are stored as fingerprints (:func:`array_fingerprint`); pass the arrays by
+    keyword and they are checked against the fingerprints.
+
+    Raises
+    ------
+    InputError
+        Unknown keys, values out of range or of the wrong type (see :func:`make_params`), a
+        fingerprinted array that is not supplied or differs from its fingerprint.
+    """
+    from .errors import InputError
+
+    if not isinstance(d, dict):
+        raise InputError(f"stored parameters of {cls.__name__} must be a mapping, got "
+                         f"{type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kw: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k in fields:
+            if k not in arrays:
+                raise InputError(f"parameter {k!r} of {cls.__name__} is an array stored beside "
+                                 "the record (layer metadata 'arrays' or the sidecar .npz); "
+                                 "supply it")
+            check_fingerprint(arrays[k], v, k)
+            continue
+        f = fields.get(k)
+        if f is not None and isinstance(f.default, tuple) and isinstance(v, list):
+            v = tuple(v)
+        kw[k] = v
+    kw.update({k: v for k, v in arrays.items() if k in fields})
+    return make_params(cls, **kw)
+
+
+def check_fingerprint(a: Any, fingerprint: dict, name: str) -> None:
+    """Raise :class:`InputError` unless ``a`` matches ``fingerprint`` (shape, dtype, bytes)."""
+    from .errors import InputError
+
+    want = {k: fingerprint.get(k) for k in ("array_shape", "dtype", "sha256")}
+    if want["sha256"] is None:
+        raise InputError(f"the record's fingerprint of {name!r} has no sha256; the record is "
+                         "malformed")
+    have = array_fingerprint(a)
+    if have["array_shape"] != list(want["array_shape"] or []) or have["dtype"] != want["dtype"]:
+        raise InputError(f"{name} has shape {tuple(have['array_shape'])} and dtype "
+                         f"{have['dtype']}, but the record was made with shape "
+                         f"{tuple(want['array_shape'] or [])} and dtype {want['dtype']}; "
+                         "supply the array the record was made with")
+    if have["sha256"] != want["sha256"]:
+        raise InputError(f"{name} differs from the one the record was made with (sha256 "
+                         "mismatch); supply the original array")
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -106,15 +149,54 @@ def field_docs(cls: type) -> dict[str, str]:
     return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
 
 
+def _coerce(cls: type, f: dataclasses.Field, v: Any) -> Any:
+    """``v`` as the plain Python type of field ``f`` (``int``, ``float``, ``bool``, ``str``), or
+    raise :class:`InputError`: numpy scalars become Python scalars, whole floats become ints,
+    NaN/inf, booleans as numbers and strings as numbers are refused."""
+    from .errors import InputError
+
+    kind = str(f.type).removesuffix(" | None")
+    name = f"{f.name}={v!r}"
+    if v is None and f.default is None:
+        return v
+    if kind == "bool":
+        if isinstance(v, (bool, np.bool_)):
+            return bool(v)
+        raise InputError(f"{name} must be True or False")
+    if kind == "str":
+        if isinstance(v, str):
+            return str(v)
+        raise InputError(f"{name} must be a string")
+    if kind not in ("int", "float"):
+        return v
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
+                                                             np.floating)):
+        raise InputError(f"{name} must be a{'n integer' if kind == 'int' else ' number'}, "
+                         f"got {type(v).__name__}")
+    if isinstance(v, (float, np.floating)) and not np.isfinite(v):
+        raise InputError(f"{f.name}={float(v)} is not a finite number; give a value between "
+                         f"{f.metadata.get('min')} and {f.metadata.get('max')}")
+    if kind == "float":  # a float32 0.01 is 0.01, not 0.009999999776
+        return float(str(v)) if isinstance(v, np.floating) else float(v)
+    if isinstance(v, (np.floating, float)):
+        if float(v) != int(v):
+            raise InputError(f"{name} must be a whole number")
+    return int(v)
+
+
 def make_params(cls: type, **kwargs: Any) -> Any:
-    """Build ``cls(**kwargs)`` with a clear error for unknown names and out-of-range values.
+    """Build ``cls(**kwargs)`` with a clear error for any value that cannot be used.
+
+    Values are converted to the field's plain Python type first (see :func:`_coerce`: numpy
+    scalars are accepted, NaN/inf and wrong types are not), then checked against the field's
+    ``min``/``max``/``choices`` (fixed choices only: callable ones, such as installed
+    weights, are checked by whoever loads them, with a message saying how to get them).
 
     Raises
     ------
     InputError
-        If a keyword is not a field of ``cls``, or a value violates ``min``/``max``/``choices``
-        (fixed choices only: callable ones, such as installed weights, are checked by whoever
-        loads them, with a message saying how to get them).
+        If a keyword is not a field of ``cls``, or a value has the wrong type, is not finite
+        or violates ``min``/``max``/``choices``.
     """
     from .errors import InputError
 
@@ -124,7 +206,8 @@ def make_params(cls: type, **kwargs: Any) -> Any:
         raise InputError(
             f"unknown parameter(s) {', '.join(unknown)} for {cls.__name__}; "
             f"valid: {', '.join(fields)}")
-    p = cls(**kwargs)
+    values = {k: _coerce(cls, fields[k], v) for k, v in kwargs.items()}
+    p = cls(**values)
     for name, f in fields.items():
         v = getattr(p, name)
         m = f.metadata

@@ -207,7 +207,7 @@ def run_operator(meta: dict, device: Any = None) -> Any:
         If the layer carries no operator spec (it is not a result of this plugin).
     """
     from ..core.operators.registry import operator_from_spec
-    from .device import choose_device
+    from .device import choose_device, replay_device
 
     meta = invrec_meta(meta) if META_KEY in (meta or {}) else dict(meta or {})
     spec = (meta.get("provenance") or {}).get("operator") or meta.get("operator")
@@ -215,7 +215,8 @@ def run_operator(meta: dict, device: Any = None) -> Any:
         raise InputError("this layer records no operator; pick a result layer made by "
                          "napari-invrec (its metadata holds the run's provenance)")
     arrays = meta.get("arrays") or {}
-    device = choose_device(device or "auto")
+    device = choose_device(device) if device else replay_device(
+        (meta.get("provenance") or {}).get("device"))
     key = json.dumps(spec, sort_keys=True) + str(device)
     if arrays:
         return operator_from_spec(spec, arrays, device=device)

@@ -47,6 +47,18 @@ def choose_device(preference: str | torch.device | None = "auto") -> torch.devic
     return torch.device(pref)
 
 
+def replay_device(recorded: str | None) -> torch.device:
+    """The device to repeat a recorded run on: the recorded one when this machine has it
+    (random streams differ between devices, so only the same device repeats a stochastic
+    run exactly), else ``"auto"``."""
+    if isinstance(recorded, str) and recorded.split(":")[0] in available_devices():
+        try:
+            return choose_device(recorded)
+        except InputError:
+            pass
+    return choose_device("auto")
+
+
 def gui_thread_budget() -> int:
     """CPU threads a solver may use while a GUI is live: all cores but one.
 

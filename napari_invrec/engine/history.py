@@ -2,12 +2,15 @@
 
 When the stored arrays exceed ``budget_bytes`` the keep-stride doubles and every stored step
 that is not a multiple of it is dropped (the final step is always kept), so the history spans
-the whole run at a uniform stride and its memory stays below the budget.
+the whole run at a uniform stride and its memory stays below the budget. A step whose streams
+together exceed the budget keeps its iterate ``"x"`` alone.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..core.errors import ResourceError
 
 DEFAULT_BUDGET = 256 * 2 ** 20
 
@@ -52,9 +55,13 @@ class IterateHistory:
             self._steps.pop()
             self._frames.pop()
         size = sum(a.nbytes for a in frames.values())
+        if size > self.budget_bytes and "x" in frames:  # keep the iterate, drop extra streams
+            frames = {"x": frames["x"]}
+            size = frames["x"].nbytes
         if size > self.budget_bytes:
-            raise MemoryError(f"one iterate needs {size} bytes, more than the history budget "
-                              f"{self.budget_bytes}; raise the budget")
+            raise ResourceError(f"one iterate needs {size / 2**20:.1f} MB, more than the "
+                                f"history budget {self.budget_bytes / 2**20:.1f} MB; raise the "
+                                "budget")
         if final:
             self._final_step = step
         self._steps.append(step)

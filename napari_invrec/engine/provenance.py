@@ -6,13 +6,12 @@ import datetime as _dt
 import platform
 from typing import Any
 
+from .._version import __version__
 from ..core.params import array_fingerprint, to_dict
 
 
 def package_version() -> str:
     """Installed version of napari-invrec."""
-    from .. import __version__
-
     return __version__
 
 

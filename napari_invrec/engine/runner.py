@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -21,12 +22,16 @@ import numpy as np
 import torch
 
 from ..core.analysis.metrics import psnr, residual, ssim
+from ..core.cancel import cancel_point, cancellable
 from ..core.errors import DivergenceError, InputError, ResourceError
 from ..core.methods import get_method
+from ..core.params import make_params, param
 from ..core.state import IterState
+from ..core.validation import check_image_array, check_reference
 from .device import torch_threads
 from .history import DEFAULT_BUDGET, IterateHistory
 from .layers import image_display
+from .memory import check_run_memory
 from .provenance import make_provenance
 
 #: extras that are per-run summaries, not per-step image streams
@@ -112,8 +117,6 @@ def prepare_measurement(y: Any, op: Any) -> torch.Tensor:
     InputError
         Wrong shape, NaN/inf, RGB, integer, or complex data for a real operator.
     """
-    from ..core.validation import check_image_array
-
     arr = check_image_array(y, "measurement", complex_ok=op.complex_measurement,
                             ndim=len(op.measurement_shape))
     if arr.shape != tuple(op.measurement_shape):
@@ -122,11 +125,38 @@ def prepare_measurement(y: Any, op: Any) -> torch.Tensor:
     return op.as_measurement(torch.from_numpy(np.ascontiguousarray(arr))[None, None])
 
 
+@dataclass
+class RunSettings:
+    """How a run is driven (validated like method parameters, so numpy scalars, NaN and
+    wrong types get the same one-line errors)."""
+
+    seed: int = param(0, "random seed of the method's generator", min=0, max=2**63 - 1)
+    budget_bytes: int = param(DEFAULT_BUDGET, "memory budget of the iterate history, bytes",
+                              min=1, max=2**50)
+    preview_hz: float = param(30.0, "live previews per second at most (0 = every step)",
+                              min=0.0, max=1e6)
+    threads: int | None = param(None, "CPU threads torch may use (None: unchanged)",
+                                min=1, max=4096)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is an allocation failure (CUDA OOM, numpy's or torch's CPU allocator)."""
+    if isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    return "can't allocate memory" in str(e) or "out of memory" in str(e).lower()
+
+
+def measurement_plane(y: Any, op: Any) -> np.ndarray:
+    """The measurement as it runs (validated float32/complex64 copy); its fingerprint is the
+    provenance's ``measurement``."""
+    return _plane(prepare_measurement(y, op))
+
+
 def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = None,
         reference: np.ndarray | None = None, budget_bytes: int = DEFAULT_BUDGET,
         preview_hz: float = 30.0, noise: dict | None = None,
-        ground_truth: str | None = None, threads: int | None = None
-        ) -> Generator[Progress, None, Result]:
+        ground_truth: str | None = None, threads: int | None = None,
+        cancel: threading.Event | None = None) -> Generator[Progress, None, Result]:
     """Run ``method`` on the measurement ``y`` with operator ``op``; see the module docstring.
 
     Parameters
@@ -150,23 +180,36 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
     threads
         CPU threads torch may use during the run (``None``: unchanged); the GUI passes
         :func:`~napari_invrec.engine.device.gui_thread_budget`.
+    cancel
+        Once set, the run stops with :class:`~napari_invrec.core.errors.CancelledError` at the
+        method's next cancel point (inside a step where the method has long inner loops, see
+        :mod:`napari_invrec.core.cancel`) or its next step.
     """
     spec = get_method(method, op.name)
+    settings = make_params(RunSettings, seed=seed, budget_bytes=budget_bytes,
+                           preview_hz=preview_hz, threads=threads)
+    seed, budget_bytes, preview_hz, threads = (settings.seed, settings.budget_bytes,
+                                               settings.preview_hz, settings.threads)
+    frame = int(np.prod(op.shape)) * 4
+    if frame > budget_bytes:
+        raise ResourceError(f"the iterate history budget ({budget_bytes / 2**20:.1f} MB) holds "
+                            f"no {'x'.join(map(str, op.shape))} iterate ({frame / 2**20:.1f} MB): "
+                            f"raise it to at least {-(-frame // 2**20)} MB")
+    check_run_memory(op, method, params, stochastic=spec.stochastic, budget_bytes=budget_bytes)
     t_start = time.perf_counter()
     y_t = prepare_measurement(y, op)
     x0_t = None
     if x0 is not None:
-        x0_t = op.as_image(torch.as_tensor(np.asarray(x0))[None, None])
+        x0_np = check_image_array(x0, "initial image x0", complex_ok=op.complex_image,
+                                  ndim=len(op.shape))
+        if x0_np.shape != tuple(op.shape):
+            raise InputError(f"initial image x0 has shape {x0_np.shape}, the image is "
+                             f"{tuple(op.shape)}")
+        x0_t = op.as_image(torch.from_numpy(x0_np)[None, None])
         op.check_image(x0_t)
     ref_t = None
     if reference is not None:
-        ref_t = torch.as_tensor(np.abs(np.asarray(reference, dtype=np.complex64))
-                                if np.iscomplexobj(reference)
-                                else np.asarray(reference, dtype=np.float32))[None, None]
-        ref_t = ref_t.to(op.device)
-        if tuple(ref_t.shape[-2:]) != op.shape:
-            raise InputError(f"reference has shape {tuple(ref_t.shape[-2:])}, the image is "
-                             f"{op.shape}")
+        ref_t = torch.from_numpy(check_reference(reference, op.shape))[None, None].to(op.device)
     gen = torch.Generator(device=op.device).manual_seed(int(seed))
     history = IterateHistory(budget_bytes)
     metric_history: dict[str, list[float]] = {}
@@ -179,16 +222,22 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
         with torch.no_grad(), torch_threads(threads):
             while True:
                 try:
-                    state = next(it)
+                    with cancellable(cancel):
+                        cancel_point()
+                        state = next(it)
                 except StopIteration as stop:
                     if stop.value is not None:
                         state = stop.value
                     break
-                except torch.cuda.OutOfMemoryError as e:
+                except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as e:
+                    if not _out_of_memory(e):
+                        raise
                     step = state.step if state is not None else 0
+                    gpu = isinstance(e, torch.cuda.OutOfMemoryError) or op.device.type == "cuda"
+                    where, hint = ("GPU ", "device 'cpu', ") if gpu else ("", "")
                     raise ResourceError(
-                        f"{method} ran out of GPU memory after step {step} on {op.device}: "
-                        "use device 'cpu', a smaller image, or fewer samples") from e
+                        f"{method} ran out of {where}memory after step {step} on {op.device}: "
+                        f"use {hint}a smaller image, or fewer samples") from e
                 metrics = dict(state.metrics)
                 if not torch.isfinite(state.x).all():
                     raise DivergenceError(f"{method} produced non-finite values at step "
@@ -231,7 +280,7 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
     from ..core.operators.registry import operator_arrays
 
     prov = make_provenance(op, method, params, seed=seed, device=str(op.device),
-                           measurement=y, timings={"setup_s": t_setup, "total_s": t_total,
+                           measurement=_plane(y_t), timings={"setup_s": t_setup, "total_s": t_total,
                                                    "steps": state.step},
                            metrics=final_metrics, noise=noise, ground_truth=ground_truth)
     streams = {k: history.stack(k) for k in history.streams() if k != "x"}

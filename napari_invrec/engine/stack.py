@@ -7,17 +7,39 @@ Three ways, none of which makes the input dense as a whole:
 * :func:`reconstruct_lazy` returns a dask array with one block per plane whose blocks are
   reconstructed only when computed (napari computes the plane it shows);
 * :func:`reconstruct_eager` reconstructs every plane in turn, yielding progress, into a numpy
-  result (output memory only).
+  result (output memory only). A ``cancel`` event stops it within one step of the plane being
+  reconstructed, not only between planes.
+
+Each plane runs through the engine's driver :func:`~.execute.run_to_result`. The method's
+parameters are a params dataclass instance (``params``) or its fields as keywords (turned into
+one with :func:`~napari_invrec.core.params.make_params`, so a bad value fails before any plane
+runs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import threading
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
 
+from ..core.errors import CancelledError
+from .execute import method_params_for, run_to_result
+from .history import DEFAULT_BUDGET
 from .layers import image_display
+from .runner import Progress, Result
+
+#: iterate-history budget of one plane of a whole-stack run, in plane images: only the final
+#: image is kept, so the budget holds a few images of the plane (the iterate and its streams)
+STACK_HISTORY_PLANES = 4
+
+
+def plane_budget(op: Any, history_budget: int | None) -> int:
+    """``history_budget``, or (``None``) room for :data:`STACK_HISTORY_PLANES` plane images."""
+    if history_budget is not None:
+        return history_budget
+    return STACK_HISTORY_PLANES * 4 * int(np.prod(op.shape))
 
 
 def _as_dask(y: Any) -> Any:
@@ -35,23 +57,38 @@ def plane_chunks(y: Any) -> Any:
 
 
 def reconstruct_plane(y: Any, index: tuple[int, ...], op: Any, method: str,
-                      **kwargs: Any) -> Any:
-    """Reconstruct the plane ``y[index]`` of a stack; computes only that plane's block."""
-    from ..api import reconstruct
+                      params: Any = None, *, seed: int = 0, x0: Any = None,
+                      reference: Any = None, history_budget: int = DEFAULT_BUDGET,
+                      threads: int | None = None, cancel: threading.Event | None = None,
+                      progress: Callable[[Progress], Any] | None = None,
+                      **fields: Any) -> Result:
+    """Reconstruct the plane ``y[index]`` of a stack; computes only that plane's block.
 
+    ``params`` / ``**fields``: the method's parameters (see the module docstring); the other
+    keywords are those of :func:`~.execute.run_to_result`.
+    """
+    p = method_params_for(method, op, params, **fields)
     block = plane_chunks(y)[tuple(index)]
-    return reconstruct(np.asarray(block.compute()), op, method, **kwargs)
+    return run_to_result(block, op, method, p, seed=seed, x0=x0, reference=reference,
+                         budget_bytes=history_budget, threads=threads, cancel=cancel,
+                         progress=progress)
 
 
-def reconstruct_lazy(y: Any, op: Any, method: str, **kwargs: Any) -> Any:
-    """A lazy ``(..., H, W)`` float32 dask array of display reconstructions, one block a plane."""
-    from ..api import reconstruct
+def reconstruct_lazy(y: Any, op: Any, method: str, params: Any = None, *, seed: int = 0,
+                     history_budget: int | None = None, threads: int | None = None,
+                     **fields: Any) -> Any:
+    """A lazy ``(..., H, W)`` float32 dask array of display reconstructions, one block a plane.
 
+    The parameters are checked now; a plane is reconstructed when its block is computed.
+    """
+    p = method_params_for(method, op, params, **fields)
     yd = plane_chunks(y)
 
     def block_fn(block: np.ndarray) -> np.ndarray:
         lead = block.shape[:-2]
-        res = reconstruct(np.asarray(block).reshape(block.shape[-2:]), op, method, **kwargs)
+        res = run_to_result(np.asarray(block).reshape(block.shape[-2:]), op, method, p,
+                            seed=seed, budget_bytes=plane_budget(op, history_budget),
+                            threads=threads)
         return image_display(res.x).astype(np.float32).reshape(*lead, *op.shape)
 
     return yd.map_blocks(block_fn, dtype=np.float32,
@@ -59,17 +96,46 @@ def reconstruct_lazy(y: Any, op: Any, method: str, **kwargs: Any) -> Any:
                              (s,) for s in op.shape))
 
 
-def reconstruct_eager(y: Any, op: Any, method: str, **kwargs: Any
-                      ) -> Generator[tuple[int, int], None, np.ndarray]:
-    """Reconstruct every plane in turn; yields ``(done, total)``, returns the display stack."""
-    from ..api import reconstruct
+def reconstruct_eager(y: Any, op: Any, method: str, params: Any = None, *, seed: int = 0,
+                      history_budget: int | None = None, threads: int | None = None,
+                      cancel: threading.Event | None = None,
+                      progress: Callable[[Progress], Any] | None = None,
+                      **fields: Any) -> Generator[tuple[int, int], None, np.ndarray]:
+    """Reconstruct every plane in turn; yields ``(done, total)``, returns the display stack.
 
+    Parameters
+    ----------
+    y
+        ``(..., H, W)`` measurement stack, numpy or dask (one plane computed at a time).
+    op, method
+        Operator (for one plane) and method name.
+    params, **fields
+        The method's parameters (see the module docstring).
+    seed, threads
+        As for :func:`~.execute.run_to_result` (every plane uses ``seed``).
+    history_budget
+        Iterate-history bytes of each plane; ``None``: :func:`plane_budget` (only the final
+        image of a plane is kept).
+    cancel
+        Checked before every step of every plane: once set, the current plane stops before
+        its next step and :class:`~napari_invrec.core.errors.CancelledError` is raised (the
+        input is never written to; nothing is returned).
+    progress
+        Called with each step's :class:`~.runner.Progress` within the current plane, in the
+        thread that drives this generator.
+    """
+    p = method_params_for(method, op, params, **fields)
     yd = plane_chunks(y)
     lead = yd.shape[:-2]
     out = np.zeros((*lead, *op.shape), dtype=np.float32)
     total = int(np.prod(lead)) if lead else 1
     for k, idx in enumerate(np.ndindex(*lead)):
-        res = reconstruct(np.asarray(yd[idx].compute()), op, method, **kwargs)
+        try:
+            res = run_to_result(yd[idx], op, method, p, seed=seed,
+                                budget_bytes=plane_budget(op, history_budget), threads=threads,
+                                cancel=cancel, progress=progress)
+        except CancelledError as e:
+            raise CancelledError(f"{e} (plane {k + 1} of {total})") from None
         out[idx] = image_display(res.x)
         yield k + 1, total
     return out

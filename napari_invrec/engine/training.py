@@ -205,16 +205,30 @@ def _paths(spec: TrainSpec) -> tuple[Path, Path]:
     return out, ckpt
 
 
-def _model(spec: TrainSpec) -> Any:
-    """The untrained network, its initial weights drawn from ``spec.seed`` (the global torch
-    random state is left as it was), so that a seed fixes the whole training."""
-    import torch
-
-    from ..core.models.registry import ARCHITECTURES
+def _check_arch(spec: TrainSpec) -> None:
+    """Refuse an unknown architecture, or ``arch_kwargs`` whose network could not be loaded
+    from its weights later (unknown names, values out of range, too many parameters), before
+    anything is built or written."""
+    from ..core.models.registry import ARCHITECTURES, check_architecture_kwargs
 
     if spec.arch not in ARCHITECTURES:
         raise InputError(f"unknown architecture {spec.arch!r}; choose one of "
                          f"{', '.join(ARCHITECTURES)}")
+    try:
+        check_architecture_kwargs(spec.arch, spec.arch_kwargs, fix="fix arch_kwargs "
+                                  "(--arch-kwargs; in the Train widget, a smaller width)")
+    except InputError as e:
+        raise InputError(f"bad arch_kwargs for {spec.arch!r}: {e}") from None
+
+
+def _model(spec: TrainSpec) -> Any:
+    """The untrained network (``spec`` checked by :func:`_check_arch`), its initial weights
+    drawn from ``spec.seed`` (the global torch random state is left as it was), so that a seed
+    fixes the whole training."""
+    import torch
+
+    from ..core.models.registry import ARCHITECTURES
+
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(spec.seed))
@@ -307,6 +321,7 @@ def prepare_training(spec: TrainSpec, *, arrays: Any = None) -> TrainPlan:
     ------
     InputError
         Unknown task/architecture/operator/device, bad ``arch_kwargs``/``op_params`` JSON,
+        ``arch_kwargs`` that make a network the weights registry would refuse to load,
         a task that needs arrays without them (or arrays with another data spec), RGB/integer/
         NaN/too-small arrays, a missing output folder or resume file, a shipped network's name.
     """
@@ -316,6 +331,7 @@ def prepare_training(spec: TrainSpec, *, arrays: Any = None) -> TrainPlan:
     spec = dataclasses.replace(spec, arch_kwargs=_parse_kwargs(spec.arch_kwargs, "arch_kwargs"),
                                op_params=_parse_kwargs(spec.op_params, "op_params"))
     _check_scalars(spec)
+    _check_arch(spec)
     is_arrays = spec.data == "arrays" or spec.data.startswith("arrays:")
     if is_arrays and arrays is None:
         raise InputError(f"data {spec.data!r} needs images: pick an image layer or pass arrays")

@@ -69,14 +69,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..cancel import cancel_point
 from ..errors import InputError
 from ..linalg import bnorm
 from ..params import param
 from ..state import IterState
+from ..tv import tv
 from .classical import check_finite, prepare
 from .registry import register_method
 from .tv import TVFistaParams, tv_fista
-from .tv_ops import tv
 
 Tensor = torch.Tensor
 
@@ -225,6 +226,7 @@ def _x_step(y: Tensor, op_k: Any, x: Tensor, p: BlindDeconvParams) -> Tensor:
     fp = TVFistaParams(lam=float(p.lam), iters=int(p.x_iters), nonneg=bool(p.nonneg))
     gen = tv_fista(y, op_k, fp, x0=x)
     while True:
+        cancel_point()
         try:
             next(gen)
         except StopIteration as stop:
@@ -244,6 +246,7 @@ def _k_step(y: Tensor, x: Tensor, k: Tensor, p: BlindDeconvParams) -> Tensor:
     yc = y - mean
     z, t = k, 1.0
     for _ in range(int(p.k_iters)):
+        cancel_point()
         r = torch.fft.irfft2(torch.fft.rfft2(_embed(z, shape)) * xf, s=shape) - yc
         g = torch.fft.irfft2((torch.fft.rfft2(r) * xf.conj()).sum(1, keepdim=True), s=shape)
         k_new = project_simplex(z - t_step * (_crop(g, s) + gamma * z))

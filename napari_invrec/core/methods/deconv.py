@@ -46,9 +46,9 @@ import torch
 from ..errors import InputError
 from ..params import param
 from ..state import IterState
+from ..tv import grad, grad_adjoint, grad_sq_magnitude, tv
 from .classical import check_finite, prepare, relative_residual
 from .registry import register_method
-from .tv_ops import grad, grad_adjoint, grad_sq_magnitude, tv
 
 Tensor = torch.Tensor
 

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from ..models.registry import load_model_file, read_manifest, weights_names
+from ..models.registry import find_entry, load_model_file
 from ..params import param
 from ..state import IterState
 from .classical import check_finite, prepare, relative_residual
@@ -61,15 +61,11 @@ def load_vae(name: str, device: torch.device | str | None = None) -> torch.nn.Mo
     Raises
     ------
     InputError
-        No such weights, weights of another task/architecture, or a missing / incompatible
-        file; the message names ``napari-invrec train --task vae``.
+        No such weights (explained as for :func:`~..models.registry.load_model`:
+        :func:`~..models.manifest.find_entry`), weights of another task/architecture, or a
+        missing / incompatible file; the message names ``napari-invrec train --task vae``.
     """
-    entries = read_manifest()
-    if name not in entries:
-        have = ", ".join(weights_names(task=VAE_TASK, architectures=("vae",))) or \
-            "none installed"
-        raise InputError(f"no VAE weights named {name!r} (installed: {have}); {_HOW}")
-    entry = entries[name]
+    entry = find_entry(name, task=VAE_TASK, architectures=("vae",), how=_HOW)
     if entry.task != VAE_TASK or entry.architecture != "vae":
         raise InputError(f"weights {name!r} hold a {entry.architecture!r} network for the "
                          f"{entry.task!r} task; csgm needs a 'vae' network; {_HOW}")

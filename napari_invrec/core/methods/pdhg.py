@@ -32,10 +32,10 @@ import torch
 from ..errors import DivergenceError, InputError
 from ..params import param
 from ..state import IterState
+from ..tv import GRAD_NORM_SQ, grad, grad_adjoint, grad_magnitude
 from .classical import check_finite, lipschitz, prepare, rel_change, relative_residual
 from .registry import register_method
 from .tv import _objective
-from .tv_ops import GRAD_NORM_SQ, grad, grad_adjoint, grad_magnitude
 
 Tensor = torch.Tensor
 

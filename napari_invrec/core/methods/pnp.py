@@ -39,9 +39,9 @@ from ..errors import InputError
 from ..linalg import bnorm, conjugate_gradient
 from ..params import param
 from ..state import IterState
+from ..tv import grad, grad_adjoint
 from .classical import check_finite, lipschitz, prepare, rel_change, relative_residual
 from .registry import register_method
-from .tv_ops import grad, grad_adjoint
 
 Tensor = torch.Tensor
 
@@ -94,7 +94,7 @@ def normal_solver(op: Any, like: Tensor, cg_iters: int
 def smooth_start(y: Tensor, op: Any, mu: float = 0.05, iters: int = 50) -> Tensor:
     r"""Smooth data-consistent start :math:`\arg\min_x \|Ax - y\|^2 + \mu\|Dx\|^2`.
 
-    :math:`D` is the forward-difference gradient (:func:`~.tv_ops.grad`); solved by CG on
+    :math:`D` is the forward-difference gradient (:func:`~.tv.grad`); solved by CG on
     :math:`(A^H A + \mu D^H D)x = A^H y` from :math:`A^H y`. Unlike :math:`A^H y` it fills what
     the measurement misses (unsampled pixels become harmonic interpolants, lost frequencies
     are damped smoothly), a better start for denoiser-driven methods.

@@ -6,8 +6,8 @@ The variational methods minimise
 
     F(x) = \tfrac12 \|A x - y\|^2 + \lambda\, \mathrm{TV}(x)
 
-with the isotropic TV of :mod:`.tv_ops` (complex images: real and imaginary parts both enter
-the gradient magnitude). ``langevin-tv`` samples the posterior
+with the isotropic TV of :mod:`napari_invrec.core.tv` (complex images: real and imaginary parts
+both enter the gradient magnitude). ``langevin-tv`` samples the posterior
 :math:`p(x \mid y) \propto \exp(-U(x))` with
 :math:`U(x) = (\tfrac12\|Ax - y\|^2 + \lambda\,\mathrm{TV}_\epsilon(x)) / \sigma^2`, whose mode
 is (for :math:`\epsilon \to 0`) the ``tv-fista`` solution at the same :math:`\lambda`.
@@ -27,9 +27,7 @@ from ..errors import InputError
 from ..linalg import bnorm, conjugate_gradient
 from ..params import param
 from ..state import IterState
-from .classical import check_finite, lipschitz, prepare, rel_change, relative_residual
-from .registry import register_method
-from .tv_ops import (
+from ..tv import (
     GRAD_NORM_SQ,
     grad,
     grad_adjoint,
@@ -39,6 +37,8 @@ from .tv_ops import (
     shrink,
     tv,
 )
+from .classical import check_finite, lipschitz, prepare, rel_change, relative_residual
+from .registry import register_method
 
 Tensor = torch.Tensor
 
@@ -82,7 +82,7 @@ def tv_fista(y: Tensor, op: Any, p: TVFistaParams, *, x0: Tensor | None = None,
         z_{k+1} = x_k + \tfrac{t_k - 1}{t_{k+1}} (x_k - x_{k-1}),
 
     with step :math:`s = 1/\|A\|^2` and the prox computed by warm-started dual FGP
-    (:func:`.tv_ops.prox_tv`). FISTA is not a descent method: the objective decreases overall
+    (:func:`~.tv.prox_tv`). FISTA is not a descent method: the objective decreases overall
     at rate :math:`O(1/k^2)` but may rise slightly on some steps. Started from :math:`A^H y`.
     :math:`A z_k` is formed from :math:`A x_k` by linearity, so each step costs one
     :math:`A` and one :math:`A^H`.

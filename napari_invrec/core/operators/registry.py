@@ -66,22 +66,43 @@ def operator_arrays(op: Any) -> dict:
 def operator_from_spec(spec: dict, arrays: dict | None = None, *, device: Any = None) -> Any:
     """Rebuild an operator from :meth:`LinearOperator.spec` plus its array parameters.
 
+    The spec is validated like user input: parameters in range and of the right type,
+    unknown keys refused, each array parameter checked against its recorded fingerprint, and
+    the rebuilt operator's measurement shape compared with the recorded one.
+
     Raises
     ------
     InputError
-        If the spec names an unknown operator or a fingerprinted array is not supplied.
+        If the spec is malformed, names an unknown operator, or a fingerprinted array is not
+        supplied or differs from the one the spec was made with.
     """
     from ..params import from_dict
 
+    if not isinstance(spec, dict):
+        raise InputError(f"an operator spec must be a mapping, got {type(spec).__name__}")
     name = spec.get("operator")
-    if name not in OPERATORS:
-        raise InputError(f"spec names unknown operator {name!r}")
-    arrays = dict(arrays or {})
-    missing = [k for k, v in spec.get("params", {}).items()
-               if isinstance(v, dict) and "sha256" in v and k not in arrays]
-    if missing:
-        raise InputError(f"operator spec needs the array(s) {', '.join(missing)}, which are "
-                         "stored beside it (layer metadata 'arrays' or the sidecar .npz)")
-    p = from_dict(OPERATORS[name].params, spec.get("params", {}), **arrays)
-    return OPERATORS[name].cls(tuple(spec["shape"]), p,
-                               device=torch.device(device) if device else None)
+    if not isinstance(name, str) or name not in OPERATORS:
+        raise InputError(f"spec names unknown operator {name!r}; available: "
+                         f"{', '.join(sorted(OPERATORS))}")
+    unknown = sorted(set(spec) - {"operator", "shape", "measurement_shape", "params"})
+    if unknown:
+        raise InputError(f"operator spec has unknown key(s) {', '.join(unknown)}")
+    shape = _shape(spec.get("shape"), "shape")
+    params = spec.get("params", {})
+    p = from_dict(OPERATORS[name].params, params, **dict(arrays or {}))
+    op = OPERATORS[name].cls(shape, p, device=torch.device(device) if device else None)
+    if spec.get("measurement_shape") is not None:
+        stored = _shape(spec["measurement_shape"], "measurement_shape")
+        if stored != tuple(op.measurement_shape):
+            raise InputError(f"operator spec records measurements of shape {stored} but its "
+                             f"parameters give {tuple(op.measurement_shape)}; the spec is "
+                             "inconsistent")
+    return op
+
+
+def _shape(v: Any, key: str) -> tuple[int, ...]:
+    """A spec's shape entry as a tuple of positive ints, or :class:`InputError`."""
+    if not isinstance(v, (list, tuple)) or not v or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in v):
+        raise InputError(f"operator spec {key!r} must be a list of positive integers, got {v!r}")
+    return tuple(v)

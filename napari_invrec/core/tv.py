@@ -15,6 +15,10 @@ set to zero on the last row / column, so :math:`\|D\|_2^2 \le 8`. Gradients are 
 
 where :math:`|\cdot|` is the complex modulus (real and imaginary parts both count), and its
 smoothed version is :math:`\mathrm{TV}_\epsilon(x) = \sum \sqrt{|Dx|^2 + \epsilon^2}`.
+
+These pieces are shared by the TV-type methods (:mod:`.methods`) and the TV denoiser
+(:mod:`.denoisers`), so they live below both; this module imports only torch (an
+import-linter contract in ``pyproject.toml`` keeps it so).
 """
 
 from __future__ import annotations
