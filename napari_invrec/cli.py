@@ -15,8 +15,9 @@ when the operator has array parameters); ``simulate`` writes the operator spec t
 Before anything is read or computed, every file the run will write is checked (folder,
 suffix, complex data in ``.npy``) and must not be a file it reads (input, its sidecar,
 reference, array options), however spelled. File handling lives in
-:mod:`napari_invrec.cli_files`. User errors print one line and exit with status 2; argument
-syntax errors are argparse's (usage, status 2); anything else is a bug and keeps its traceback.
+:mod:`napari_invrec.cli_files` (reading) and :mod:`napari_invrec.cli_outputs` (writing).
+User errors print one line and exit with status 2; argument syntax errors are argparse's
+(usage, status 2); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -30,14 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from .cli_files import (
-    CLIError,
+from .cli_files import CLIError, converting, read_array, read_sidecar, sidecar_paths
+from .cli_outputs import (
     check_distinct,
-    converting,
     plan_outputs,
-    read_array,
-    read_sidecar,
-    sidecar_paths,
     sidecar_text,
     storable,
     write_array,
