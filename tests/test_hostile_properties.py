@@ -37,7 +37,7 @@ N = 16
 #: here for the heaviest network methods; a hostile parameter that made one step run for
 #: seconds would show)
 STEP_BUDGET_S = 5.0
-SETTINGS = settings(derandomize=True, database=None, deadline=None, max_examples=40,
+SETTINGS = settings(derandomize=True, database=None, deadline=None, max_examples=30,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.function_scoped_fixture])
 
@@ -172,7 +172,7 @@ def _hostile_values(default, meta):
 
 
 @pytest.mark.parametrize("method,op_name", HOMES)
-@settings(derandomize=True, database=None, deadline=None, max_examples=25,
+@settings(derandomize=True, database=None, deadline=None, max_examples=15,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_parameter_value_works_or_is_refused_clearly(method, op_name, data):
@@ -257,3 +257,20 @@ def test_run_settings_and_noise_work_or_are_refused_clearly(data):
         assert np.all(np.isfinite(y))
     except Exception as e:  # noqa: BLE001
         _check_error(e)
+
+
+@pytest.mark.parametrize("owner", sorted(METHODS) + [f"op:{o}" for o in sorted(OPERATORS)])
+def test_every_field_refuses_every_hostile_value_or_keeps_it_sane(owner):
+    """Exhaustive over fields and values (no run: validation alone takes microseconds), so no
+    field is left to the sampling of the properties above."""
+    cls = OPERATORS[owner[3:]].params if owner.startswith("op:") else METHODS[owner].params
+    for f in cls.__dataclass_fields__.values():
+        if callable(f.metadata.get("choices")) or str(f.type) == "Any":
+            continue
+        for value in _hostile_values(f.default, f.metadata):
+            try:
+                p = make_params(cls, **{f.name: value})
+            except Exception as e:  # noqa: BLE001
+                _check_error(e)
+                continue
+            _assert_accepted_value_is_sane(f, getattr(p, f.name))
