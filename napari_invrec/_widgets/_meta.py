@@ -60,14 +60,19 @@ def _array(v: Any) -> str | None:
     return None
 
 
-def _arrays(v: Any) -> str | None:
-    if not isinstance(v, Mapping):
-        return f"is a {type(v).__name__}, not a dict of arrays"
-    for k, a in v.items():
-        why = _array(a)
-        if why:
-            return f"[{k!r}] {why}"
-    return None
+def _dict_of(check: Callable[[Any], str | None], what: str) -> Callable[[Any], str | None]:
+    """A check of a dict whose every value passes ``check``."""
+
+    def run(v: Any) -> str | None:
+        if not isinstance(v, Mapping):
+            return f"is a {type(v).__name__}, not a dict of {what}"
+        for k, x in v.items():
+            why = check(x)
+            if why:
+                return f"[{k!r}] {why}"
+        return None
+
+    return run
 
 
 def _shape(v: Any) -> str | None:
@@ -93,16 +98,6 @@ def _number_map(v: Any) -> str | None:
         return f"is a {type(v).__name__}, not a dict"
     bad = [k for k, x in v.items() if not _is_number(x)]
     return f"[{bad[0]!r}] is not a number" if bad else None
-
-
-def _history(v: Any) -> str | None:
-    if not isinstance(v, Mapping):
-        return f"is a {type(v).__name__}, not a dict"
-    for k, vals in v.items():
-        why = _numbers(vals)
-        if why:
-            return f"[{k!r}] {why}"
-    return None
 
 
 def _spec(v: Any) -> str | None:
@@ -135,9 +130,9 @@ def _provenance(v: Any) -> str | None:
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "provenance": _opt(_provenance),  # absent/None: a run whose record was lost (docks say so)
     "operator": _opt(_spec),
-    "arrays": _opt(_arrays),
+    "arrays": _opt(_dict_of(_array, "arrays")),
     "complex_data": _opt(_array),
-    "metric_history": _opt(_history),
+    "metric_history": _opt(_dict_of(_numbers, "lists of numbers")),
     "steps": _opt(_ints),
     "noise": _opt(_mapping),
     "ground_truth": _opt(_str),
