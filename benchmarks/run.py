@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-SECTIONS = ("solver", "gui", "catalogue", "learned", "diffusion")
+SECTIONS = ("solver", "gui", "catalogue", "learned", "diffusion", "formats")
 
 
 def main(argv: list[str]) -> int:
@@ -37,6 +37,10 @@ def main(argv: list[str]) -> int:
         import bench_diffusion
 
         bench_diffusion.main(flags)
+    if "formats" in names:
+        import bench_formats
+
+        bench_formats.main()
     return 0
 
 

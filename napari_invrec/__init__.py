@@ -4,13 +4,18 @@ The public API (imported lazily so that ``import napari_invrec`` loads neither t
 
 ``list_operators()``, ``list_methods(operator=None)``, ``make_operator(name, shape, **params)``,
 ``simulate(x, op, noise="gaussian", sigma=..., seed=...)``, ``solve(y, op, method, **params)``,
-``reconstruct(y, op, method, **params) -> Result``, ``rerun(provenance, y)``.
+``reconstruct(y, op, method, normalise="auto", **params) -> Result``, ``rerun(provenance, y)``,
+``normalisation(y, op)`` (the map between the data's units and the units methods run in),
+``estimate_noise(y, op)`` (noise std from the data alone),
+``rerun_file(path) -> RerunReport`` (repeat the run of a result saved by the plugin's writer
+and compare).
 """
 
 from ._version import __version__
 
 _API = ("list_operators", "list_methods", "make_operator", "simulate", "solve",
-        "reconstruct", "rerun", "Result", "method_params", "operator_params")
+        "reconstruct", "rerun", "Result", "method_params", "operator_params", "normalisation",
+        "estimate_noise", "rerun_file", "RerunReport")
 
 __all__ = ["__version__", *_API]
 

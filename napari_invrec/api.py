@@ -32,10 +32,12 @@ from .core.validation import check_image_array
 from .engine.device import choose_device, replay_device
 from .engine.execute import method_params_for, run_to_result
 from .engine.history import DEFAULT_BUDGET
+from .engine.reproduce import RerunReport
 from .engine.runner import Result, measurement_plane, prepare_measurement
 
 __all__ = ["list_operators", "list_methods", "make_operator", "simulate", "solve",
-           "reconstruct", "rerun", "Result", "method_params", "operator_params"]
+           "reconstruct", "rerun", "Result", "method_params", "operator_params",
+           "normalisation", "estimate_noise", "rerun_file", "RerunReport"]
 
 
 def list_operators() -> list[str]:
@@ -99,7 +101,8 @@ def solve(y: Any, op: Any, method: str, *, seed: int = 0, x0: Any = None,
 def reconstruct(y: Any, op: Any, method: str, *, seed: int = 0, x0: Any = None,
                 reference: Any = None, device: str | None = None,
                 history_budget: int = DEFAULT_BUDGET, cancel: threading.Event | None = None,
-                progress: Any = None, threads: int | None = None, **params: Any) -> Result:
+                progress: Any = None, threads: int | None = None, normalise: str = "auto",
+                **params: Any) -> Result:
     """Reconstruct the 2-D measurement ``y`` and return a :class:`Result`.
 
     Parameters
@@ -127,6 +130,12 @@ def reconstruct(y: Any, op: Any, method: str, *, seed: int = 0, x0: Any = None,
         Optional callable ``progress(Progress)`` called after each step.
     threads
         CPU threads torch may use during the run (default: leave torch's setting).
+    normalise
+        ``"auto"`` (default), ``"on"`` or ``"off"``: solve on affinely normalised data and
+        return the result in ``y``'s units (raw counts, CT numbers...); parameters such as a
+        TV weight or a noise level are then relative to the normalised data, in which the
+        data's robust range is 0..1 (see :func:`normalisation`). ``auto`` leaves data that
+        already lie in about [0, 1] as they are.
     **params
         Fields of the method's params dataclass (see :func:`method_params`).
     """
@@ -135,7 +144,7 @@ def reconstruct(y: Any, op: Any, method: str, *, seed: int = 0, x0: Any = None,
         op = op.to(choose_device(device))
     return run_to_result(y, op, method, p, seed=seed, x0=x0, reference=reference,
                          budget_bytes=history_budget, threads=threads, cancel=cancel,
-                         progress=progress)
+                         progress=progress, normalise=normalise)
 
 
 def rerun(provenance: dict, y: Any, arrays: dict | None = None, *,
@@ -175,4 +184,78 @@ def rerun(provenance: dict, y: Any, arrays: dict | None = None, *,
     p = from_dict(spec.params, provenance["params"])
     kw = {f: getattr(p, f) for f in p.__dataclass_fields__}
     kw.update(overrides)
+    norm = provenance.get("normalise") or {}
+    mode = norm.get("mode", "off") if isinstance(norm, dict) else "off"  # older records: off
+    kw.setdefault("normalise", mode)
     return reconstruct(y, op, provenance["method"], seed=provenance.get("seed", 0), **kw)
+
+
+def normalisation(y: Any, op: Any, mode: str = "auto", method: str | None = None) -> Any:
+    """The :class:`~napari_invrec.engine.normalise.Normalisation` a run of ``method`` on
+    ``y`` would use: ``offset``, ``scale`` (input units = scale * method units + offset),
+    whether it is applied and why."""
+    from .engine.normalise import plan_normalisation
+
+    poisson = method is not None and get_method(method, op.name).likelihood == "poisson"
+    return plan_normalisation(prepare_measurement(y, op), op, mode, poisson=poisson)
+
+
+def estimate_noise(y: Any, op: Any, mode: str = "auto") -> dict:
+    """The measurement's noise std estimated from the data alone (wavelet MAD, see
+    :mod:`napari_invrec.core.analysis.noise`): ``{"sigma": in y's units, "sigma_normalised":
+    in the units methods run in (what their noise-level parameters expect)}``; both ``None``
+    when the measurement gives no estimate."""
+    from .engine.noise_level import noise_estimate
+
+    return noise_estimate(y, op, mode)
+
+
+def rerun_file(path: Any, *, device: str | None = None, **overrides: Any) -> RerunReport:
+    """Repeat the run that produced a layer saved by napari-invrec, and compare.
+
+    The file (OME-Zarr, TIFF or ``.npy`` written by the plugin's writer) holds the run record,
+    the measurement as it ran and the operator's array parameters; :func:`rerun` checks each
+    against its recorded fingerprint before anything runs.
+
+    Parameters
+    ----------
+    path
+        The saved file (a result, history, std or samples layer).
+    device
+        Run on this device instead of the recorded one (differences may then exceed the
+        tolerance: kernels differ between devices).
+    **overrides
+        Method parameters to change (the comparison then shows their effect).
+
+    Returns
+    -------
+    RerunReport
+        The re-run's result, the saved and re-run values, the largest difference (absolute
+        and relative to the saved range) and whether it is within the tolerance
+        (:data:`napari_invrec.engine.reproduce.RERUN_RTOL`).
+
+    Raises
+    ------
+    InputError
+        Not a napari-invrec file, no run record or no measurement in it, or a measurement or
+        array that differs from the recorded one.
+    """
+    from pathlib import Path
+
+    from .engine.reproduce import compare_saved
+    from .formats.saved import read_saved
+
+    saved = read_saved(path)
+    inv = saved.invrec
+    kind = inv.get("kind")
+    if not isinstance(inv.get("provenance"), dict):
+        raise InputError(f"{path}: holds no run record (a {kind or 'plain image'} layer); "
+                         "re-run a result saved by napari-invrec")
+    if inv.get("measurement") is None:
+        raise InputError(f"{path}: the record holds no measurement (saved by an older "
+                         "version); use napari_invrec.rerun(provenance, y, arrays) with the "
+                         "original measurement")
+    if device is not None:
+        overrides["device"] = device
+    res = rerun(inv["provenance"], inv["measurement"], inv.get("arrays") or {}, **overrides)
+    return compare_saved(Path(path), kind, inv, saved.data, res)

@@ -1,4 +1,5 @@
-"""Command line on the same engine as the GUI: ``napari-invrec list|simulate|reconstruct|train``.
+"""Command line on the same engine as the GUI: ``napari-invrec list|simulate|reconstruct|train|
+rerun`` (``rerun FILE``: repeat a result saved by the plugin, :mod:`napari_invrec.cli_rerun`).
 
 Operator and method parameters become options generated from their params dataclasses, e.g.
 ``napari-invrec reconstruct --operator blur --sigma 2 --method tv-fista --lam 0.01
@@ -45,7 +46,8 @@ from .cli_outputs import (
 __all__ = ["CLIError", "entry", "main", "read_array", "write_array", "write_sidecar"]
 
 GLOBAL_DESTS = {"operator", "method", "input", "output", "seed", "device", "reference",
-                "noise", "noise_sigma", "photons", "iterates", "budget", "quiet", "command"}
+                "noise", "noise_sigma", "photons", "iterates", "budget", "quiet", "command",
+                "normalise"}
 INT64_MAX = 2 ** 63 - 1
 MB = 2 ** 20
 
@@ -196,13 +198,20 @@ def _base_parser(op_cls: type | None = None, m_cls: type | None = None) -> argpa
                            help="memory budget of the iterate history in megabytes; past it "
                                 "the history keeps every 2nd, 4th ... step (default "
                                 f"{DEFAULT_BUDGET // MB})")
+            p.add_argument("--normalise", default="auto", choices=["auto", "on", "off"],
+                           help="solve on data scaled to about 0..1 and write the result in "
+                                "the input's units; weights and noise levels are relative "
+                                "to that range (auto, the default: unless the data already "
+                                "lie in 0..1)")
         if op_cls is not None:
             _add_fields(p, op_cls, "op", names, "operator parameters")
         if m_cls is not None and cmd == "reconstruct":
             _add_fields(p, m_cls, "method", names, "method parameters")
+    from .cli_rerun import add_rerun_parser
     from .cli_train import add_train_parser
 
     add_train_parser(sub)
+    add_rerun_parser(sub)
     return parser
 
 
@@ -357,7 +366,7 @@ def _cmd_reconstruct(ns: argparse.Namespace, spec: dict | None, spec_arrays: dic
             print(f"  step {prog.step}/{prog.total}  {m}", file=sys.stderr)
 
     res = api.reconstruct(y, op, ns.method, seed=ns.seed, reference=ref, progress=show,
-                          history_budget=ns.budget * MB, **values)
+                          history_budget=ns.budget * MB, normalise=ns.normalise, **values)
     text = sidecar_text({"kind": "result", "provenance": res.provenance, "steps": res.steps})
     out = writes["output"]
     write_array(out, storable(out, res.x))
@@ -385,9 +394,10 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     int
-        The exit status: 0 done, 2 a user error (printed as one line on stderr). Errors of
-        argument syntax are argparse's (``SystemExit(2)`` with the usage); anything else that
-        escapes is a bug and keeps its traceback.
+        The exit status: 0 done, 1 a ``rerun`` that did not reproduce the saved result, 2 a
+        user error (printed as one line on stderr). Errors of argument syntax are argparse's
+        (``SystemExit(2)`` with the usage); anything else that escapes is a bug and keeps its
+        traceback.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -416,6 +426,10 @@ def main(argv: list[str] | None = None) -> int:
             from .cli_train import cmd_train
 
             return cmd_train(ns, argv)
+        if ns.command == "rerun":
+            from .cli_rerun import cmd_rerun
+
+            return cmd_rerun(ns)
         if ns.operator is None:
             ns.operator = op_name
         if ns.operator is None:

@@ -53,7 +53,9 @@ def _mapping(v: Any) -> str | None:
 
 
 def _array(v: Any) -> str | None:
-    if not isinstance(v, np.ndarray):
+    """A numpy array (memory maps included) or a dask array (a file read lazily) of numbers."""
+    lazy = type(v).__module__.startswith("dask.") and hasattr(v, "dtype") and hasattr(v, "shape")
+    if not isinstance(v, np.ndarray) and not lazy:
         return f"is a {type(v).__name__}, not an array"
     if v.dtype.kind not in "biufc":
         return f"is an array of {v.dtype}, not of numbers"
@@ -132,6 +134,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "operator": _opt(_spec),
     "arrays": _opt(_dict_of(_array, "arrays")),
     "complex_data": _opt(_array),
+    "measurement": _opt(_array),
+    "units": _opt(_mapping),
     "metric_history": _opt(_dict_of(_numbers, "lists of numbers")),
     "steps": _opt(_ints),
     "noise": _opt(_mapping),

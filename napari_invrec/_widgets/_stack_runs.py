@@ -31,7 +31,8 @@ class StackRuns:
 
     def _stack_kwargs(self) -> dict:
         return {"seed": int(self.seed.value), "history_budget": self.budget_bytes(),
-                "threads": gui_thread_budget(), **self.method_form.values()}
+                "threads": gui_thread_budget(), "normalise": self.units.mode,
+                **self.method_form.values()}
 
     def _stack_meta(self, op: Any, method: str, mode: str) -> dict:
         from ..core.params import to_dict

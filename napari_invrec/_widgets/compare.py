@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, ToggleButton
-from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHeaderView,
+    QTableWidget,
+    QTableWidgetItem,
+)
 
 from ..core.errors import InvRecError
 from ..engine.compare import (
@@ -86,8 +92,12 @@ class CompareWidget(Container):
         self._map_kind = ComboBox(label="map", choices=list(MAP_KINDS))
         self._map_run = ComboBox(label="run", choices=self._run_names)
         self._map_btn = PushButton(text="Compute")
-        maps = Container(widgets=[Label(value="Hallucination map:"), self._map_kind,
-                                  self._map_run, self._map_btn], layout="horizontal")
+        maps = Container(widgets=[Label(value="<b>Hallucination map</b>"), self._map_kind,
+                                  self._map_run, self._map_btn])
+        for combo in (self._reference, self._map_run):  # long layer names must not widen
+            combo.native.setSizeAdjustPolicy(  # the dock past the canvas
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.native.setMinimumContentsLength(12)
         self._status = Label(value="")
         self.extend([self._reference, buttons, maps, self._status])
 

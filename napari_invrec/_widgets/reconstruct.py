@@ -31,6 +31,7 @@ from ._meta import checked_meta, layer_kind, layer_meta
 from ._notify import guarded, notify_error, notify_info, report_error
 from ._runs import DisplayThrottle, RunController, dock_alive
 from ._stack_runs import EAGER, LAZY, PLANE, STACK_MODES, StackRuns
+from ._units import UnitsPanel
 from .forms import ParamsForm, applicable_values
 
 __all__ = ["ReconstructWidget", "STACK_MODES", "run_engine"]
@@ -56,9 +57,31 @@ def _describe(spec: dict) -> str:
             k: v for k, v in (spec.get("params") or {}).items() if not isinstance(v, dict)})
     except InputError:
         vals = {}
-    inner = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                      for k, v in vals.items())
+    given = [k for k, v in (spec.get("params") or {}).items() if isinstance(v, dict)]
+    if any("mask" in k for k in given):  # a given mask overrides the sampling pattern
+        vals = {k: v for k, v in vals.items()
+                if k not in ("pattern", "seed", "acceleration", "keep", "mask")}
+    inner = ", ".join([f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in vals.items()] + [f"{k.removesuffix('_array')} given"
+                                                    for k in given])
     return f"{name} ({inner})" if inner else name
+
+
+def _layer_array(layer: Any, meta: dict) -> Any:
+    """The measurement array of a layer: the complex data it carries, else its data (the
+    full-resolution level of a multiscale layer)."""
+    if meta.get("complex_data") is not None:
+        return meta["complex_data"]
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def _pixel_size(layer: Any, meta: dict, op: Any) -> list[float] | None:
+    """Physical pixel size of the result: the file's spacing when the measurement is on the
+    image grid (``None``: napari's default of 1)."""
+    spacing = (meta.get("units") or {}).get("spacing")
+    if spacing and len(spacing) >= 2 and tuple(op.measurement_shape) == tuple(op.shape):
+        return [float(v) for v in spacing[-2:]]
+    return None
 
 
 class ReconstructWidget(StackRuns, Container):
@@ -95,6 +118,7 @@ class ReconstructWidget(StackRuns, Container):
                                    label="stack mode", tooltip="how to reconstruct a stack")
         self.method = ComboBox(choices=self._method_choices, name="method", label="method")
         self.method_form = ParamsForm(self._method_params(), name="method_params")
+        self.units = UnitsPanel(name="units_panel")
         self.device = ComboBox(value="auto", choices=["auto", *available_devices()],
                                name="device", label="device")
         self.seed = SpinBox(value=0, min=0, max=2 ** 31 - 1, name="seed", label="seed",
@@ -115,7 +139,7 @@ class ReconstructWidget(StackRuns, Container):
         self.extend([labelled(self.measurement, self.stack_mode, name="data_box"),
                      heading("operator"), self.op_label, self.op_panel,
                      heading("method"), labelled(self.method, name="method_box"),
-                     self.method_form,
+                     self.method_form, self.units,
                      labelled(self.device, self.seed, self.reference, self.budget,
                               name="settings_box"),
                      buttons, self.progress, self.status])
@@ -124,6 +148,8 @@ class ReconstructWidget(StackRuns, Container):
         self.measurement.changed.connect(self._on_measurement)
         self.op_panel.operator.changed.connect(self._refresh_methods)
         self.method.changed.connect(self._on_method)
+        self.units.normalise.changed.connect(self._refresh_units)
+        self.op_panel.operator.changed.connect(self._refresh_units)
         self.run_button.changed.connect(self.run)
         self.pause_button.changed.connect(self.toggle_pause)
         self.cancel_button.changed.connect(self.cancel)
@@ -222,10 +248,45 @@ class ReconstructWidget(StackRuns, Container):
         if gt is not None and gt is not self.measurement.value:
             self.reference.value = gt
         self._refresh_methods()
+        self._refresh_units()
+
+    @guarded
+    def _refresh_units(self, *_: Any) -> None:
+        """Describe the selected measurement's units and noise level; fill the method's
+        noise-level fields with the estimate."""
+        try:
+            y, op = self._current_plane()
+            self.units.update(y, op)
+        except InputError as err:
+            self.units.clear(str(err).split(";")[0])
+            return
+        self.units.fill(self.method_form)
+
+    def _current_plane(self) -> tuple[Any, Any]:
+        """The measurement in view (one plane of a stack) and its operator."""
+        from ..engine.stack import plane_chunks
+
+        layer = self.measurement.value
+        if layer is None:
+            raise InputError("no measurement")
+        meta = checked_meta(layer)
+        data = _layer_array(layer, meta)
+        if self._is_stack():
+            data = plane_chunks(data)[self._plane_index(layer)].compute()
+        y = np.asarray(data)
+        return y, self._operator(y.shape, y, meta)
 
     @guarded
     def _refresh_methods(self, *_: Any) -> None:
+        from ..core.methods.registry import default_method
+
         self.method.reset_choices()
+        operator = self.operator_name()
+        if operator != getattr(self, "_methods_for", None):  # a new operator: its default
+            self._methods_for = operator
+            preferred = default_method(operator)
+            if preferred in self.method.choices:
+                self.method.value = preferred
         if self._form_is_stale():
             self._on_method()
 
@@ -249,6 +310,7 @@ class ReconstructWidget(StackRuns, Container):
         self.remove(self.method_form)
         self.method_form = form
         self.insert(idx, self.method_form)
+        self.units.fill(self.method_form)
 
     def budget_bytes(self) -> int:
         """The iterate-history budget of the form, bytes (every kind of run uses it)."""
@@ -277,12 +339,12 @@ class ReconstructWidget(StackRuns, Container):
             raise InputError(f"the stored operator is for measurements of shape {stored} but "
                              f"the layer holds {tuple(measurement_shape)}")
         arrays = {k: np.array(v, copy=True) for k, v in (meta.get("arrays") or {}).items()}
-        return operator_from_spec(spec, arrays or None,
+        return operator_from_spec(spec, arrays or None, measurement=measurement,
                                   device=choose_device(str(self.device.value)))
 
     def _plane_index(self, layer: Any) -> int:
         pos = layer.world_to_data(self.viewer.dims.point)
-        return int(np.clip(round(float(pos[0])), 0, layer.data.shape[0] - 1))
+        return int(np.clip(round(float(pos[0])), 0, _layer_array(layer, {}).shape[0] - 1))
 
     def _reference(self, shape: tuple[int, int], plane: int | None) -> np.ndarray | None:
         from ..core.validation import check_image_array
@@ -313,15 +375,15 @@ class ReconstructWidget(StackRuns, Container):
         if layer is None:
             raise InputError("no measurement layer: simulate one or open an image")
         meta = checked_meta(layer)  # malformed metadata: refused, with the reason
-        data = meta["complex_data"] if meta.get("complex_data") is not None else layer.data
+        data = _layer_array(layer, meta)
         shape = tuple(data.shape)  # never np.size/np.asarray here: a dask stack stays lazy
         m_ndim = self._measurement_ndim()
         if getattr(layer, "rgb", False) or len(shape) not in (m_ndim, m_ndim + 1) or 0 in shape:
             check_image_array(data, f"layer {layer.name!r}", ndim=m_ndim)  # says why
         stack = len(shape) == m_ndim + 1
-        if stack and m_ndim != 2:
-            raise InputError(f"layer {layer.name!r} has shape {shape}: stacks of "
-                             f"{m_ndim}-D measurements are not supported; pick one measurement")
+        if stack and m_ndim != 2 and self.stack_mode.value != PLANE:
+            raise InputError(f"layer {layer.name!r} is a stack of {m_ndim}-D measurements "
+                             f"{shape}: only stack mode {PLANE!r} reconstructs those; pick it")
         if not self.method.value:
             raise InputError(f"no method supports the operator {self.operator_name()!r}")
         if self._form_is_stale():
@@ -334,31 +396,43 @@ class ReconstructWidget(StackRuns, Container):
         if stack and isinstance(data, np.ndarray):
             data = data.copy()
         y = None if stack else np.array(data, copy=True)
+        plane = None
+        if stack and self.stack_mode.value == PLANE:  # only the plane in view is computed;
+            plane = self._plane_index(layer)  # its data may build the operator (coil maps)
+            y = np.array(plane_chunks(data)[plane].compute(), copy=True)
         op = self._operator(shape[1:] if stack else shape, y, meta)
         method = str(self.method.value)
         params = self.method_form.params()
         name = run_name(method, op.name)
-        plane = None
         if stack:
             if self.stack_mode.value == LAZY:
                 return self._add_lazy(data, op, method, name)
             if self.stack_mode.value == EAGER:
                 return self._start_eager(data, op, method, name)
-            plane = self._plane_index(layer)
-            y = np.array(plane_chunks(data)[plane].compute(), copy=True)
             name = f"{name} [plane {plane}]"
         prepare_measurement(y, op)  # NaN, shape, dtype: refuse before any worker starts
-        reference = self._reference(op.shape, plane)
+        ref = self.reference.value
+        if plane is not None and ref is not None and np.ndim(ref.data) == len(shape) == 4:
+            # a file's reference broadcast over the coil axis (napari aligns trailing axes)
+            reference = np.array(check_image_array(ref.data[plane, 0], f"reference "
+                                                    f"{ref.name!r}"), copy=True)
+            if reference.shape != tuple(op.shape):
+                raise InputError(f"reference {ref.name!r} is {reference.shape[0]} x "
+                                 f"{reference.shape[1]} but the image is {op.shape[0]} x "
+                                 f"{op.shape[1]}; pick another reference or 'none'")
+        else:
+            reference = self._reference(op.shape, plane)
         gt = meta.get("ground_truth") or (self.reference.value.name
                                           if self.reference.value is not None else None)
         self._run_info = {"name": name, "method": method, "params": params, "step": 0,
-                          "t0": time.perf_counter(), "contrast": self._contrast()}
+                          "t0": time.perf_counter(), "contrast": self._contrast(),
+                          "scale": _pixel_size(layer, meta, op)}
         self._live, self._live_dropped = None, False
         self._set_running(True)
         return self.controller.start(
             run_engine, y, op, method, params, seed=int(self.seed.value), reference=reference,
             budget_bytes=self.budget_bytes(), noise=meta.get("noise"),
-            threads=gui_thread_budget(),
+            threads=gui_thread_budget(), normalise=self.units.mode,
             ground_truth=gt, total=_total(self.method_form.values()), desc=name,
             on_yield=self._on_progress, on_return=self._on_result, on_error=self._on_error,
             on_cancel=self._on_cancel, on_finish=self._on_finish, on_pause=self._on_pause,
@@ -436,7 +510,9 @@ class ReconstructWidget(StackRuns, Container):
         self._remove_live()
         info = self._run_info
         added = [self.viewer.add_layer(Layer.create(*t))
-                 for t in result_layers(result, name=info["name"])]
+                 for t in result_layers(result, name=info["name"], scale=info.get("scale"))]
+        if len(result.steps) > 1:  # history layers: show the final step, not the first
+            self.viewer.dims.set_current_step(0, len(result.steps) - 1)
         secs = time.perf_counter() - info["t0"]
         self.runs.append({"method": info["method"], "params": to_dict(info["params"]),
                           "metrics": dict(result.metrics), "time_s": secs,

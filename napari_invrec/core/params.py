@@ -29,6 +29,7 @@ def param(
     gui: bool = True,
     when: dict | None = None,
     network: bool = False,
+    noise: bool = False,
 ) -> Any:
     """Declare a documented parameter field.
 
@@ -52,9 +53,12 @@ def param(
     network
         The field names trained weights; its default is a network the method needs
         installed (read by :func:`~.methods.registry.register_method`).
+    noise
+        The field is the measurement's noise std (in the units the method runs in): the GUI
+        fills it with the estimate from the data.
     """
     meta = {"doc": doc, "min": min, "max": max, "step": step, "choices": choices,
-            "gui": gui, "when": when, "network": network}
+            "gui": gui, "when": when, "network": network, "noise": noise}
     return dataclasses.field(default=default, metadata=meta)
 
 

@@ -63,7 +63,7 @@ def run_to_result(y: Any, op: Any, method: str, params: Any = None, *, seed: int
                   cancel: threading.Event | None = None,
                   progress: Callable[[Progress], Any] | None = None,
                   preview_hz: float = 30.0, noise: dict | None = None,
-                  ground_truth: str | None = None) -> Result:
+                  ground_truth: str | None = None, normalise: str = "auto") -> Result:
     """Run ``method`` on the 2-D measurement ``y`` and return its :class:`~.runner.Result`.
 
     Parameters
@@ -77,7 +77,7 @@ def run_to_result(y: Any, op: Any, method: str, params: Any = None, *, seed: int
     params
         The method's params dataclass instance (or a mapping of its fields, or ``None`` for
         the defaults); see :func:`method_params_for`.
-    seed, x0, reference, budget_bytes, threads, preview_hz, noise, ground_truth
+    seed, x0, reference, budget_bytes, threads, preview_hz, noise, ground_truth, normalise
         As for :func:`~.runner.run`.
     cancel
         Checked before every step and at the method's cancel points inside a step (see
@@ -100,7 +100,7 @@ def run_to_result(y: Any, op: Any, method: str, params: Any = None, *, seed: int
         y = y.compute()
     gen = run(np.asarray(y), op, method, p, seed=seed, x0=x0, reference=reference,
               budget_bytes=budget_bytes, preview_hz=preview_hz, noise=noise,
-              ground_truth=ground_truth, threads=threads, cancel=cancel)
+              ground_truth=ground_truth, threads=threads, cancel=cancel, normalise=normalise)
     step = 0
     try:
         while True:

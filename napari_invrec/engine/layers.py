@@ -4,12 +4,29 @@ napari layers are described as ``(data, kwargs, layer_type)`` tuples. Every laye
 creates carries ``metadata["invrec"]``, a dict with at least ``"kind"``:
 
 ``"measurement"``
-    ``operator`` (operator spec), ``noise`` (noise params dict), ``ground_truth`` (name of the
-    ground-truth layer or ``None``), ``arrays`` (array parameters of the operator, e.g. a custom
-    mask or kernel), ``complex_data`` (the complex measurement when the displayed data is its
-    log-magnitude, else ``None``).
+    ``operator`` (operator spec), ``noise`` (noise params dict; ``None`` for real data),
+    ``ground_truth`` (name of the ground-truth or reference layer, or ``None``), ``arrays``
+    (array parameters of the operator, e.g. a custom mask or kernel), ``complex_data`` (the
+    complex measurement when the displayed data is its log-magnitude, else ``None``). A
+    measurement read from a file (:func:`file_measurement_layer`) also carries ``units`` and
+    ``notes`` (what the reader inferred, e.g. a mask detected from all-zero columns).
+
+    Complex data: napari cannot show complex numbers, so the layer's ``data`` is
+    ``log(1 + |y|)`` (float32) and the complex measurement itself travels in ``complex_data``,
+    with the same shape; consumers take ``complex_data`` when it is not ``None``, else
+    ``data`` (:func:`measurement_from_layer`). This is the one path for complex measurements,
+    simulated (numpy) and read from files (numpy, memory-mapped numpy or dask, with ``data``
+    then a lazy dask array computed per plane).
+    Stacks put the stack axes first: ``(slices, H, W)`` or, for measurements that are 3-D
+    themselves (multi-coil k-space), ``(slices, coils, H, W)``; the spec's
+    ``measurement_shape`` is that of one measurement.
+``"image"``
+    A plain image read from a file (no operator known: the user picks one in Reconstruct):
+    ``units`` (see :func:`file_image_layer`).
 ``"result"``, ``"history"``, ``"std"``, ``"live"``, ``"extra"``
-    ``provenance`` (see :func:`napari_invrec.engine.provenance.make_provenance`); history layers
+    ``provenance`` (see :func:`napari_invrec.engine.provenance.make_provenance`),
+    ``measurement`` (the measurement as it ran, so that a saved result can be re-run from its
+    file alone; ``None`` when unknown) and ``arrays`` (operator array parameters); history layers
     also carry ``steps`` (the step number of each slice); result layers also carry
     ``metric_history`` (metric name -> list of per-step values, for convergence plots).
 """
@@ -71,6 +88,96 @@ def measurement_layer(y: np.ndarray, op: Any, noise: Any, *, name: str,
     return (display_array(y), kwargs, "image")
 
 
+def _log_magnitude(block: np.ndarray) -> np.ndarray:
+    return np.log1p(np.abs(block)).astype(np.float32)
+
+
+def file_measurement_layer(kspace: Any, spec: dict, arrays: dict, *, name: str, units: dict,
+                           ground_truth: str | None = None, notes: str | None = None,
+                           contrast_limits: Any = None) -> tuple:
+    """Layer tuple of a complex measurement read from a file (e.g. MRI k-space).
+
+    Parameters
+    ----------
+    kspace
+        The complex measurement, stack axes first (see the module docstring): numpy, a
+        memory-mapped numpy array or dask. It is kept as it is in ``complex_data`` (a dask
+        array stays lazy, a memory map stays on disk).
+    spec
+        Operator spec of one measurement (e.g. from
+        :func:`~napari_invrec.core.operators.registry.measurement_spec`).
+    arrays
+        The spec's array parameters (e.g. ``{"mask_array": mask}``).
+    name
+        Layer name.
+    units
+        Its :func:`units_record`.
+    ground_truth
+        Name of the file's reference layer, when it is on the image grid.
+    notes
+        What the reader inferred rather than read (shown to whoever inspects the metadata).
+    contrast_limits
+        Display range of ``log(1 + |y|)``; without it napari computes it from the data.
+
+    Returns
+    -------
+    tuple
+        ``(data, kwargs, "image")`` with ``data`` = ``log(1 + |kspace|)`` as a dask array
+        computed block by block (one block per plane when ``kspace`` is numpy). napari's
+        ``scale`` is left at 1: k-space has no image-domain pixel size (``units["spacing"]``
+        is that of the reconstructed image), and results overlay the data pixel for pixel.
+    """
+    import dask.array as da
+
+    k = kspace
+    if not isinstance(k, da.Array):
+        k = da.from_array(k, chunks=(1,) * (np.ndim(k) - 2) + tuple(np.shape(k)[-2:]),
+                          name=False)  # no hash of the whole array
+    shown = k.map_blocks(_log_magnitude, dtype=np.float32)
+    meta = {META_KEY: {
+        "kind": "measurement", "operator": spec, "noise": None, "ground_truth": ground_truth,
+        "arrays": {key: np.asarray(v) for key, v in arrays.items()}, "complex_data": kspace,
+        "units": units, "notes": notes,
+    }}
+    kwargs = {"name": name, "metadata": meta, "colormap": "gray"}
+    if contrast_limits is not None:
+        kwargs["contrast_limits"] = [float(c) for c in contrast_limits]
+    return (shown, kwargs, "image")
+
+
+def units_record(*, spacing: Any = None, unit: str = "pixel", intensity: str = "a.u.",
+                 source: Any = None, fmt: str | None = None, **extra: Any) -> dict:
+    """The ``units`` entry of a layer read from a file (JSON types only).
+
+    Parameters
+    ----------
+    spacing
+        Physical size of a pixel along each axis (slowest first), in ``unit``; ``None``: 1.
+    unit
+        Length unit of ``spacing`` (``"mm"``, ``"um"``, ``"nm"``, ``"angstrom"``, ``"pixel"``).
+    intensity
+        What the values are (``"a.u."``, ``"counts"``, ``"HU"``...): results are returned in the
+        same units.
+    source, fmt
+        File the data came from and its format name.
+    **extra
+        Format-specific facts worth keeping (e.g. ``rescale_slope``), JSON types.
+    """
+    return {"spacing": None if spacing is None else [float(s) for s in spacing],
+            "unit": str(unit), "intensity": str(intensity),
+            "source": None if source is None else str(source), "format": fmt, **extra}
+
+
+def file_image_layer(data: Any, *, name: str, units: dict, **kwargs: Any) -> tuple:
+    """Layer tuple of a plain image read from a file: ``kind="image"`` with its ``units``;
+    napari's ``scale`` is the pixel spacing, so rulers and the scale bar are physical."""
+    meta = {META_KEY: {"kind": "image", "units": units}}
+    kw = {"name": name, "metadata": meta, "colormap": "gray", **kwargs}
+    if units.get("spacing") is not None and "scale" not in kw:
+        kw["scale"] = list(units["spacing"])
+    return (data, kw, "image")
+
+
 def invrec_meta(layer_metadata: dict | None) -> dict:
     """The plugin's metadata dict of a layer (empty if the layer is not ours)."""
     return dict((layer_metadata or {}).get(META_KEY, {}) or {})
@@ -100,7 +207,7 @@ def result_layers(result: Any, *, name: str, scale: Any = None) -> list[tuple]:
 
     def meta(kind: str, **extra: Any) -> dict:
         return {META_KEY: {"kind": kind, "provenance": prov, "arrays": arrays,
-                           "complex_data": None, **extra}}
+                           "measurement": result.measurement, "complex_data": None, **extra}}
 
     common = {"colormap": "gray"}
     if scale is not None:

@@ -17,7 +17,8 @@ def package_version() -> str:
 
 def make_provenance(op: Any, method: str, params: Any, *, seed: int, device: str,
                     measurement: Any, timings: dict, metrics: dict,
-                    noise: dict | None = None, ground_truth: str | None = None) -> dict:
+                    noise: dict | None = None, ground_truth: str | None = None,
+                    normalise: dict | None = None) -> dict:
     """Everything needed to re-run a reconstruction, as plain JSON types.
 
     Parameters
@@ -33,6 +34,9 @@ def make_provenance(op: Any, method: str, params: Any, *, seed: int, device: str
         Wall-clock seconds by phase, final metrics.
     noise, ground_truth
         Noise parameters of a simulated measurement and the reference's name, when known.
+    normalise
+        The run's :class:`~napari_invrec.engine.normalise.Normalisation` record (mode, offset,
+        scale): re-running with the same mode on the same data gives the same map.
     """
     import torch
 
@@ -50,6 +54,7 @@ def make_provenance(op: Any, method: str, params: Any, *, seed: int, device: str
         "measurement": array_fingerprint(measurement),
         "noise": noise,
         "ground_truth": ground_truth,
+        "normalise": normalise,
         "timings": {k: round(float(v), 6) for k, v in timings.items()},
         "metrics": {k: float(v) for k, v in metrics.items()},
     }

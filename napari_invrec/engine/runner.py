@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Generator
@@ -32,6 +33,7 @@ from .device import torch_threads
 from .history import DEFAULT_BUDGET, IterateHistory
 from .layers import image_display
 from .memory import check_run_memory
+from .normalise import NORMALISE_MODES, plan_normalisation
 from .provenance import make_provenance
 
 #: extras that are per-run summaries, not per-step image streams
@@ -88,6 +90,9 @@ class Result:
         JSON-serialisable record (see :func:`make_provenance`).
     arrays
         Operator array parameters (custom mask/kernel) needed with the provenance to re-run.
+    measurement
+        The measurement as it ran (validated float32/complex64 copy, in the input's units);
+        saved with the result so that the run can be repeated from the file alone.
     """
 
     x: np.ndarray
@@ -102,6 +107,7 @@ class Result:
     samples: np.ndarray | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    measurement: np.ndarray | None = None
 
 
 def _plane(t: torch.Tensor) -> np.ndarray:
@@ -137,6 +143,9 @@ class RunSettings:
                               min=0.0, max=1e6)
     threads: int | None = param(None, "CPU threads torch may use (None: unchanged)",
                                 min=1, max=4096)
+    normalise: str = param("auto", "solve in normalised units and return the input's units "
+                           "(auto: unless the data already lie in [0, 1])",
+                           choices=NORMALISE_MODES)
 
 
 def _out_of_memory(e: BaseException) -> bool:
@@ -144,6 +153,23 @@ def _out_of_memory(e: BaseException) -> bool:
     if isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
     return "can't allocate memory" in str(e) or "out of memory" in str(e).lower()
+
+
+def _in_units(state: IterState, norm: Any) -> IterState:
+    """``state`` with its image-like tensors in the input's units: the iterate, image-shaped
+    extras (``samples``, ``x0_hat``...) as :math:`s u + o`, a ``std`` as :math:`s \\sigma`;
+    extras of another shape (an estimated kernel) are left as they are."""
+    if not norm.applied:
+        return state
+    extras = {}
+    for k, v in state.extras.items():
+        if k == "std":
+            extras[k] = norm.spread_to_units(v)
+        elif v.shape[-2:] == state.x.shape[-2:]:
+            extras[k] = norm.to_units(v)
+        else:
+            extras[k] = v
+    return dataclasses.replace(state, x=norm.to_units(state.x), extras=extras)
 
 
 def measurement_plane(y: Any, op: Any) -> np.ndarray:
@@ -156,7 +182,8 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
         reference: np.ndarray | None = None, budget_bytes: int = DEFAULT_BUDGET,
         preview_hz: float = 30.0, noise: dict | None = None,
         ground_truth: str | None = None, threads: int | None = None,
-        cancel: threading.Event | None = None) -> Generator[Progress, None, Result]:
+        cancel: threading.Event | None = None,
+        normalise: str = "auto") -> Generator[Progress, None, Result]:
     """Run ``method`` on the measurement ``y`` with operator ``op``; see the module docstring.
 
     Parameters
@@ -184,10 +211,14 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
         Once set, the run stops with :class:`~napari_invrec.core.errors.CancelledError` at the
         method's next cancel point (inside a step where the method has long inner loops, see
         :mod:`napari_invrec.core.cancel`) or its next step.
+    normalise
+        ``auto``, ``on`` or ``off``: the method runs on affinely normalised data and every image
+        it yields is mapped back to the input's units (:mod:`~napari_invrec.engine.normalise`);
+        the map is recorded in the provenance.
     """
     spec = get_method(method, op.name)
     settings = make_params(RunSettings, seed=seed, budget_bytes=budget_bytes,
-                           preview_hz=preview_hz, threads=threads)
+                           preview_hz=preview_hz, threads=threads, normalise=normalise)
     seed, budget_bytes, preview_hz, threads = (settings.seed, settings.budget_bytes,
                                                settings.preview_hz, settings.threads)
     frame = int(np.prod(op.shape)) * 4
@@ -198,6 +229,7 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
     check_run_memory(op, method, params, stochastic=spec.stochastic, budget_bytes=budget_bytes)
     t_start = time.perf_counter()
     y_t = prepare_measurement(y, op)
+    norm = plan_normalisation(y_t, op, settings.normalise, poisson=spec.likelihood == "poisson")
     x0_t = None
     if x0 is not None:
         x0_np = check_image_array(x0, "initial image x0", complex_ok=op.complex_image,
@@ -207,6 +239,7 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
                              f"{tuple(op.shape)}")
         x0_t = op.as_image(torch.from_numpy(x0_np)[None, None])
         op.check_image(x0_t)
+        x0_t = norm.from_units(x0_t)
     ref_t = None
     if reference is not None:
         ref_t = torch.from_numpy(check_reference(reference, op.shape))[None, None].to(op.device)
@@ -216,7 +249,7 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
     min_dt = 1.0 / preview_hz if preview_hz > 0 else 0.0
     last_preview = -np.inf
     state: IterState | None = None
-    it = spec.fn(y_t, op, params, x0=x0_t, generator=gen)
+    it = spec.fn(norm.measurement(y_t, op), op, params, x0=x0_t, generator=gen)
     t_setup = time.perf_counter() - t_start
     try:
         with torch.no_grad(), torch_threads(threads):
@@ -227,7 +260,7 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
                         state = next(it)
                 except StopIteration as stop:
                     if stop.value is not None:
-                        state = stop.value
+                        state = _in_units(stop.value, norm)
                     break
                 except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as e:
                     if not _out_of_memory(e):
@@ -238,6 +271,7 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
                     raise ResourceError(
                         f"{method} ran out of {where}memory after step {step} on {op.device}: "
                         f"use {hint}a smaller image, or fewer samples") from e
+                state = _in_units(state, norm)
                 metrics = dict(state.metrics)
                 if not torch.isfinite(state.x).all():
                     raise DivergenceError(f"{method} produced non-finite values at step "
@@ -282,11 +316,13 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
     prov = make_provenance(op, method, params, seed=seed, device=str(op.device),
                            measurement=_plane(y_t), timings={"setup_s": t_setup, "total_s": t_total,
                                                    "steps": state.step},
-                           metrics=final_metrics, noise=noise, ground_truth=ground_truth)
+                           metrics=final_metrics, noise=noise, ground_truth=ground_truth,
+                           normalise=norm.to_dict())
     streams = {k: history.stack(k) for k in history.streams() if k != "x"}
     res = Result(x=x_final, iterates=history.stack("x"), steps=history.steps, streams=streams,
                  metrics=final_metrics, metric_history=metric_history, provenance=prov,
-                 arrays={k: np.asarray(v) for k, v in operator_arrays(op).items()})
+                 arrays={k: np.asarray(v) for k, v in operator_arrays(op).items()},
+                 measurement=_plane(y_t))
     res.extras = {k: _plane(v) for k, v in state.extras.items()
                   if k not in _NOT_STREAMS and v.shape[-2:] != state.x.shape[-2:]}
     if spec.stochastic:

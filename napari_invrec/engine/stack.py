@@ -61,7 +61,7 @@ def reconstruct_plane(y: Any, index: tuple[int, ...], op: Any, method: str,
                       reference: Any = None, history_budget: int = DEFAULT_BUDGET,
                       threads: int | None = None, cancel: threading.Event | None = None,
                       progress: Callable[[Progress], Any] | None = None,
-                      **fields: Any) -> Result:
+                      normalise: str = "auto", **fields: Any) -> Result:
     """Reconstruct the plane ``y[index]`` of a stack; computes only that plane's block.
 
     ``params`` / ``**fields``: the method's parameters (see the module docstring); the other
@@ -71,12 +71,12 @@ def reconstruct_plane(y: Any, index: tuple[int, ...], op: Any, method: str,
     block = plane_chunks(y)[tuple(index)]
     return run_to_result(block, op, method, p, seed=seed, x0=x0, reference=reference,
                          budget_bytes=history_budget, threads=threads, cancel=cancel,
-                         progress=progress)
+                         progress=progress, normalise=normalise)
 
 
 def reconstruct_lazy(y: Any, op: Any, method: str, params: Any = None, *, seed: int = 0,
                      history_budget: int | None = None, threads: int | None = None,
-                     **fields: Any) -> Any:
+                     normalise: str = "auto", **fields: Any) -> Any:
     """A lazy ``(..., H, W)`` float32 dask array of display reconstructions, one block a plane.
 
     The parameters are checked now; a plane is reconstructed when its block is computed.
@@ -88,7 +88,7 @@ def reconstruct_lazy(y: Any, op: Any, method: str, params: Any = None, *, seed: 
         lead = block.shape[:-2]
         res = run_to_result(np.asarray(block).reshape(block.shape[-2:]), op, method, p,
                             seed=seed, budget_bytes=plane_budget(op, history_budget),
-                            threads=threads)
+                            threads=threads, normalise=normalise)
         return image_display(res.x).astype(np.float32).reshape(*lead, *op.shape)
 
     return yd.map_blocks(block_fn, dtype=np.float32,
@@ -100,6 +100,7 @@ def reconstruct_eager(y: Any, op: Any, method: str, params: Any = None, *, seed:
                       history_budget: int | None = None, threads: int | None = None,
                       cancel: threading.Event | None = None,
                       progress: Callable[[Progress], Any] | None = None,
+                      normalise: str = "auto",
                       **fields: Any) -> Generator[tuple[int, int], None, np.ndarray]:
     """Reconstruct every plane in turn; yields ``(done, total)``, returns the display stack.
 
@@ -111,8 +112,9 @@ def reconstruct_eager(y: Any, op: Any, method: str, params: Any = None, *, seed:
         Operator (for one plane) and method name.
     params, **fields
         The method's parameters (see the module docstring).
-    seed, threads
-        As for :func:`~.execute.run_to_result` (every plane uses ``seed``).
+    seed, threads, normalise
+        As for :func:`~.execute.run_to_result` (every plane uses ``seed``; each plane is
+        normalised on its own data).
     history_budget
         Iterate-history bytes of each plane; ``None``: :func:`plane_budget` (only the final
         image of a plane is kept).
@@ -133,7 +135,7 @@ def reconstruct_eager(y: Any, op: Any, method: str, params: Any = None, *, seed:
         try:
             res = run_to_result(yd[idx], op, method, p, seed=seed,
                                 budget_bytes=plane_budget(op, history_budget), threads=threads,
-                                cancel=cancel, progress=progress)
+                                cancel=cancel, progress=progress, normalise=normalise)
         except CancelledError as e:
             raise CancelledError(f"{e} (plane {k + 1} of {total})") from None
         out[idx] = image_display(res.x)

@@ -105,14 +105,11 @@ class TrainPlan:
 
 # ---------------------------------------------------------------- checks
 def estimate_noise_sigma(images: list[np.ndarray]) -> float:
-    r"""Robust noise std of images: :math:`\operatorname{median}|d| / 0.6745` over the finest
-    Haar diagonal coefficients of all ``images`` (see the module docstring)."""
-    ds = []
-    for a in images:
-        h, w = (a.shape[0] // 2) * 2, (a.shape[1] // 2) * 2
-        b = a[:h, :w].astype(np.float64)
-        ds.append(((b[0::2, 0::2] - b[0::2, 1::2] - b[1::2, 0::2] + b[1::2, 1::2]) / 2).ravel())
-    return float(np.median(np.abs(np.concatenate(ds))) / 0.6745)
+    r"""Robust noise std of images: :func:`~napari_invrec.core.analysis.noise.haar_mad_sigma`
+    over the finest Haar diagonal coefficients of all ``images``."""
+    from ..core.analysis.noise import haar_mad_sigma
+
+    return float(haar_mad_sigma(images) or 0.0)
 
 
 def check_training_arrays(arrays: Any, patch: int, label: str = "training image"

@@ -78,7 +78,8 @@ def _check_nonnegative_model(op: Any) -> None:
                          "update keeps x >= 0 only then); use wiener or tv-fista instead")
 
 
-@register_method("richardson-lucy", RichardsonLucyParams, operators=("blur",))
+@register_method("richardson-lucy", RichardsonLucyParams, operators=("blur",),
+                 likelihood="poisson")
 @torch.no_grad()
 def richardson_lucy(y: Tensor, op: Any, p: RichardsonLucyParams, *, x0: Tensor | None = None,
                     generator: torch.Generator | None = None) -> Iterator[IterState]:

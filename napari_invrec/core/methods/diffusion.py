@@ -82,7 +82,7 @@ class DiffusionParams:
     n_samples: int = param(4, "posterior samples per measurement (one batch)", min=1,
                            max=4096)
     noise_sigma: float = param(0.01, "std of the measurement noise", min=0.0, max=10.0,
-                               step=0.005)
+                               step=0.005, noise=True)
 
 
 def _setup(y: Tensor, op: Any, p: DiffusionParams, x0: Tensor | None, name: str

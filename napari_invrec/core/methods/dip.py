@@ -65,7 +65,7 @@ class DIPParams:
     input_noise: float = param(0.03, "std of the noise added to z at every step (0: none); "
                                "regularises the fit", min=0.0, max=1.0, step=0.01)
     sigma: float = param(0.01, "noise std of the measurement for the discrepancy principle "
-                         "(0 = unknown)", min=0.0, max=10.0, step=0.005)
+                         "(0 = unknown)", min=0.0, max=10.0, step=0.005, noise=True)
     ema: float = param(0.99, "exponential moving average weight of the outputs (0 = off); "
                        "the average is the result", min=0.0, max=0.9999, step=0.01)
 

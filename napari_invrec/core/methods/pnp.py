@@ -261,7 +261,7 @@ class DPIRParams:
 
     denoiser: str = _denoiser_field()
     sigma: float = param(0.02, "noise level of the measurement (std); the schedule ends there",
-                         min=1e-4, max=1.0, step=0.005)
+                         min=1e-4, max=1.0, step=0.005, noise=True)
     sigma_max: float = param(0.1, "first denoiser strength (the schedule starts there)",
                              min=1e-4, max=1.0, step=0.01)
     lam: float = param(0.23, "prior weight lambda: data penalty rho_k = lam sigma^2 / "

@@ -38,6 +38,9 @@ class MethodSpec:
         network fields (``param(..., network=True)``; empty for classical methods).
     description
         One line for menus and ``--help``.
+    likelihood
+        Noise model of its data term: ``"gaussian"`` (least squares) or ``"poisson"``
+        (counts: inputs are rescaled but never shifted, see :mod:`napari_invrec.engine.normalise`).
     """
 
     name: str
@@ -47,6 +50,7 @@ class MethodSpec:
     stochastic: bool
     weights: tuple[str, ...]
     description: str
+    likelihood: str = "gaussian"
 
     def supports(self, operator: str) -> bool:
         """Whether this method can run with the operator family ``operator``."""
@@ -61,7 +65,7 @@ METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(name: str, params: type, *, operators: tuple[str, ...] | None = None,
-                    stochastic: bool = False) -> Callable:
+                    stochastic: bool = False, likelihood: str = "gaussian") -> Callable:
     """Decorator adding a method generator function to :data:`METHODS`."""
     weights = tuple(f.default for f in dataclasses.fields(params) if f.metadata.get("network"))
 
@@ -69,7 +73,7 @@ def register_method(name: str, params: type, *, operators: tuple[str, ...] | Non
         doc = (fn.__doc__ or name).strip().splitlines()[0]
         METHODS[name] = MethodSpec(name, fn, params,
                                    frozenset(operators) if operators is not None else None,
-                                   stochastic, weights, doc)
+                                   stochastic, weights, doc, likelihood)
         return fn
 
     return deco
@@ -83,6 +87,21 @@ def weights_param(default: str, doc: str, *, task: str, architecture: str) -> An
 
     return param(default, doc, network=True,
                  choices=lambda: weights_names(task=task, architectures=(architecture,)))
+
+
+#: the method a new run starts with, first supported wins: fast, parameter-robust on
+#: normalised data (see napari_invrec.engine.normalise) and never worse than the measurement
+PREFERRED = ("tv-fista", "blind-deconv", "hio")
+
+
+def default_method(operator: str) -> str | None:
+    """The method preselected for ``operator`` (the first of :data:`PREFERRED` it supports,
+    else the first supporting method by name); ``None`` if no method supports it."""
+    names = sorted(m for m, s in METHODS.items() if s.supports(operator))
+    for m in PREFERRED:
+        if m in names:
+            return m
+    return names[0] if names else None
 
 
 def get_method(name: str, operator: str | None = None) -> MethodSpec:

@@ -196,7 +196,8 @@ class LangevinTVParams:
 
     lam: float = param(0.01, "TV weight lambda (same meaning as in tv-fista)", min=0.0,
                        max=1e3, step=0.001)
-    sigma: float = param(0.03, "likelihood noise std sigma", min=1e-6, max=10.0, step=0.005)
+    sigma: float = param(0.03, "likelihood noise std sigma", min=1e-6, max=10.0, step=0.005,
+                         noise=True)
     eps: float = param(0.01, "TV smoothing epsilon: sqrt(|grad x|^2 + eps^2)", min=1e-6,
                        max=10.0)
     iters: int = param(300, "Langevin steps in all (burn-in included)", min=1, max=100000)
