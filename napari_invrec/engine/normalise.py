@@ -20,9 +20,11 @@ maps, so a run on :math:`a\,y + b\,A\mathbf 1` gives :math:`a\,x + b` (to float 
 result does not depend on the units.
 
 Modes: ``on`` always normalises; ``off`` never; ``auto`` (the default) normalises unless the
-data already span about :math:`[0, 1]` (the estimate's robust range starts within
-:math:`\pm 0.25` of 0 and ends between 0.5 and 1.5), so data prepared for the methods run
-unchanged.
+data already span about :math:`[0, 1]` (the estimate's robust range lies inside
+:math:`[-0.5, 1.5]` and is at least 0.5 wide), so data prepared for the methods (and for
+networks trained on :math:`[0, 1]` images) run unchanged; nor does it normalise for an
+operator that maps non-negative images to signed data (a compressed-sensing matrix), whose
+ratio estimate gives no range.
 A Poisson likelihood (Richardson-Lucy) keeps :math:`o = 0`: counts are only rescaled, which
 its multiplicative updates do not notice. Non-linear operators (phase retrieval) are not
 normalised.
@@ -97,16 +99,21 @@ class Normalisation:
         return s * self.scale if self.applied else s
 
 
-def _estimate(y: torch.Tensor, op: Any) -> np.ndarray:
-    """:math:`A^H y / A^H A 1` on the pixels the measurement sees (1-D numpy)."""
+def _estimate(y: torch.Tensor, op: Any) -> tuple[np.ndarray, bool]:
+    """:math:`A^H y / A^H A 1` on the pixels the measurement sees (1-D numpy), and whether it
+    is a reliable range: a real operator must map non-negative images to non-negative data
+    (blur, inpainting, CT, super-resolution; not a signed compressed-sensing matrix, whose
+    ratio is noise)."""
     with torch.no_grad():
         ones = torch.ones((1, 1, *op.shape), dtype=op.image_dtype, device=op.device)
-        den = op.A_adjoint(op.A(ones)).real.abs()[0, 0]
+        a1 = op.A(ones)
+        reliable = bool(a1.is_complex() or float(a1.min()) >= -1e-6 * float(a1.abs().max()))
+        den = op.A_adjoint(a1).real.abs()[0, 0]
         num = op.A_adjoint(y[:1])[0, 0]
         keep = den > 1e-6 * float(den.max())
         est = num[keep] / den[keep]
     est = est.abs() if est.is_complex() else est
-    return est.detach().cpu().double().numpy()
+    return est.detach().cpu().double().numpy(), reliable
 
 
 def plan_normalisation(y: torch.Tensor, op: Any, mode: str = "auto", *,
@@ -138,7 +145,10 @@ def plan_normalisation(y: torch.Tensor, op: Any, mode: str = "auto", *,
             raise InputError(f"the {op.name} operator is not linear: its data cannot be "
                              "normalised; use normalise 'off' or 'auto'")
         return Normalisation(mode, False, reason=f"{op.name} is not linear: not normalised")
-    est = _estimate(y, op)
+    est, reliable = _estimate(y, op)
+    if mode == "auto" and not reliable:
+        return Normalisation(mode, False, reason=f"auto: the {op.name} operator mixes signs, "
+                             "so the data give no image range: not normalised")
     if est.size == 0:
         return Normalisation(mode, False, reason="no pixel is measured: not normalised")
     complex_data = bool(y.is_complex())
@@ -146,7 +156,7 @@ def plan_normalisation(y: torch.Tensor, op: Any, mode: str = "auto", *,
     if complex_data or poisson:
         lo = 0.0
     span = hi - lo
-    if mode == "auto" and -0.25 <= lo <= 0.25 and 0.5 <= hi <= 1.5:
+    if mode == "auto" and lo >= -0.5 and hi <= 1.5 and span >= 0.5:
         return Normalisation(mode, False, reason=f"auto: the data already lie in "
                              f"[{lo:.3g}, {hi:.3g}]: not normalised")
     if not np.isfinite(span) or span <= 0:

@@ -277,7 +277,7 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
                     raise DivergenceError(f"{method} produced non-finite values at step "
                                           f"{state.step}; lower its step size or raise its "
                                           "regularisation weight")
-                if "residual" not in metrics:
+                if "residual" not in metrics or norm.applied:  # in the data's units
                     metrics["residual"] = float(residual(op, state.x[:1], y_t))
                 if ref_t is not None:
                     xm = state.x[:1].abs() if state.x.is_complex() else state.x[:1]
