@@ -1,0 +1,480 @@
+r"""How good is a run, judged from its measurement alone (no ground truth).
+
+:func:`quality_steps` re-runs a method on perturbed or partial copies of the measurement and
+turns what it sees into a :class:`QualityEstimate` with the estimators of
+:mod:`napari_invrec.core.analysis.risk`. Which estimator a run gets (``estimator="auto"``):
+
+* ``"thinning"``: methods with a Poisson likelihood on count data whose photon count is known
+  (binomial thinning, prediction error);
+* ``"splitting"``: operators whose measurement is a subset of samples (:data:`SPLITTABLE`:
+  inpainting masks, k-space lines). ``folds`` disjoint random subsets of the measured samples
+  (whole k-space columns, outside the fully sampled centre) are held out in turn, the method
+  re-runs on the rest, and the result predicts the held-out samples: the error where the run
+  saw no data, which no residual shows. With GSURE for the measured samples it adds up to an
+  image-domain MSE (:func:`_splitting`);
+* ``"gsure"``: every other linear operator (blur, super-resolution, CT, compressed sensing,
+  denoising): generalised SURE of the image error weighted by
+  :math:`(A^HA+\delta)^{-1}A^HA`, blind only to what the operator removes;
+* ``"sure"``: non-linear operators (prediction error of the measurement).
+
+The method re-runs with the run's parameters, seed and normalisation held fixed (the map
+:math:`y \mapsto \hat x` whose risk is estimated is the method in the run's units). The noise
+std comes from the caller, the run's recorded simulation, or
+:func:`~napari_invrec.engine.noise_level.noise_estimate` (and says which).
+
+Every estimate is also given as an *estimated PSNR*: :math:`10\log_{10}(R^2/\widehat{\rm MSE})`
+with :math:`R` the robust range of the image the measurement implies
+(:func:`measurement_peak`), the same for every run on one measurement, so estimated PSNRs of
+runs on the same data compare like PSNRs do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..core.analysis import risk
+from ..core.cancel import cancel_point, cancellable
+from ..core.errors import CancelledError, InputError
+from ..core.methods import get_method
+from .normalise import Normalisation, plan_normalisation
+from .runner import prepare_measurement
+
+__all__ = ["ESTIMATORS", "SPLITTABLE", "QualityEstimate", "choose_estimator",
+           "measurement_peak", "reconstruction_map", "quality_steps", "estimate_quality",
+           "paired_confidence"]
+
+ESTIMATORS = ("auto", "splitting", "gsure", "sure", "recorrupted", "thinning")
+#: operator families whose measurement is a set of samples that can be held out
+SPLITTABLE = ("inpaint", "mri", "mri-multicoil")
+
+_WHAT = {
+    "splitting": "error at measurements the run did not see (held-out folds)",
+    "gsure": "image error weighted by what the operator passes (generalised SURE)",
+    "sure": "error of the predicted clean measurement (SURE)",
+    "recorrupted": "prediction error at a higher noise level (recorrupted pairs)",
+    "thinning": "prediction error at part of the dose (Poisson thinning)",
+}
+
+
+@dataclass
+class QualityEstimate:
+    """A run's estimated error, from its measurement alone.
+
+    Attributes
+    ----------
+    estimator
+        ``"splitting"``, ``"gsure"``, ``"sure"``, ``"recorrupted"`` or ``"thinning"``.
+    kind
+        What the MSE is of (see :mod:`napari_invrec.core.analysis.risk`).
+    mse, mse_se
+        Estimated mean squared error per sample (data units squared) and its standard error.
+    psnr, psnr_se
+        The same as an estimated PSNR in dB (peak :attr:`peak`) and its standard error.
+    peak
+        :func:`measurement_peak` of the measurement.
+    sigma, sigma_source
+        Noise std used (data units) and where it came from: ``given``, ``recorded``
+        (the run's simulation), ``estimated`` (from the data) or ``none``.
+    discrepancy
+        :math:`\\|A\\hat x - y\\|^2/(m\\sigma^2)` of the run (about 1 when it fits the data to
+        the noise; ``None`` without a noise level).
+    values
+        The per-fold / per-probe estimates (MSE), for paired comparisons of runs.
+    evaluations
+        Extra runs of the method the estimate cost.
+    details
+        Estimator figures.
+    """
+
+    estimator: str
+    kind: str
+    mse: float
+    mse_se: float
+    psnr: float
+    psnr_se: float
+    peak: float
+    sigma: float | None
+    sigma_source: str
+    discrepancy: float | None
+    values: list[float] = field(default_factory=list)
+    evaluations: int = 0
+    details: dict = field(default_factory=dict)
+
+    @property
+    def what(self) -> str:
+        """One line saying what the estimate measures."""
+        return _WHAT.get(self.estimator, self.kind)
+
+    def summary(self) -> str:
+        """One line for a status label or a table cell tooltip."""
+        sig = "" if self.sigma is None else f", noise {self.sigma:.3g} ({self.sigma_source})"
+        return (f"est. {self.psnr:.2f} ± {self.psnr_se:.2f} dB: {self.what}{sig}")
+
+    def as_dict(self) -> dict:
+        """Plain-JSON record (stored in the provenance under ``"quality"``)."""
+        d = dataclasses.asdict(self)
+        d["what"] = self.what
+        return _jsonable(d)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def choose_estimator(op: Any, method: str, *, photons: float | None = None) -> str:
+    """The estimator ``estimator="auto"`` picks for ``method`` on ``op`` (module docstring)."""
+    spec = get_method(method, op.name)
+    if spec.likelihood == "poisson" and photons:
+        return "thinning"
+    if op.name in SPLITTABLE:
+        return "splitting"
+    if getattr(op, "linear", False):
+        return "gsure"
+    return "sure"
+
+
+def measurement_peak(y_t: torch.Tensor, op: Any) -> float:
+    """The intensity range :math:`R` of the image ``y`` implies: the robust range of
+    :math:`A^Hy/A^HA\\mathbf 1` where the operator keeps signs (the run normalisation's scale),
+    else of the pseudo-inverse :math:`A^+y`; 1 for a non-linear operator."""
+    if not getattr(op, "linear", False):
+        return 1.0
+    norm = plan_normalisation(y_t, op, "on")
+    with torch.no_grad():
+        ones = torch.ones((1, 1, *op.shape), dtype=op.image_dtype, device=op.device)
+        a1 = op.A(ones)
+    signed = not a1.is_complex() and float(a1.min()) < -1e-6 * float(a1.abs().max())
+    if norm.applied and not signed:
+        return float(norm.scale)
+    with torch.no_grad():
+        xp = op.A_pinv(y_t)[0, 0]
+    xp = (xp.abs() if xp.is_complex() else xp).detach().cpu().double().numpy()
+    lo, hi = np.percentile(xp, [0.5, 99.5])
+    return float(hi - lo) if hi > lo else 1.0
+
+
+def reconstruction_map(op: Any, method: str, params: Any, *, seed: int = 0,
+                       norm: Normalisation | None = None,
+                       cancel: threading.Event | None = None
+                       ) -> Callable[..., torch.Tensor]:
+    """``f(y, op=op) -> x_hat``: ``method`` run to its end on the measurement tensor ``y``
+    with fixed ``params``, ``seed`` and normalisation ``norm`` (data units in and out), the
+    deterministic map whose error the estimators score. ``op`` may be swapped for a reduced
+    operator (a fold). Checks ``cancel`` between steps."""
+    spec = get_method(method, op.name)
+    norm = norm or Normalisation("off", False)
+
+    def f(y: torch.Tensor, op_: Any = op) -> torch.Tensor:
+        gen = torch.Generator(device=op_.device).manual_seed(int(seed))
+        it = spec.fn(norm.measurement(y, op_), op_, params, x0=None, generator=gen)
+        state = None
+        try:
+            with torch.no_grad(), cancellable(cancel):
+                while True:
+                    cancel_point()
+                    try:
+                        state = next(it)
+                    except StopIteration as stop:
+                        state = stop.value if stop.value is not None else state
+                        break
+        finally:
+            it.close()
+        if state is None:
+            raise RuntimeError(f"{method} yielded no state")
+        return norm.to_units(state.x[:1])
+
+    return f
+
+
+# ----------------------------------------------------------------------------- splitting
+def _centre_band(mask_cols: np.ndarray) -> np.ndarray:
+    """Bool ``(W,)``: the contiguous run of sampled columns around the k-space centre (the
+    calibration region, never held out)."""
+    w = mask_cols.size
+    band = np.zeros(w, bool)
+    c = w // 2
+    if not mask_cols[c]:
+        return band
+    lo, hi = c, c
+    while lo > 0 and mask_cols[lo - 1]:
+        lo -= 1
+    while hi < w - 1 and mask_cols[hi + 1]:
+        hi += 1
+    band[lo:hi + 1] = True
+    return band
+
+
+def _split_plan(op: Any) -> tuple[torch.Tensor, torch.Tensor | None, Callable]:
+    """``(valid, groups, reduced)`` for a splittable operator: measured samples that may be
+    held out (``(H, W)`` bool on the op's device), their group labels (k-space columns) and
+    ``reduced(held) -> operator`` measuring everything but ``held``."""
+    mask = torch.as_tensor(op.mask, device=op.device) > 0
+    if op.name == "inpaint":
+        def reduced(held: torch.Tensor) -> Any:
+            keep = (mask & ~held).float().cpu().numpy()
+            p = dataclasses.replace(op.params, mask="custom", mask_array=keep)
+            return type(op)(op.shape, p, device=op.device)
+        return mask, None, reduced
+    cols = mask.any(0).cpu().numpy()
+    if not np.array_equal(mask.cpu().numpy(), np.broadcast_to(cols, mask.shape)):
+        raise InputError(f"splitting needs a column (phase-encode) mask; this {op.name} mask "
+                         "varies along H: use estimator 'gsure'")
+    band = torch.as_tensor(_centre_band(cols), device=op.device)
+    valid = mask & ~band[None, :]
+    groups = torch.arange(op.shape[1], device=op.device)[None, :].expand(op.shape)
+
+    def reduced(held: torch.Tensor) -> Any:
+        keep_cols = (torch.as_tensor(cols, device=op.device) & ~held.any(0)).float()
+        p = dataclasses.replace(op.params, mask_array=keep_cols.cpu().numpy())
+        return type(op)(op.shape, p, device=op.device)
+    return valid, groups, reduced
+
+
+def _splitting(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds: int,
+               gen: torch.Generator, x_hat: torch.Tensor, probes: int
+               ) -> Generator[int, None, risk.RiskEstimate]:
+    r"""Image-domain MSE of a masked operator: the held-out error per sample stands for every
+    sample the operator never measures, GSURE (:func:`~napari_invrec.core.analysis.risk.gsure`,
+    whose weight is the measured set's projection :math:`P/(1+\delta)` here) gives the error on
+    the measured ones:
+
+    .. math::
+
+        \widehat{\rm MSE} = \big(c\,e_{\rm held}\,n_{\rm unmeasured}
+        + (1+\delta)\,n\,\widehat{\rm MSE}_W\big)/n,
+
+    with :math:`c` the measurement entries per image sample (coils). Per-fold values pair
+    with the same fold's GSURE probe."""
+    valid, groups, reduced = _split_plan(op)
+    if int(valid.sum()) < 2 * folds:
+        raise InputError(f"too few measured samples outside the calibration region to hold "
+                         f"out {folds} folds; use estimator 'gsure'")
+    masks = risk.split_folds(valid, folds, gen, groups=groups)
+    n = int(np.prod(op.shape))
+    measured = torch.as_tensor(op.mask, device=y_t.device) > 0
+    unmeasured = n - int(measured.sum())
+    per_sample = y_t.numel() // n
+    held_vals = []
+    for i, held in enumerate(masks):
+        op_k = reduced(held)
+        y_k = y_t * torch.as_tensor(op_k.mask, device=y_t.device)
+        pred = op.A(f(y_k, op_k))
+        h = held.expand(y_t.shape[2:])[None, None].expand_as(y_t)
+        held_vals.append(risk.held_out_error(pred, y_t, h, sigma))
+        yield i + 1
+    sure_vals = []
+    for j in range(max(1, probes)):
+        g = risk.gsure(y_t, op, f, sigma, n_probes=1, generator=gen, x_hat=x_hat)
+        sure_vals.append(g.mse * (1 + g.details["delta"]))
+        yield len(masks) + j + 1
+    sure_mean = sum(sure_vals) / len(sure_vals)
+    vals = [(per_sample * e * unmeasured) / n + sure_vals[i % len(sure_vals)]
+            for i, e in enumerate(held_vals)]
+    mean = (per_sample * unmeasured * sum(held_vals) / len(held_vals)) / n + sure_mean
+    se = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1) / len(vals)) ** 0.5 \
+        if len(vals) > 1 else 0.0
+    return risk.RiskEstimate(mean, se, "image", "splitting",
+                             {"folds": len(held_vals), "values": vals,
+                              "held_out_mse": sum(held_vals) / len(held_vals),
+                              "measured_mse": sure_mean * n / max(n - unmeasured, 1),
+                              "unmeasured_fraction": unmeasured / n})
+
+
+# ----------------------------------------------------------------------------- driver
+def _sigma(y_t: torch.Tensor, op: Any, sigma: float | None, noise: dict | None
+           ) -> tuple[float | None, str]:
+    if sigma is not None:
+        s = float(sigma)
+        if not math.isfinite(s) or s < 0:
+            raise InputError(f"noise sigma must be a finite number >= 0, got {sigma!r}")
+        return s, "given"
+    if isinstance(noise, dict) and noise.get("model") in ("gaussian", "poisson-gaussian"):
+        return float(noise.get("sigma", 0.0)), "recorded"
+    from ..core.analysis.noise import estimate_noise_sigma
+
+    y_np = y_t[0, 0].detach().cpu().numpy()
+    valid = None
+    if not y_t.is_complex() and getattr(op, "linear", False):
+        with torch.no_grad():
+            a1 = op.A(torch.ones((1, 1, *op.shape), dtype=op.image_dtype, device=op.device))
+        if tuple(a1.shape[2:]) == tuple(y_np.shape):
+            valid = (a1[0, 0].abs() > 1e-6).cpu().numpy()
+    est = estimate_noise_sigma(y_np, valid)
+    return (None, "none") if est is None else (float(est), "estimated")
+
+
+def _photons(noise: dict | None, photons: float | None) -> float | None:
+    if photons is not None:
+        return float(photons)
+    if isinstance(noise, dict) and noise.get("model") == "poisson":
+        return float(noise.get("photons", 0.0)) or None
+    return None
+
+
+def quality_steps(y: Any, op: Any, method: str, params: Any, *, seed: int = 0,
+                  x_hat: Any = None, sigma: float | None = None, noise: dict | None = None,
+                  photons: float | None = None, estimator: str = "auto", folds: int = 4,
+                  probes: int = 2, normalise: str = "auto", estimate_seed: int = 0,
+                  cancel: threading.Event | None = None
+                  ) -> Generator[tuple[int, int], None, QualityEstimate]:
+    """Estimate the error of the run (``method``, ``params``, ``seed``) on ``y``; yields
+    ``(done, total)`` after every extra run of the method, returns the
+    :class:`QualityEstimate`.
+
+    Parameters
+    ----------
+    y
+        The measurement (numpy, as for :func:`~napari_invrec.engine.runner.run`).
+    op, method, params, seed, normalise
+        The run (params: the method's params instance).
+    x_hat
+        The run's result in ``y``'s units (re-computed if ``None``).
+    sigma, noise, photons
+        Noise std in ``y``'s units, or the run's recorded noise dict, or the photon count of
+        Poisson data; by default estimated from ``y``.
+    estimator
+        One of :data:`ESTIMATORS` (``auto``: :func:`choose_estimator`).
+    folds, probes
+        Held-out folds (splitting), Monte-Carlo probes (SURE, GSURE) or pairs/splits
+        (recorrupted, thinning).
+    estimate_seed
+        Seed of the folds and probes (runs compared with one seed share them: paired).
+    cancel
+        Stops the estimate before the next step of any re-run.
+
+    Raises
+    ------
+    InputError
+        An unknown estimator, one that does not apply to the operator or noise (splitting an
+        operator without sample masks, thinning without a photon count, a risk estimate with
+        no noise level), or fewer than 2 folds.
+    """
+    if estimator not in ESTIMATORS:
+        raise InputError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+    spec = get_method(method, op.name)
+    y_t = prepare_measurement(y, op)
+    n_photons = _photons(noise, photons)
+    est_name = choose_estimator(op, method, photons=n_photons) if estimator == "auto" \
+        else estimator
+    if est_name == "splitting" and op.name not in SPLITTABLE:
+        raise InputError(f"the {op.name} operator's measurements cannot be split; choose "
+                         f"gsure or sure")
+    if est_name == "gsure" and not getattr(op, "linear", False):
+        raise InputError(f"gsure needs a linear operator; {op.name} is not: choose sure")
+    if est_name == "thinning" and not n_photons:
+        raise InputError("thinning needs Poisson counts: give photons= (counts per unit "
+                         "intensity) or a run simulated with Poisson noise")
+    if est_name == "splitting" and int(folds) < 2:
+        raise InputError(f"splitting needs at least 2 folds, got {folds}")
+    sig, sig_source = _sigma(y_t, op, sigma, noise)
+    if sig is None and est_name in ("gsure", "sure", "recorrupted"):
+        raise InputError(f"{est_name} needs the noise level and this measurement gives no "
+                         "estimate of it: pass sigma=")
+    norm = plan_normalisation(y_t, op, normalise, poisson=spec.likelihood == "poisson")
+    f = reconstruction_map(op, method, params, seed=seed, norm=norm, cancel=cancel)
+    gen = torch.Generator(device=op.device).manual_seed(int(estimate_seed))
+    if x_hat is None:
+        xh = f(y_t)
+    else:
+        xh = op.as_image(torch.as_tensor(np.asarray(x_hat))[None, None].to(op.device))
+    n = max(1, int(probes))
+    total = n + (int(folds) if est_name == "splitting" else 0)
+    done = 0
+    counted: list[int] = [0]
+
+    def counting(yy: torch.Tensor, op_: Any = op) -> torch.Tensor:
+        out = f(yy, op_)
+        counted[0] += 1
+        return out
+
+    yield 0, total
+    with torch.no_grad():
+        if est_name == "splitting":
+            inner = _splitting(y_t, op, counting, sig or 0.0, int(folds), gen, xh,
+                               max(1, int(probes)))
+            while True:
+                try:
+                    done = next(inner)
+                except StopIteration as stop:
+                    r = stop.value
+                    break
+                yield done, total
+        else:
+            r = None
+            vals = []
+            for i in range(n):  # one probe per step: progress and cancel between probes
+                if est_name == "sure":
+                    ri = risk.sure(y_t, op, counting, sig, n_probes=1, generator=gen, x_hat=xh)
+                elif est_name == "gsure":
+                    ri = risk.gsure(y_t, op, counting, sig, n_probes=1, generator=gen, x_hat=xh)
+                elif est_name == "recorrupted":
+                    ri = risk.recorrupted(y_t, op, counting, sig, n_pairs=1, generator=gen)
+                else:
+                    ri = risk.thinning(y_t, op, counting, n_photons, n_splits=1, generator=gen)
+                vals.append(ri.mse)
+                r = ri
+                yield i + 1, total
+            mean = sum(vals) / len(vals)
+            se = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1) / len(vals)) ** 0.5 \
+                if len(vals) > 1 else r.std
+            r = risk.RiskEstimate(mean, se, r.kind, r.method, {**r.details, "values": vals})
+    if cancel is not None and cancel.is_set():
+        raise CancelledError("the quality estimate was cancelled")
+    peak = measurement_peak(y_t, op)
+    ps = risk.est_psnr(r.mse, peak)
+    ps_se = 10 / math.log(10) * r.std / max(abs(r.mse), 1e-12 * peak * peak)
+    disc = None if not sig else risk.discrepancy(y_t, op, xh, sig)
+    values = list(r.details.pop("values", [r.mse]))
+    return QualityEstimate(est_name, r.kind, float(r.mse), float(r.std), float(ps),
+                           float(min(ps_se, 99.0)), float(peak), sig, sig_source, disc,
+                           values, counted[0], _jsonable(r.details))
+
+
+def estimate_quality(*args: Any, progress: Callable[[int, int], Any] | None = None,
+                     **kwargs: Any) -> QualityEstimate:
+    """:func:`quality_steps` run to its end; ``progress(done, total)`` after each step."""
+    gen = quality_steps(*args, **kwargs)
+    while True:
+        try:
+            done, total = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(done, total)
+
+
+def paired_confidence(a: QualityEstimate, b: QualityEstimate) -> float:
+    r"""Probability that the run with the lower estimated MSE really has the lower error.
+
+    With the same folds/probes (same ``estimate_seed``) the per-fold differences
+    :math:`d_i` are paired and their standard error :math:`s_d` is small; the confidence is
+    :math:`\Phi(|\bar d| / s_d)`. Unpaired (different lengths), the two standard errors add.
+    """
+    from statistics import NormalDist
+
+    if len(a.values) == len(b.values) and len(a.values) > 1:
+        d = [u - v for u, v in zip(a.values, b.values)]
+        m = sum(d) / len(d)
+        se = (sum((x - m) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
+    else:
+        m = a.mse - b.mse
+        se = math.hypot(a.mse_se, b.mse_se)
+    if se <= 0:
+        return 1.0 if m != 0 else 0.5
+    return NormalDist().cdf(abs(m) / se)
