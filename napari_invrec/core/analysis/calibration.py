@@ -29,6 +29,12 @@ Two kinds of score (``mode``):
     finite-sample guarantee); much wider bands.
 
 Complex images (MRI) use the modulus :math:`|x - \mu|` (a disc of radius :math:`q s`).
+
+A measured coverage is itself an estimate. Its standard error (:func:`coverage_stderr`) is
+taken over images, the exchangeable units, never over pixels: with :math:`c_i` the coverage of
+held-out image :math:`i` (its fraction of covered pixels, or 1/0 in ``"max"`` mode,
+:func:`image_coverages`), the pooled coverage is :math:`\bar c = \frac1n \sum_i c_i` and its
+standard error :math:`\mathrm{sd}(c_i) / \sqrt{n}`.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from ..errors import InputError
 Tensor = torch.Tensor
 
 __all__ = ["SCORE_MODES", "Calibration", "nonconformity", "conformal_quantile", "calibrate",
-           "bands", "coverage"]
+           "bands", "coverage", "image_coverages", "coverage_stderr"]
 
 SCORE_MODES = ("pixels", "max")
 """Kinds of nonconformity score: pooled pixels or one maximum per image."""
@@ -169,3 +175,64 @@ def coverage(x_true: Any, mean: Any, std: Any, q: float, *, mode: str = "pixels"
     """
     r = nonconformity(x_true, mean, std, mode=mode, eps=eps)
     return float((r <= q).float().mean())
+
+
+def image_coverages(x_true: Any, mean: Any, std: Any, q: float, *, mode: str = "pixels",
+                    eps: float = 1e-6) -> Tensor:
+    r"""Coverage of each image separately.
+
+    .. math::
+
+        c_i = \frac{1}{P} \sum_{p=1}^{P} \mathbf 1[r_{ip} \le q] \quad (\texttt{pixels}),
+        \qquad c_i = \mathbf 1[\max_p r_{ip} \le q] \quad (\texttt{max}),
+
+    with :math:`r` the scores of :func:`nonconformity`. All images have the same number of
+    pixels, so :func:`coverage` is the mean of the :math:`c_i`.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B,)`` float tensor, one coverage per image.
+    """
+    if mode not in SCORE_MODES:
+        raise InputError(f"score mode must be one of {SCORE_MODES}, got {mode!r}")
+    r = nonconformity(x_true, mean, std, mode="pixels", eps=eps)
+    r = r.reshape(_t(mean).shape[0], -1)
+    if mode == "max":
+        return (r.amax(1) <= q).float()
+    return (r <= q).float().mean(1)
+
+
+def coverage_stderr(per_image: Any, groups: Any = None) -> float:
+    r"""Standard error of a measured coverage, over images (or groups of images), not pixels.
+
+    Pixels of one image are correlated (they share the truth, the noise draw and the sampler's
+    chains), so a binomial error over the pixel count would be far too small. With
+    :math:`c_i` the per-image coverages (:func:`image_coverages`) and :math:`G` groups
+    (``groups[i]`` labels the truth image of pair :math:`i`; pairs that reuse one truth with
+    fresh noise are averaged into :math:`\bar c_g` first, since they are not independent of
+    each other),
+
+    .. math::
+
+        \mathrm{se} = \sqrt{\frac{1}{G (G - 1)} \sum_{g=1}^{G} (\bar c_g - \bar c)^2},
+        \qquad \bar c = \frac1G \sum_g \bar c_g .
+
+    For 0/1 coverages (``"max"`` mode, one pair per group) this is the binomial
+    :math:`\sqrt{\bar c (1 - \bar c) / (G - 1)}`.
+
+    Returns
+    -------
+    float
+        The standard error; ``nan`` with fewer than two groups.
+    """
+    c = _t(per_image).reshape(-1).double().cpu().numpy()
+    labels = np.arange(c.size) if groups is None else np.asarray(groups).reshape(-1)
+    if labels.size != c.size:
+        raise InputError(f"{labels.size} group label(s) for {c.size} coverage(s)")
+    _, inverse = np.unique(labels, return_inverse=True)
+    n_groups = int(inverse.max()) + 1 if inverse.size else 0
+    if n_groups < 2:
+        return float("nan")
+    means = np.bincount(inverse, weights=c) / np.bincount(inverse)
+    return float(np.std(means, ddof=1) / math.sqrt(n_groups))

@@ -53,8 +53,9 @@ Estimators
   :math:`\frac1m E\|Af(y_1) - y_2\|^2 - \sigma^2(1 + 1/\alpha^2)` is the prediction risk of
   ``f`` at the higher noise std :math:`\sigma\sqrt{1+\alpha^2}`.
 * :func:`thinning`: the Poisson counterpart: binomial thinning of counts
-  :math:`y = \mathrm{Poisson}(\lambda)` gives independent :math:`y_1 \sim \mathrm{Poisson}(p\lambda)`
-  and :math:`y_2 \sim \mathrm{Poisson}((1-p)\lambda)`; ``f`` runs on :math:`y_1 / p` and
+  :math:`y = \mathrm{Poisson}(\lambda)` gives independent
+  :math:`y_1 \sim \mathrm{Poisson}(p\lambda)` and
+  :math:`y_2 \sim \mathrm{Poisson}((1-p)\lambda)`; ``f`` runs on :math:`y_1 / p` and
   predicts :math:`y_2/(1-p)`; the score minus the known Poisson variance estimates the
   prediction risk at :math:`p` times the dose.
 * :func:`held_out_error`: scores a prediction of held-out measurements (splitting).
@@ -72,8 +73,8 @@ import torch
 
 Tensor = torch.Tensor
 
-__all__ = ["RiskEstimate", "sure", "gsure", "live_entries", "recorrupted", "thinning", "held_out_error",
-           "discrepancy", "split_folds", "est_psnr", "mc_epsilon"]
+__all__ = ["RiskEstimate", "sure", "gsure", "live_entries", "recorrupted", "thinning",
+           "held_out_error", "discrepancy", "split_folds", "est_psnr", "mc_epsilon"]
 
 
 @dataclass
@@ -169,7 +170,7 @@ def mc_epsilon(y: Tensor, sigma: float) -> float:
 def sure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
          n_probes: int = 1, generator: torch.Generator | None = None,
          x_hat: Tensor | None = None, epsilon: float | None = None) -> RiskEstimate:
-    """Monte-Carlo SURE of the prediction risk of ``f`` at ``y`` (Gaussian noise ``sigma``).
+    r"""Monte-Carlo SURE of the prediction risk of ``f`` at ``y`` (Gaussian noise ``sigma``).
 
     Parameters
     ----------
@@ -210,7 +211,7 @@ def sure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
 
 
 def _dot(u: Tensor, v: Tensor) -> float:
-    """:math:`\Re\, u^H v` in float64."""
+    r""":math:`\Re\, u^H v` in float64."""
     if u.is_complex() or v.is_complex():
         return float((u.conj() * v).real.sum(dtype=torch.float64))
     return float((u.double() * v.double()).sum())
@@ -220,7 +221,7 @@ def gsure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
           delta: float | None = None, n_probes: int = 1, n_trace: int = 4,
           generator: torch.Generator | None = None, x_hat: Tensor | None = None,
           epsilon: float | None = None) -> RiskEstimate:
-    """Generalised SURE of the weighted image-domain error (see the module docstring).
+    r"""Generalised SURE of the weighted image-domain error (see the module docstring).
 
     Parameters
     ----------
