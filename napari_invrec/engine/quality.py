@@ -77,7 +77,16 @@ class QualityEstimate:
     mse, mse_se
         Estimated mean squared error per sample (data units squared) and its standard error.
     psnr, psnr_se
-        The same as an estimated PSNR in dB (peak :attr:`peak`) and its standard error.
+        The same as an estimated PSNR in dB (peak :attr:`peak`) and its standard error; NaN
+        when the estimate is not :attr:`absolute`.
+    absolute
+        Whether the MSE's level is known to about 1 dB. GSURE's level includes a constant
+        :math:`\hat{x^HWx}` shared by every run on ``y``; where its noise (``constant_se``
+        in :attr:`details`) exceeds a quarter of the estimate, the estimate still orders runs
+        (:attr:`score`) but says nothing about their absolute error.
+    score
+        What runs on the same measurement are ordered by (lower is better): the MSE, or for a
+        non-absolute GSURE its run-dependent part (MSE minus the shared constant).
     peak
         :func:`measurement_peak` of the measurement.
     sigma, sigma_source
@@ -101,6 +110,8 @@ class QualityEstimate:
     psnr: float
     psnr_se: float
     peak: float
+    absolute: bool
+    score: float
     sigma: float | None
     sigma_source: str
     discrepancy: float | None
@@ -116,7 +127,13 @@ class QualityEstimate:
     def summary(self) -> str:
         """One line for a status label or a table cell tooltip."""
         sig = "" if self.sigma is None else f", noise {self.sigma:.3g} ({self.sigma_source})"
-        return (f"est. {self.psnr:.2f} ± {self.psnr_se:.2f} dB: {self.what}{sig}")
+        return f"{self.label()}: {self.what}{sig}"
+
+    def label(self) -> str:
+        """Short display value: ``est. 31.2 ± 0.4 dB``, or the relative score."""
+        if self.absolute:
+            return f"est. {self.psnr:.2f} ± {self.psnr_se:.2f} dB"
+        return f"score {self.score / self.peak ** 2:.6g} (lower is better, level unknown)"
 
     def as_dict(self) -> dict:
         """Plain-JSON record (stored in the provenance under ``"quality"``)."""
@@ -437,12 +454,19 @@ def quality_steps(y: Any, op: Any, method: str, params: Any, *, seed: int = 0,
     if cancel is not None and cancel.is_set():
         raise CancelledError("the quality estimate was cancelled")
     peak = measurement_peak(y_t, op)
-    ps = risk.est_psnr(r.mse, peak)
-    ps_se = 10 / math.log(10) * r.std / max(abs(r.mse), 1e-12 * peak * peak)
+    const_se = float(r.details.get("constant_se", 0.0))
+    absolute = const_se <= 0.25 * abs(r.mse) and r.mse > 0
+    score = r.mse if absolute else r.mse - float(r.details.get("constant", 0.0))
+    ps = risk.est_psnr(r.mse, peak) if absolute else math.nan
+    ps_se = 10 / math.log(10) * math.hypot(r.std, const_se) / max(abs(r.mse), 1e-30) \
+        if absolute else math.nan
     disc = None if not sig else risk.discrepancy(y_t, op, xh, sig)
     values = list(r.details.pop("values", [r.mse]))
+    if not absolute:
+        values = [v - float(r.details.get("constant", 0.0)) for v in values]
     return QualityEstimate(est_name, r.kind, float(r.mse), float(r.std), float(ps),
-                           float(min(ps_se, 99.0)), float(peak), sig, sig_source, disc,
+                           float(min(ps_se, 99.0)), float(peak), absolute, float(score),
+                           sig, sig_source, disc,
                            values, counted[0], _jsonable(r.details))
 
 
@@ -473,7 +497,7 @@ def paired_confidence(a: QualityEstimate, b: QualityEstimate) -> float:
         m = sum(d) / len(d)
         se = (sum((x - m) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
     else:
-        m = a.mse - b.mse
+        m = a.score - b.score
         se = math.hypot(a.mse_se, b.mse_se)
     if se <= 0:
         return 1.0 if m != 0 else 0.5

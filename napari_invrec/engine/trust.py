@@ -78,10 +78,10 @@ from .compare import (
 )
 from .layers import META_KEY, invrec_meta
 
-__all__ = ["GENERATORS", "SOURCES", "STD", "NULL_SPREAD", "TRUST_KINDS", "CalibrateParams",
-           "CalibrationReport", "resolve_run", "calibration_steps", "calibrate_run",
-           "heldout_coverage", "available_maps", "trust_maps", "trust_layer", "hotspot_layer",
-           "band_layers", "run_companions"]
+__all__ = ["GENERATORS", "IMAGES", "BOOTSTRAP", "SOURCES", "STD", "NULL_SPREAD",
+           "TRUST_KINDS", "CalibrateParams", "CalibrationReport", "resolve_run",
+           "calibration_steps", "calibrate_run", "heldout_coverage", "available_maps",
+           "trust_maps", "trust_layer", "hotspot_layer", "band_layers", "run_companions"]
 
 GENERATORS = ("phantoms", "atoms", "mixed")
 """Ground-truth generators for calibration pairs (:class:`SyntheticPatches` kinds)."""

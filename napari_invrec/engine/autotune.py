@@ -1,0 +1,330 @@
+r"""Choose hyperparameters and methods from the measurement alone.
+
+Both searches minimise the ground-truth-free error estimate of :mod:`.quality` (the same
+folds and probes for every candidate, so differences between candidates are paired):
+
+* :func:`autotune_steps` searches a method's main hyperparameters (:data:`TUNABLE`): a
+  continuous strength on a log scale, first on a coarse grid of :data:`COARSE` points spanning
+  :data:`SPAN` decades around the default (extended outwards while the best point sits on an
+  edge), then by golden-section search inside the best point's bracket until ``budget`` trials
+  are spent; a network choice (``denoiser``) is searched as a category, each option with its
+  share of the budget.
+* :func:`rank_steps` scores candidate runs (methods at their defaults or tuned), orders them by
+  estimated error and says how sure each step of the order is
+  (:func:`~.quality.paired_confidence`).
+
+Both are generators yielding :class:`Trial` records after every candidate, like any run, and
+return an :class:`AutotuneResult` / :class:`Ranking`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.errors import InputError
+from ..core.methods import get_method
+from ..core.params import make_params
+from .quality import QualityEstimate, paired_confidence, quality_steps
+
+__all__ = ["TUNABLE", "COARSE", "SPAN", "Trial", "AutotuneResult", "Ranking", "tunable_fields",
+           "autotune_steps", "rank_steps", "drain"]
+
+#: the main hyperparameters searched per method: a continuous strength (log scale) and, where
+#: the method has one, its network
+TUNABLE: dict[str, tuple[str, ...]] = {
+    "tv-fista": ("lam",), "tv-admm": ("lam",), "tv-pdhg": ("lam",), "wavelet-fista": ("lam",),
+    "tikhonov": ("lam",), "sense-cg": ("lam",), "wiener": ("nsr",), "langevin-tv": ("lam",),
+    "blind-deconv": ("lam",), "richardson-lucy": ("iters",), "sirt": ("iters",),
+    "dip": ("iters",), "csgm": ("lam",),
+    "pnp-admm": ("denoiser", "sigma"), "pnp-pgd": ("denoiser", "sigma"),
+    "red": ("denoiser", "lam"), "dpir": ("denoiser", "sigma"),
+    "diffpir": ("denoiser", "lam"), "dps": ("denoiser", "zeta"), "ddrm": ("denoiser", "eta"),
+    "score-dc": ("denoiser", "dc_weight"),
+}
+COARSE = 5
+SPAN = 3.0
+_GOLD = (math.sqrt(5) - 1) / 2
+
+
+@dataclass
+class Trial:
+    """One scored candidate."""
+
+    index: int
+    budget: int
+    method: str
+    values: dict
+    estimate: QualityEstimate
+    params: Any = None
+
+    def label(self) -> str:
+        vals = ", ".join(f"{k}={_fmt(v)}" for k, v in self.values.items())
+        return f"{self.method} {vals}".strip()
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+@dataclass
+class AutotuneResult:
+    """Outcome of :func:`autotune_steps`: the chosen values (applied to the given params in
+    ``params``), their estimate, and every trial."""
+
+    method: str
+    params: Any
+    values: dict
+    estimate: QualityEstimate
+    trials: list[Trial]
+
+    def as_dict(self) -> dict:
+        """Plain-JSON record (stored in the provenance under ``"autotune"``)."""
+        return {"method": self.method, "chosen": dict(self.values),
+                "estimator": self.estimate.estimator,
+                "estimate": self.estimate.label(),
+                "trials": [{"values": dict(t.values), "score": t.estimate.score} for t in self.trials]}
+
+
+@dataclass
+class Ranking:
+    """Outcome of :func:`rank_steps`: candidates best first, with the confidence that each is
+    better than the next."""
+
+    trials: list[Trial]
+    confidence: list[float] = field(default_factory=list)
+
+    @property
+    def best(self) -> Trial:
+        return self.trials[0]
+
+    def summary(self) -> str:
+        parts = []
+        for i, t in enumerate(self.trials):
+            c = f" ({self.confidence[i]:.0%} sure it beats the next)" \
+                if i < len(self.confidence) else ""
+            parts.append(f"{i + 1}. {t.label()}: {t.estimate.label()}{c}")
+        return "; ".join(parts)
+
+
+def tunable_fields(method: str) -> tuple[str, ...]:
+    """The fields :func:`autotune_steps` searches for ``method`` (empty: nothing to tune)."""
+    return TUNABLE.get(method, ())
+
+
+def _field(params_cls: type, name: str) -> dataclasses.Field:
+    return {f.name: f for f in dataclasses.fields(params_cls)}[name]
+
+
+def _choices(params_cls: type, name: str) -> list:
+    ch = _field(params_cls, name).metadata.get("choices")
+    return list(ch() if callable(ch) else ch or [])
+
+
+def _grid(f: dataclasses.Field, centre: float, lo_dec: float, hi_dec: float, n: int) -> list:
+    lo_b, hi_b = f.metadata.get("min"), f.metadata.get("max")
+    pts = []
+    for i in range(n):
+        v = centre * 10 ** (lo_dec + (hi_dec - lo_dec) * i / max(n - 1, 1))
+        pts.append(v)
+    return [_clip(f, v, lo_b, hi_b) for v in pts]
+
+
+def _clip(f: dataclasses.Field, v: float, lo: Any, hi: Any) -> Any:
+    if lo is not None and lo > 0:
+        v = max(v, lo)
+    if hi is not None:
+        v = min(v, hi)
+    if f.type in (int, "int"):
+        return max(1, int(round(v)))
+    return float(v)
+
+
+def autotune_steps(y: Any, op: Any, method: str, params: Any = None, *, budget: int = 10,
+                   seed: int = 0, noise: dict | None = None, sigma: float | None = None,
+                   estimator: str = "auto", folds: int = 3, probes: int = 1,
+                   normalise: str = "auto", cancel: threading.Event | None = None,
+                   fields: tuple[str, ...] | None = None
+                   ) -> Generator[Trial, None, AutotuneResult]:
+    """Search ``method``'s main hyperparameters for the lowest estimated error on ``y``.
+
+    Parameters
+    ----------
+    y, op, method
+        The measurement, operator and method.
+    params
+        Starting params (instance, mapping or ``None``: defaults); fields not searched keep
+        their values.
+    budget
+        Candidates to score (each costs one run plus the estimate's extra runs).
+    seed, normalise
+        The runs' seed and normalisation.
+    noise, sigma, estimator, folds, probes
+        As for :func:`~.quality.quality_steps`.
+    fields
+        Fields to search (default :func:`tunable_fields`).
+
+    Raises
+    ------
+    InputError
+        A method with nothing to tune, or a budget below 3.
+    """
+    from .execute import method_params_for
+
+    p0 = method_params_for(method, op, params)
+    spec = get_method(method, op.name)
+    names = tuple(fields) if fields is not None else tunable_fields(method)
+    if not names:
+        raise InputError(f"{method} has no hyperparameter to tune; rank it against other "
+                         "methods instead")
+    budget = int(budget)
+    if budget < 3:
+        raise InputError(f"autotune needs a budget of at least 3 trials, got {budget}")
+    cont = [n for n in names if not _choices(spec.params, n)]
+    cats = [n for n in names if _choices(spec.params, n)]
+    options = _choices(spec.params, cats[0]) if cats else [None]
+    if cats and len(options) > max(1, budget // 3):
+        start = getattr(p0, cats[0])
+        options = [start] + [o for o in options if o != start][:max(0, budget // 3 - 1)]
+    trials: list[Trial] = []
+    cache: dict[tuple, Trial] = {}
+
+    def score(values: dict) -> Generator[Trial, None, Trial]:
+        key = tuple(sorted(values.items()))
+        if key in cache:
+            return cache[key]
+        p = make_params(spec.params, **{**dataclasses.asdict(p0), **values})
+        est = yield from _drain_quiet(quality_steps(
+            y, op, method, p, seed=seed, noise=noise, sigma=sigma, estimator=estimator,
+            folds=folds, probes=probes, normalise=normalise, cancel=cancel))
+        t = Trial(len(trials) + 1, budget, method, dict(values), est, p)
+        trials.append(t)
+        cache[key] = t
+        yield t
+        return t
+
+    share = max(3, budget // len(options))
+    for opt in options:
+        fixed = {cats[0]: opt} if opt is not None else {}
+        if not cont:
+            yield from score(fixed)
+            continue
+        name = cont[0]
+        f = _field(spec.params, name)
+        centre = float(getattr(p0, name)) or 1e-2
+        left = share
+        pts = _grid(f, centre, -SPAN / 2, SPAN / 2, min(COARSE, left))
+        scored: dict[Any, float] = {}
+        for v in pts:
+            if len(trials) >= budget:
+                break
+            t = yield from score({**fixed, name: v})
+            scored[v] = t.estimate.score
+        left = share - len(scored)
+        step = SPAN / max(min(COARSE, share) - 1, 1)
+        # extend outwards while the best sits on an edge
+        while left > 0 and len(trials) < budget:
+            xs = sorted(scored)
+            best = min(scored, key=scored.get)
+            if best not in (xs[0], xs[-1]):
+                break
+            v = _clip(f, best * 10 ** (step if best == xs[-1] else -step),
+                      f.metadata.get("min"), f.metadata.get("max"))
+            if v in scored:
+                break
+            t = yield from score({**fixed, name: v})
+            scored[v] = t.estimate.score
+            left -= 1
+        # golden-section refinement in log space inside the best bracket
+        while left > 0 and len(trials) < budget:
+            xs = sorted(scored)
+            i = xs.index(min(scored, key=scored.get))
+            a = xs[max(i - 1, 0)]
+            b = xs[min(i + 1, len(xs) - 1)]
+            la, lb, lbest = (math.log10(max(v, 1e-30)) for v in (a, b, xs[i]))
+            far = la if lbest - la >= lb - lbest else lb  # the wider side of the bracket
+            v = _clip(f, 10 ** (lbest + (1 - _GOLD) * (far - lbest)),
+                      f.metadata.get("min"), f.metadata.get("max"))
+            left -= 1
+            if v in scored:
+                break
+            t = yield from score({**fixed, name: v})
+            scored[v] = t.estimate.score
+    best = min(trials, key=lambda t: t.estimate.score)
+    p_best = make_params(spec.params, **{**dataclasses.asdict(p0), **best.values})
+    return AutotuneResult(method, p_best, dict(best.values), best.estimate, trials)
+
+
+def _drain_quiet(gen: Generator) -> Generator[Any, None, Any]:
+    """Run a ``quality_steps`` generator inside another generator without re-yielding its
+    ``(done, total)`` ticks (the caller yields one :class:`Trial` per candidate)."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+    yield  # pragma: no cover - makes this a generator
+
+
+def rank_steps(y: Any, op: Any, candidates: list, *, seed: int = 0, noise: dict | None = None,
+               sigma: float | None = None, estimator: str = "auto", folds: int = 4,
+               probes: int = 2, normalise: str = "auto",
+               cancel: threading.Event | None = None
+               ) -> Generator[Trial, None, Ranking]:
+    """Score each candidate run and order them by estimated error.
+
+    Parameters
+    ----------
+    candidates
+        Method names, or ``(method, params)`` pairs (params: instance, mapping or ``None``).
+    Others
+        As for :func:`~.quality.quality_steps` (one estimator for all candidates, so that
+        their estimates compare).
+
+    Raises
+    ------
+    InputError
+        No candidate, or a candidate method that does not support the operator.
+    """
+    from .execute import method_params_for
+    from .quality import choose_estimator
+
+    if not candidates:
+        raise InputError("rank needs at least one candidate method")
+    pairs = [(c, None) if isinstance(c, str) else tuple(c) for c in candidates]
+    resolved = [(m, method_params_for(m, op, p)) for m, p in pairs]
+    if estimator == "auto":  # one estimator for every candidate (the first's choice)
+        photons = noise.get("photons") if isinstance(noise, dict) and \
+            noise.get("model") == "poisson" else None
+        kinds = {choose_estimator(op, m, photons=photons) for m, _ in resolved}
+        estimator = "splitting" if kinds == {"splitting"} else \
+            ("gsure" if getattr(op, "linear", False) and "splitting" not in kinds
+             else sorted(kinds)[0])
+    trials = []
+    for i, (m, p) in enumerate(resolved):
+        est = yield from _drain_quiet(quality_steps(
+            y, op, m, p, seed=seed, noise=noise, sigma=sigma, estimator=estimator,
+            folds=folds, probes=probes, normalise=normalise, cancel=cancel))
+        values = {k: v for k, v in dataclasses.asdict(p).items()
+                  if k in tunable_fields(m)}
+        t = Trial(i + 1, len(resolved), m, values, est, p)
+        trials.append(t)
+        yield t
+    order = sorted(trials, key=lambda t: t.estimate.score)
+    conf = [paired_confidence(a.estimate, b.estimate) for a, b in zip(order, order[1:])]
+    return Ranking(order, conf)
+
+
+def drain(gen: Generator, progress: Callable[[Any], Any] | None = None) -> Any:
+    """Run a search generator to its end, calling ``progress(trial)`` for each trial."""
+    while True:
+        try:
+            t = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(t)
