@@ -8,14 +8,17 @@ The public API (imported lazily so that ``import napari_invrec`` loads neither t
 ``normalisation(y, op)`` (the map between the data's units and the units methods run in),
 ``estimate_noise(y, op)`` (noise std from the data alone),
 ``rerun_file(path) -> RerunReport`` (repeat the run of a result saved by the plugin's writer
-and compare).
+and compare),
+``estimate_quality(result)``, ``autotune(y, op, method)``, ``rank_methods(y, op, methods)``,
+``best_for_data(y, op)`` (judge, tune and choose runs from the measurement alone).
 """
 
 from ._version import __version__
 
 _API = ("list_operators", "list_methods", "make_operator", "simulate", "solve",
         "reconstruct", "rerun", "Result", "method_params", "operator_params", "normalisation",
-        "estimate_noise", "rerun_file", "RerunReport")
+        "estimate_noise", "rerun_file", "RerunReport", "estimate_quality", "autotune",
+        "rank_methods", "best_for_data")
 
 __all__ = ["__version__", *_API]
 

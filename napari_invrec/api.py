@@ -37,7 +37,8 @@ from .engine.runner import Result, measurement_plane, prepare_measurement
 
 __all__ = ["list_operators", "list_methods", "make_operator", "simulate", "solve",
            "reconstruct", "rerun", "Result", "method_params", "operator_params",
-           "normalisation", "estimate_noise", "rerun_file", "RerunReport"]
+           "normalisation", "estimate_noise", "rerun_file", "RerunReport", "estimate_quality",
+           "autotune", "rank_methods", "best_for_data"]
 
 
 def list_operators() -> list[str]:
@@ -259,3 +260,127 @@ def rerun_file(path: Any, *, device: str | None = None, **overrides: Any) -> Rer
         overrides["device"] = device
     res = rerun(inv["provenance"], inv["measurement"], inv.get("arrays") or {}, **overrides)
     return compare_saved(Path(path), kind, inv, saved.data, res)
+
+
+def _run_context(result: Result, y: Any = None) -> tuple:
+    """``(y, op, method, params, seed, normalise, noise)`` of a :class:`Result`."""
+    prov = result.provenance
+    y = result.measurement if y is None else y
+    if y is None:
+        raise InputError("this result holds no measurement; pass the measurement y")
+    op = operator_from_spec(prov["operator"], result.arrays,
+                            device=replay_device(prov.get("device")), measurement=None)
+    spec = get_method(prov["method"], op.name)
+    p = from_dict(spec.params, prov["params"])
+    norm = prov.get("normalise") or {}
+    return (y, op, prov["method"], p, int(prov.get("seed", 0)),
+            norm.get("mode", "off") if isinstance(norm, dict) else "off", prov.get("noise"))
+
+
+def estimate_quality(result: Result, y: Any = None, *, estimator: str = "auto",
+                     folds: int = 4, probes: int = 2, sigma: float | None = None,
+                     op: Any = None, progress: Any = None) -> Any:
+    """Estimate the error of a run from its measurement alone (no ground truth).
+
+    The method re-runs on held-out folds or perturbed copies of the measurement with the
+    run's parameters, seed and normalisation (see :mod:`napari_invrec.engine.quality` for
+    the estimators and what each measures). The estimate is stored in
+    ``result.provenance["quality"]``.
+
+    Parameters
+    ----------
+    result
+        A :class:`Result` of :func:`reconstruct` (or :func:`rerun`).
+    y
+        The measurement (default: the one stored in the result).
+    estimator
+        ``auto``, ``splitting``, ``gsure``, ``sure``, ``recorrupted`` or ``thinning``.
+    folds, probes
+        Held-out folds (splitting) and Monte-Carlo probes.
+    sigma
+        Noise std of ``y`` in its units (default: the run's simulated noise, else estimated).
+    op
+        The run's operator (default: rebuilt from the provenance; pass it for operators with
+        arrays derived from the measurement).
+    progress
+        Optional ``progress(done, total)``.
+
+    Returns
+    -------
+    napari_invrec.engine.quality.QualityEstimate
+    """
+    from .engine.quality import estimate_quality as _estimate
+
+    y, op_rec, method, p, seed, normalise, noise = _run_context(result, y)
+    q = _estimate(y, op if op is not None else op_rec, method, p, seed=seed, x_hat=result.x,
+                  sigma=sigma, noise=noise, estimator=estimator, folds=folds, probes=probes,
+                  normalise=normalise, progress=progress)
+    result.provenance["quality"] = q.as_dict()
+    return q
+
+
+def autotune(y: Any, op: Any, method: str, *, budget: int = 10, seed: int = 0,
+             sigma: float | None = None, noise: dict | None = None, estimator: str = "auto",
+             folds: int = 3, probes: int = 1, normalise: str = "auto", progress: Any = None,
+             cancel: threading.Event | None = None, **params: Any) -> Result:
+    """Tune ``method``'s main hyperparameters on ``y`` without ground truth, then run it.
+
+    Each of ``budget`` candidates is scored by the ground-truth-free estimate
+    (:func:`estimate_quality`); the search is described in
+    :mod:`napari_invrec.engine.autotune`. ``params`` fix the other fields (and the start of
+    the search). The returned result's provenance holds ``"autotune"`` (the chosen values
+    and every trial) and ``"quality"`` (the chosen run's estimate); ``progress(trial)`` is
+    called after each candidate.
+    """
+    from .engine.autotune import autotune_steps, drain
+
+    tuned = drain(autotune_steps(y, op, method, params or None, budget=budget, seed=seed,
+                                 noise=noise, sigma=sigma, estimator=estimator, folds=folds,
+                                 probes=probes, normalise=normalise, cancel=cancel), progress)
+    kw = {f: getattr(tuned.params, f) for f in tuned.params.__dataclass_fields__}
+    res = reconstruct(y, op, method, seed=seed, normalise=normalise, cancel=cancel, **kw)
+    res.provenance["autotune"] = tuned.as_dict()
+    res.provenance["quality"] = tuned.estimate.as_dict()
+    return res
+
+
+def rank_methods(y: Any, op: Any, methods: list, *, seed: int = 0, sigma: float | None = None,
+                 noise: dict | None = None, estimator: str = "auto", folds: int = 4,
+                 probes: int = 2, normalise: str = "auto", progress: Any = None,
+                 cancel: threading.Event | None = None) -> Any:
+    """Order candidate runs on ``y`` by their ground-truth-free estimated error.
+
+    ``methods`` are names or ``(name, params)`` pairs. Returns a
+    :class:`~napari_invrec.engine.autotune.Ranking`: ``trials`` best first (method, values,
+    estimate, params), and ``confidence[i]``, the probability that candidate ``i`` really
+    beats candidate ``i + 1`` (paired over the same folds / probes).
+    """
+    from .engine.autotune import drain, rank_steps
+
+    return drain(rank_steps(y, op, list(methods), seed=seed, noise=noise, sigma=sigma,
+                            estimator=estimator, folds=folds, probes=probes,
+                            normalise=normalise, cancel=cancel), progress)
+
+
+def best_for_data(y: Any, op: Any, *, budget: int = 8, seed: int = 0,
+                  sigma: float | None = None, noise: dict | None = None,
+                  normalise: str = "auto", progress: Any = None,
+                  cancel: threading.Event | None = None) -> tuple[Result, Any]:
+    """Pick the best run for ``y`` without ground truth and return ``(result, ranking)``.
+
+    The default method for the operator is tuned (``budget`` candidates), the learned
+    candidates (:func:`~napari_invrec.engine.autotune.candidates_for`) run at their defaults
+    with each installed network, the adjoint / measurement is the floor, and all are ranked
+    by one estimator; the best is run and its provenance holds ``"ranking"`` and
+    ``"quality"``.
+    """
+    from .engine.autotune import best_steps, drain
+
+    ranking = drain(best_steps(y, op, budget=budget, seed=seed, noise=noise, sigma=sigma,
+                               normalise=normalise, cancel=cancel), progress)
+    best = ranking.best
+    kw = {f: getattr(best.params, f) for f in best.params.__dataclass_fields__}
+    res = reconstruct(y, op, best.method, seed=seed, normalise=normalise, cancel=cancel, **kw)
+    res.provenance["ranking"] = ranking.as_dict()
+    res.provenance["quality"] = best.estimate.as_dict()
+    return res, ranking

@@ -198,6 +198,15 @@ def _base_parser(op_cls: type | None = None, m_cls: type | None = None) -> argpa
                            help="memory budget of the iterate history in megabytes; past it "
                                 "the history keeps every 2nd, 4th ... step (default "
                                 f"{DEFAULT_BUDGET // MB})")
+            p.add_argument("--auto", type=_int_option, nargs="?", const=10, default=None,
+                           metavar="N",
+                           help="tune the method's main hyperparameters on this measurement "
+                                "without ground truth (N candidates, default 10), then run "
+                                "it; the chosen values and the estimate go in the sidecar")
+            p.add_argument("--estimate", action="store_true",
+                           help="also estimate the result's error without ground truth "
+                                "(measurement splitting or SURE; re-runs the method a few "
+                                "times) and record it in the sidecar")
             p.add_argument("--normalise", default="auto", choices=["auto", "on", "off"],
                            help="solve on data scaled to about 0..1 and write the result in "
                                 "the input's units; weights and noise levels are relative "
@@ -365,8 +374,32 @@ def _cmd_reconstruct(ns: argparse.Namespace, spec: dict | None, spec_arrays: dic
             m = ", ".join(f"{k}={v:.4g}" for k, v in prog.metrics.items())
             print(f"  step {prog.step}/{prog.total}  {m}", file=sys.stderr)
 
+    tuned = None
+    if ns.auto is not None:
+        from .core.errors import InputError
+        from .engine.autotune import autotune_steps, drain, tunable_fields
+
+        if not tunable_fields(ns.method):
+            raise InputError(f"--auto: {ns.method} has no hyperparameter to tune; drop --auto "
+                             "or choose a method such as tv-fista")
+
+        def trial(t: Any) -> None:
+            if not ns.quiet:
+                print(f"  trial {t.index}/{t.budget}  {t.label()}  {t.estimate.label()}",
+                      file=sys.stderr)
+
+        tuned = drain(autotune_steps(y, op, ns.method, values, budget=ns.auto, seed=ns.seed,
+                                     normalise=ns.normalise), trial)
+        values = {**values, **tuned.values}
     res = api.reconstruct(y, op, ns.method, seed=ns.seed, reference=ref, progress=show,
                           history_budget=ns.budget * MB, normalise=ns.normalise, **values)
+    if tuned is not None:
+        res.provenance["autotune"] = tuned.as_dict()
+        res.provenance["quality"] = tuned.estimate.as_dict()
+    if ns.estimate:
+        q = api.estimate_quality(res, y, op=op)
+        if not ns.quiet:
+            print(f"  {q.summary()}", file=sys.stderr)
     text = sidecar_text({"kind": "result", "provenance": res.provenance, "steps": res.steps})
     out = writes["output"]
     write_array(out, storable(out, res.x))

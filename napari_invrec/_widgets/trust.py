@@ -18,6 +18,7 @@ from ..core.analysis.hotspots import HotspotParams
 from ..core.errors import InputError
 from ..engine.compare import RunInfo, find_runs, layer_image
 from ..engine.trust import (
+    IMAGES,
     STD,
     CalibrateParams,
     available_maps,
@@ -42,6 +43,10 @@ __all__ = ["TrustWidget"]
 
 class TrustWidget(Container):
     """Trust maps, hotspots and split-conformal bands for any finished run.
+
+    The calibration's truths come from the form's ``source``: a synthetic generator, the
+    Image layer chosen in ``cal_images`` (source ``images``) or the run's own result
+    (``bootstrap``); the status line ends with the report's trust line.
 
     Attributes
     ----------
@@ -78,6 +83,10 @@ class TrustWidget(Container):
         self.hot_form = ParamsForm(HotspotParams, name="hot_form")
         self.hot_button = PushButton(text="Hotspot overlay", name="hot_button")
         self.cal_form = ParamsForm(CalibrateParams, name="cal_form")
+        self.cal_images = ComboBox(choices=self._image_names, nullable=True, name="cal_images",
+                                   label="reference images", tooltip="source 'images': a stack "
+                                   "(N, H, W) of images like your data, in its units")
+        self.cal_images_box = labelled(self.cal_images, name="cal_images_box")
         self.cal_button = PushButton(text="Calibrate", name="cal_button")
         self.cancel_button = PushButton(text="Cancel", name="cancel_button", enabled=False)
         self.status = Label(value="", name="status")
@@ -85,6 +94,7 @@ class TrustWidget(Container):
         self.extend([labelled(self.run, self.reference, self.dc_reference, name="run_box"),
                      self.maps_button, heading("hotspots"), labelled(self.hot_map, name="hm"),
                      self.hot_form, self.hot_button, heading("calibration"), self.cal_form,
+                     self.cal_images_box,
                      Container(widgets=[self.cal_button, self.cancel_button],
                                layout="horizontal", labels=False, name="cal_buttons"),
                      self.status])
@@ -93,12 +103,14 @@ class TrustWidget(Container):
         self.cal_button.changed.connect(self.calibrate)
         self.cancel_button.changed.connect(self.cancel)
         self.run.changed.connect(self._on_run)
+        self.cal_form.widget("source").changed.connect(self._on_source)
         events = viewer.layers.events
         for ev in (events.inserted, events.removed):
             ev.connect(self.refresh)
         self.native.destroyed.connect(self._disconnect)
         self.refresh()
         self._on_run()
+        self._on_source()
 
     # ------------------------------------------------------------------ choices
     def _disconnect(self, *_: Any) -> None:
@@ -135,7 +147,8 @@ class TrustWidget(Container):
     def refresh(self, *_: Any) -> None:
         """Re-read the runs, reference images and map layers."""
         try:
-            for combo in (self.run, self.reference, self.dc_reference, self.hot_map):
+            for combo in (self.run, self.reference, self.dc_reference, self.hot_map,
+                          self.cal_images):
                 combo.reset_choices()
         except RuntimeError:  # the Qt widget was deleted before the viewer
             return
@@ -147,6 +160,10 @@ class TrustWidget(Container):
         if gt and gt in self.reference.choices and self.reference.value is None:
             self.reference.value = gt
         self.hot_map.reset_choices()
+
+    def _on_source(self, *_: Any) -> None:
+        """Offer the reference-images layer only for source ``images``."""
+        self.cal_images_box.visible = self.cal_form.widget("source").value == IMAGES
 
     def selected_run(self) -> RunInfo | None:
         """The chosen run, or ``None``."""
@@ -268,14 +285,27 @@ class TrustWidget(Container):
         noise = self._noise(run)
         resolve_run(run, noise=noise)  # cheap checks with a clear message, before the thread
         p = self.cal_form.params()
+        images = self._reference_images() if p.source == IMAGES else None
         run = dataclasses.replace(run, result=np.array(run.result, copy=True))  # a snapshot
         self._calib_run = run
         self.cal_button.enabled, self.cancel_button.enabled = False, True
-        self.status.value = f"calibrating {run.name!r} on {p.n_pairs} simulated pairs..."
+        self.status.value = (f"calibrating {run.name!r} on {p.n_pairs} simulated pairs "
+                             f"({p.source})...")
         return self.controller.start(
-            calibration_steps, run, p, noise=noise, desc=f"calibrate {run.name}",
+            calibration_steps, run, p, images=images, noise=noise,
+            desc=f"calibrate {run.name}",
             on_yield=self._on_progress, on_return=self._on_calibrated,
             on_error=self._on_error, on_cancel=self._on_cancel, on_finish=self._on_finish)
+
+    def _reference_images(self) -> Any:
+        """The chosen reference layer's data (numpy copied; dask stays lazy, the engine crops
+        and reads only the images it uses)."""
+        layer = layer_by_name(self.viewer, self.cal_images.value)
+        if layer is None:
+            raise InputError("source 'images': choose the reference images layer, a stack "
+                             "(N, H, W) of images like your data, in its units")
+        data = layer.data
+        return np.array(data, copy=True) if isinstance(data, np.ndarray) else data
 
     def cancel(self, *_: Any) -> None:
         """Stop the calibration before its next step."""

@@ -31,7 +31,8 @@ from ..core.methods import get_method
 from ..core.params import make_params
 from .quality import QualityEstimate, paired_confidence, quality_steps
 
-__all__ = ["TUNABLE", "COARSE", "SPAN", "Trial", "AutotuneResult", "Ranking", "tunable_fields",
+__all__ = ["LEARNED_CANDIDATES", "candidates_for", "best_steps", "TUNABLE", "COARSE", "SPAN",
+           "Trial", "AutotuneResult", "Ranking", "tunable_fields",
            "autotune_steps", "rank_steps", "drain"]
 
 #: the main hyperparameters searched per method: a continuous strength (log scale) and, where
@@ -87,7 +88,8 @@ class AutotuneResult:
         return {"method": self.method, "chosen": dict(self.values),
                 "estimator": self.estimate.estimator,
                 "estimate": self.estimate.label(),
-                "trials": [{"values": dict(t.values), "score": t.estimate.score} for t in self.trials]}
+                "trials": [{"values": dict(t.values), "score": t.estimate.score}
+                           for t in self.trials]}
 
 
 @dataclass
@@ -101,6 +103,14 @@ class Ranking:
     @property
     def best(self) -> Trial:
         return self.trials[0]
+
+    def as_dict(self) -> dict:
+        """Plain-JSON record (stored in the provenance under ``"ranking"``)."""
+        return {"order": [{"method": t.method, "values": dict(t.values),
+                           "estimate": t.estimate.label(), "score": t.estimate.score}
+                          for t in self.trials],
+                "confidence": list(self.confidence),
+                "estimator": self.trials[0].estimate.estimator if self.trials else None}
 
     def summary(self) -> str:
         parts = []
@@ -317,6 +327,49 @@ def rank_steps(y: Any, op: Any, candidates: list, *, seed: int = 0, noise: dict 
     order = sorted(trials, key=lambda t: t.estimate.score)
     conf = [paired_confidence(a.estimate, b.estimate) for a, b in zip(order, order[1:])]
     return Ranking(order, conf)
+
+
+#: learned methods "best for this data" tries at their defaults, with every installed network
+LEARNED_CANDIDATES = ("pnp-admm", "dpir")
+
+
+def candidates_for(op: Any) -> list[tuple[str, dict]]:
+    """The learned candidates of :func:`best_steps` for ``op``: each of
+    :data:`LEARNED_CANDIDATES` the operator supports, once per installed denoiser."""
+    out = []
+    for m in LEARNED_CANDIDATES:
+        spec = get_method(m)
+        if not spec.supports(op.name):
+            continue
+        for d in _choices(spec.params, "denoiser") or [None]:
+            out.append((m, {} if d is None else {"denoiser": d}))
+    return out
+
+
+def best_steps(y: Any, op: Any, *, budget: int = 8, seed: int = 0, noise: dict | None = None,
+               sigma: float | None = None, folds: int = 3, probes: int = 1,
+               normalise: str = "auto", cancel: threading.Event | None = None
+               ) -> Generator[Trial, None, Ranking]:
+    """"Best for this data": tune the operator's default method (``budget`` candidates), then
+    rank it against :func:`candidates_for` and the adjoint (the floor: a choice never below
+    the measurement) with one estimator. Yields every trial of both stages."""
+    from ..core.methods.registry import default_method
+
+    cands: list = []
+    first = default_method(op.name)
+    if first is not None and tunable_fields(first):
+        tuned = yield from autotune_steps(y, op, first, budget=budget, seed=seed, noise=noise,
+                                          sigma=sigma, folds=folds, probes=probes,
+                                          normalise=normalise, cancel=cancel)
+        cands.append((first, tuned.params))
+    elif first is not None:
+        cands.append((first, None))
+    cands += candidates_for(op)
+    if get_method("adjoint").supports(op.name):
+        cands.append(("adjoint", None))
+    return (yield from rank_steps(y, op, cands, seed=seed, noise=noise, sigma=sigma,
+                                  folds=folds, probes=probes, normalise=normalise,
+                                  cancel=cancel))
 
 
 def drain(gen: Generator, progress: Callable[[Any], Any] | None = None) -> Any:

@@ -66,7 +66,7 @@ _WHAT = {
 
 @dataclass
 class QualityEstimate:
-    """A run's estimated error, from its measurement alone.
+    r"""A run's estimated error, from its measurement alone.
 
     Attributes
     ----------
@@ -81,7 +81,7 @@ class QualityEstimate:
         when the estimate is not :attr:`absolute`.
     absolute
         Whether the MSE's level is known to about 1 dB. GSURE's level includes a constant
-        :math:`\hat{x^HWx}` shared by every run on ``y``; where its noise (``constant_se``
+        :math:`\widehat{x^HWx}` shared by every run on ``y``; where its noise (``constant_se``
         in :attr:`details`) exceeds a quarter of the estimate, the estimate still orders runs
         (:attr:`score`) but says nothing about their absolute error.
     score
