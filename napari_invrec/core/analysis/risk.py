@@ -269,9 +269,12 @@ def gsure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
     div, div_se = _mean_std(divs)
     m = int(live.sum())
     const = (_dot(y, y) - quad_y - sigma * sigma * (m - trace)) / delta
+    my = (y - op.A(k_aty)) / delta  # M y
+    const_se = 2 * math.sqrt(var_r) * math.sqrt(_dot(my, my))  # plug-in std of y^H M y
     total = quad_x - 2 * cross + 2 * var_r * div + const
     return RiskEstimate(total / n, 2 * var_r * div_se / n, "weighted", "gsure",
                         {"delta": delta, "divergence": div, "trace": trace, "constant": const / n,
+                         "constant_se": const_se / n,
                          "n_probes": len(divs), "epsilon": eps})
 
 
