@@ -2,7 +2,7 @@
 
 A ``langevin-tv`` run (unadjusted Langevin with a TV prior) on a 64 px image blurred by a
 Gaussian (sigma 2 px) with Gaussian noise 0.03 is calibrated by split-conformal prediction
-(:func:`~napari_invrec.engine.trust.calibrate_run`, per-pixel scores, alpha = 0.1) from three
+(:func:`~napari_invrec.engine.calibration.calibrate_run`, per-pixel scores, alpha = 0.1) from three
 sources of truths:
 
 * ``phantoms``: 32 pairs from the synthetic ellipse-phantom generator (16 calibrate, 16 held
@@ -75,7 +75,7 @@ def main(flags: list[str]) -> None:
 
 
 def _table(flags: list[str]) -> None:
-    from napari_invrec.engine.trust import calibrate_run, heldout_coverage
+    from napari_invrec.engine.calibration import calibrate_run, heldout_coverage
 
     iters = 100 if "--quick" in flags else 200
     kinds = [k for k in KINDS if f"--kind={k}" in flags] or list(KINDS)

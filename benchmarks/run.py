@@ -7,7 +7,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-SECTIONS = ("solver", "gui", "catalogue", "learned", "diffusion", "formats")
+SECTIONS = ("solver", "gui", "catalogue", "learned", "diffusion", "formats", "quality",
+            "calibration")
 
 
 def main(argv: list[str]) -> int:
@@ -41,6 +42,14 @@ def main(argv: list[str]) -> int:
         import bench_formats
 
         bench_formats.main()
+    if "quality" in names:
+        import bench_quality
+
+        bench_quality.main(flags)
+    if "calibration" in names:
+        import bench_calibration
+
+        bench_calibration.main(flags)
     return 0
 
 

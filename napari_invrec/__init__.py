@@ -10,7 +10,8 @@ The public API (imported lazily so that ``import napari_invrec`` loads neither t
 ``rerun_file(path) -> RerunReport`` (repeat the run of a result saved by the plugin's writer
 and compare),
 ``estimate_quality(result)``, ``autotune(y, op, method)``, ``rank_methods(y, op, methods)``,
-``best_for_data(y, op)`` (judge, tune and choose runs from the measurement alone).
+``best_for_data(y, op)`` (judge, tune and choose runs from the measurement alone),
+``calibrate(result, source=...)`` (calibrated uncertainty bands).
 """
 
 from ._version import __version__
@@ -18,7 +19,7 @@ from ._version import __version__
 _API = ("list_operators", "list_methods", "make_operator", "simulate", "solve",
         "reconstruct", "rerun", "Result", "method_params", "operator_params", "normalisation",
         "estimate_noise", "rerun_file", "RerunReport", "estimate_quality", "autotune",
-        "rank_methods", "best_for_data")
+        "rank_methods", "best_for_data", "calibrate")
 
 __all__ = ["__version__", *_API]
 

@@ -38,7 +38,7 @@ from .engine.runner import Result, measurement_plane, prepare_measurement
 __all__ = ["list_operators", "list_methods", "make_operator", "simulate", "solve",
            "reconstruct", "rerun", "Result", "method_params", "operator_params",
            "normalisation", "estimate_noise", "rerun_file", "RerunReport", "estimate_quality",
-           "autotune", "rank_methods", "best_for_data"]
+           "autotune", "rank_methods", "best_for_data", "calibrate"]
 
 
 def list_operators() -> list[str]:
@@ -384,3 +384,23 @@ def best_for_data(y: Any, op: Any, *, budget: int = 8, seed: int = 0,
     res.provenance["ranking"] = ranking.as_dict()
     res.provenance["quality"] = best.estimate.as_dict()
     return res, ranking
+
+
+def calibrate(run: Any, source: str = "phantoms", n_pairs: int = 32, alpha: float = 0.1,
+              seed: int = 0, *, mode: str = "pixels", images: Any = None, mean: Any = None,
+              arrays: dict | None = None, noise: dict | None = None) -> Any:
+    """Calibrate the uncertainty bands of a stochastic run (split conformal).
+
+    ``run`` is a :class:`Result`, a napari layer of one, or a provenance dict. ``source`` says
+    where the calibration pairs' ground truths come from: a synthetic generator
+    (``phantoms``, ``atoms``, ``mixed``), ``images`` (a stack of reference images of the
+    user's kind, in the run's units, passed as ``images``) or ``bootstrap`` (the run's own
+    posterior mean; ``mean`` when ``run`` is a provenance dict). The returned
+    :class:`~napari_invrec.engine.calibration.CalibrationReport` holds ``q`` (band half-width in
+    std units), the coverage measured on held-out pairs with its standard error over images,
+    and ``trust``: how far the stated coverage holds for that source.
+    """
+    from .engine.calibration import calibrate_run
+
+    return calibrate_run(run, source, n_pairs, alpha, seed, mode=mode, images=images,
+                         mean=mean, arrays=arrays, noise=noise)

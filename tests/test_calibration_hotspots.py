@@ -20,7 +20,8 @@ from napari_invrec.core.analysis.hallucination import null_space_difference, nul
 from napari_invrec.core.analysis.hotspots import HotspotParams, find_hotspots
 from napari_invrec.core.errors import InputError
 from napari_invrec.core.params import make_params
-from napari_invrec.engine.trust import calibrate_run, hotspot_layer, trust_maps
+from napari_invrec.engine.calibration import calibrate_run
+from napari_invrec.engine.trust import hotspot_layer, trust_maps
 
 N = 32
 

@@ -16,7 +16,7 @@ from napari_invrec.core.data import shepp_logan
 from napari_invrec.core.errors import InputError
 from napari_invrec.core.params import make_params
 from napari_invrec.core.training.datasets import SyntheticPatches
-from napari_invrec.engine.trust import _image_truths, calibrate_run, heldout_coverage
+from napari_invrec.engine.calibration import _image_truths, calibrate_run, heldout_coverage
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # two threads fight over the 2 cores
 

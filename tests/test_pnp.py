@@ -18,8 +18,9 @@ from napari_invrec.core.denoisers import (
     get_denoiser,
 )
 from napari_invrec.core.errors import InputError
+from napari_invrec.core.linalg import normal_solver
 from napari_invrec.core.methods import METHODS
-from napari_invrec.core.methods.pnp import dpir_schedule, normal_solver
+from napari_invrec.core.methods.pnp import dpir_schedule
 from napari_invrec.core.operators import NoiseParams, make_operator
 from napari_invrec.core.params import make_params
 from napari_invrec.core.tv import prox_tv, tv

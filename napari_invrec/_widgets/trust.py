@@ -16,14 +16,12 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 
 from ..core.analysis.hotspots import HotspotParams
 from ..core.errors import InputError
+from ..engine.calibration import IMAGES, CalibrateParams, calibration_steps
 from ..engine.compare import RunInfo, find_runs, layer_image
 from ..engine.trust import (
-    IMAGES,
     STD,
-    CalibrateParams,
     available_maps,
     band_layers,
-    calibration_steps,
     hotspot_layer,
     run_companions,
     trust_layer,
@@ -274,7 +272,7 @@ class TrustWidget(Container):
     @guarded
     def calibrate(self, *_: Any) -> Any:
         """Start the calibration simulations in the background; returns the worker."""
-        from ..engine.trust import resolve_run
+        from ..engine.calibration import resolve_run
 
         if self.controller.running:
             raise InputError("a calibration is running; wait for it or Cancel it first")

@@ -235,7 +235,7 @@ def gsure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
         shifts every run's estimate alike and drawn from its own seed it never changes a
         ranking).
     """
-    from ..methods.pnp import normal_solver
+    from ..linalg import normal_solver
 
     n = int(torch.tensor(op.shape).prod())
     x_hat = f(y) if x_hat is None else x_hat

@@ -32,6 +32,7 @@ import torch
 
 from ..denoisers import DEFAULT_DENOISER, denoiser_names, get_denoiser
 from ..errors import InputError
+from ..linalg import is_projection, normal_solver
 from ..operators.svd import SVD_FAMILIES, spectral_svd
 from ..params import param
 from ..state import IterState
@@ -48,7 +49,6 @@ from .diffusion_steps import (
     ve_step,
     white_noise,
 )
-from .pnp import is_projection, normal_solver
 from .registry import register_method
 
 Tensor = torch.Tensor
@@ -312,9 +312,9 @@ def diffpir(y: Tensor, op: Any, p: DiffPIRParams, *, x0: Tensor | None = None,
                    + \sqrt\zeta\,\epsilon\big), \qquad
         \hat\epsilon = (x_t - \hat x_0')/\sigma_t,
 
-    the data step by :func:`~.pnp.normal_solver` (closed form for blur, masks and MRI, else
-    CG). The floor on :math:`\rho_t` keeps the closed forms well conditioned when
-    :math:`\sigma_y = 0`.
+    the data step by :func:`~napari_invrec.core.linalg.normal_solver` (closed form for blur,
+    masks and MRI, else CG). The floor on :math:`\rho_t` keeps the closed forms well
+    conditioned when :math:`\sigma_y = 0`.
     """
     den, y, sched, n = _setup(y, op, p, x0, "diffpir")
     lam, zeta = float(p.lam), float(p.zeta)

@@ -28,7 +28,7 @@ Cartesian MRI: :math:`x = (b - A^H A b / (1 + \rho)) / \rho`), else by warm-star
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +36,7 @@ import torch
 
 from ..denoisers import DEFAULT_DENOISER, denoiser_names, get_denoiser
 from ..errors import InputError
-from ..linalg import bnorm, conjugate_gradient
+from ..linalg import bnorm, conjugate_gradient, normal_solver
 from ..params import param
 from ..state import IterState
 from ..tv import grad, grad_adjoint
@@ -45,8 +45,8 @@ from .registry import register_method
 
 Tensor = torch.Tensor
 
-__all__ = ["pnp_pgd", "pnp_admm", "dpir", "red", "dpir_schedule", "normal_solver",
-           "is_projection", "PnPPGDParams", "PnPADMMParams", "DPIRParams", "REDParams"]
+__all__ = ["pnp_pgd", "pnp_admm", "dpir", "red", "dpir_schedule", "PnPPGDParams",
+           "PnPADMMParams", "DPIRParams", "REDParams"]
 
 _DEN_DOC = "denoiser: a shipped or trained network, or tv / gaussian (no weights)"
 
@@ -54,39 +54,6 @@ _DEN_DOC = "denoiser: a shipped or trained network, or tv / gaussian (no weights
 def _denoiser(name: str) -> Any:
     """The denoiser ``name`` (the weights loader's clear InputError if it needs weights)."""
     return get_denoiser(name)
-
-
-
-
-def is_projection(op: Any, like: Tensor) -> bool:
-    r"""Whether :math:`P = A^H A` is an orthogonal projection (:math:`P^2 = P`).
-
-    Checked on one random probe: for Hermitian PSD :math:`P` with eigenpairs
-    :math:`(\mu_i, v_i)`, :math:`P^2 z - P z = \sum_i c_i(\mu_i^2 - \mu_i) v_i` vanishes for a
-    generic :math:`z` only if every :math:`\mu_i \in \{0, 1\}`.
-    """
-    g = torch.Generator().manual_seed(1234)
-    z = torch.randn(like.shape[1:], generator=g).unsqueeze(0).to(like.device)
-    z = z.to(like.dtype)
-    pz = op.AtA(z)
-    npz = float(bnorm(pz).max())
-    return npz > 0 and float(bnorm(op.AtA(pz) - pz).max()) <= 1e-4 * npz
-
-
-def normal_solver(op: Any, like: Tensor, cg_iters: int
-                  ) -> Callable[[Tensor, float, Tensor], Tensor]:
-    r"""``solve(b, rho, x_start)`` for :math:`(A^H A + \rho I) x = b`.
-
-    Closed form via ``op.solve_normal(b, rho)`` if the operator has it, or
-    :math:`x = (b - A^H A b / (1 + \rho)) / \rho` when :math:`A^H A` is a projection; otherwise
-    ``cg_iters`` CG iterations warm-started at ``x_start``.
-    """
-    if callable(getattr(op, "solve_normal", None)):
-        return lambda b, rho, x: op.solve_normal(b, rho)
-    if is_projection(op, like):
-        return lambda b, rho, x: (b - op.AtA(b) / (1.0 + rho)) / rho
-    return lambda b, rho, x: conjugate_gradient(lambda v: op.AtA(v) + rho * v, b, x,
-                                                tol=1e-6, maxiter=cg_iters)
 
 
 
