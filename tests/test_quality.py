@@ -175,3 +175,23 @@ def test_api_estimate_is_stored_in_the_provenance():
     assert res.provenance["quality"]["estimator"] == "gsure"
     assert q.sigma_source == "given"
     json.dumps(res.provenance)
+
+
+def test_cli_auto_and_estimate_record_their_choice(tmp_path, capsys):
+    from napari_invrec.cli import main
+
+    x = shepp_logan(40)
+    op = ir.make_operator("inpaint", x.shape, keep=0.6)
+    y_path, out = tmp_path / "y.npy", tmp_path / "out.npy"
+    np.save(y_path, ir.simulate(x, op, sigma=0.02, seed=6))
+    assert main(["reconstruct", "--operator", "inpaint", "--keep", "0.6", "--method",
+                 "tv-fista", "--iters", "40", "--auto", "4", "--estimate", "--input",
+                 str(y_path), "--output", str(out)]) == 0
+    prov = json.loads((tmp_path / "out.npy.json").read_text())["provenance"]
+    assert len(prov["autotune"]["trials"]) == 4
+    assert prov["params"]["lam"] == pytest.approx(prov["autotune"]["chosen"]["lam"])
+    assert prov["quality"]["estimator"] == "splitting"
+    assert "trial 4/4" in capsys.readouterr().err
+    assert main(["reconstruct", "--operator", "denoise", "--method", "adjoint", "--auto",
+                 "--input", str(y_path), "--output", str(tmp_path / "o2.npy")]) == 2
+    assert "no hyperparameter" in capsys.readouterr().err
