@@ -2,7 +2,9 @@
 
 Thin: every number comes from :mod:`napari_invrec.engine.compare`; this module only reads the
 form, shows tables and plots, and adds layers on the main thread. Layers with malformed plugin
-metadata are not offered as runs or references (:mod:`._meta`).
+metadata are not offered as runs or references (:mod:`._meta`). Rank, under the table
+(:class:`~._quality.RankPanel`), fills the ground-truth-free estimate column and orders the
+runs best first.
 """
 
 from __future__ import annotations
@@ -32,16 +34,19 @@ from ..engine.compare import (
 )
 from ._meta import checked_meta, layer_kind, layer_meta, usable_layers
 from ._notify import guarded, notify_info, report_error
+from ._quality import RankPanel
 from ._runs import dock_alive, run_once
 from .plots import PlotCanvas, style_legend
 
 if TYPE_CHECKING:
     import napari
 
-#: table columns: header -> (row key, format)
-COLUMNS = (("run", "name", "{}"), ("method", "method", "{}"), ("parameters", "params", "{}"),
-           ("time (s)", "time_s", "{:.2f}"), ("PSNR", "psnr", "{:.2f}"),
-           ("SSIM", "ssim", "{:.3f}"), ("residual", "residual", "{:.3g}"))
+#: table columns: header -> (row key, format). The scores come first, so that a narrow dock
+#: shows them without scrolling; the estimate (no ground truth) sits beside PSNR and SSIM
+COLUMNS = (("run", "name", "{}"), ("PSNR", "psnr", "{:.2f}"), ("SSIM", "ssim", "{:.3f}"),
+           ("est. (no GT)", "estimate", "{}"), ("residual", "residual", "{:.3g}"),
+           ("time (s)", "time_s", "{:.2f}"), ("method", "method", "{}"),
+           ("parameters", "params", "{}"))
 
 
 def _grid(viewer: Any) -> Any:
@@ -109,9 +114,11 @@ class CompareWidget(Container):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.setMinimumHeight(120)
         self.plot = PlotCanvas()
+        self.rank = RankPanel(self)  # Rank (no ground truth) + the order it found
         layout = self.native.layout()
         layout.insertWidget(2, self.table, 1)
-        layout.insertWidget(3, self.plot, 2)
+        layout.insertWidget(3, self.rank.native)
+        layout.insertWidget(4, self.plot, 2)
 
         self._refresh_btn.changed.connect(self.refresh)
         self._grid_btn.changed.connect(self._on_grid_toggled)
@@ -125,6 +132,7 @@ class CompareWidget(Container):
 
     # ------------------------------------------------------------------ state
     def _disconnect(self, *_: Any) -> None:
+        self.rank.controller.shutdown()
         for ev in (self._viewer.layers.events.inserted, self._viewer.layers.events.removed):
             ev.disconnect(self._on_layers_changed)
 
@@ -162,7 +170,7 @@ class CompareWidget(Container):
     @guarded
     def refresh(self, *_: Any) -> None:
         """Re-read the result layers, reference choices, metrics table and convergence plot."""
-        self.runs = find_runs(usable_layers(self._viewer.layers))
+        self.runs = self.rank.ordered(find_runs(usable_layers(self._viewer.layers)))
         names = self._image_names()
         self._updating = True
         try:
@@ -179,6 +187,7 @@ class CompareWidget(Container):
         finally:
             self._updating = False
         self._update_metrics()
+        self.rank.update_line(self.runs)
         self._plot_convergence()
 
     def _on_reference_changed(self, *_: Any) -> None:
@@ -196,16 +205,26 @@ class CompareWidget(Container):
         self.table.setRowCount(len(self.rows))
         for i, row in enumerate(self.rows):
             tip = f"{row['name']}\n{self.runs[i].params_text(10_000)}"
-            if row.get("note"):
-                tip += f"\n{row['note']}"
+            for key in ("estimate_note", "note"):
+                if row.get(key):
+                    tip += f"\n{row[key]}"
             for j, (_, key, fmt) in enumerate(COLUMNS):
                 value = row.get(key)
                 item = QTableWidgetItem("–" if value is None else fmt.format(value))
                 item.setToolTip(tip)
                 self.table.setItem(i, j, item)
+        self._fit_table()
         ref = self._reference.value
         self._status.value = (f"{len(self.runs)} run(s)" + (f" vs {ref!r}" if ref else
                                                                "; choose a reference"))
+
+    def _fit_table(self, most: int = 6) -> None:
+        """Tall enough for up to ``most`` rows without scrolling (the plots take the rest)."""
+        t = self.table
+        rows = sum(t.rowHeight(i) for i in range(min(t.rowCount(), most)))
+        t.setMinimumHeight(max(120, t.horizontalHeader().sizeHint().height() + rows
+                               + t.horizontalScrollBar().sizeHint().height()
+                               + 2 * t.frameWidth() + 2))
 
     def selected_runs(self) -> list[str]:
         """Names of the runs selected in the table (all runs when none is selected)."""

@@ -29,6 +29,7 @@ from ..engine.runner import run as run_engine
 from ._inputs import LayerCombo, OperatorPanel, heading, labelled, layer_by_name
 from ._meta import checked_meta, layer_kind, layer_meta
 from ._notify import guarded, notify_error, notify_info, report_error
+from ._quality import QualityRow
 from ._runs import DisplayThrottle, RunController, dock_alive
 from ._stack_runs import EAGER, LAZY, PLANE, STACK_MODES, StackRuns
 from ._units import UnitsPanel
@@ -118,6 +119,7 @@ class ReconstructWidget(StackRuns, Container):
                                    label="stack mode", tooltip="how to reconstruct a stack")
         self.method = ComboBox(choices=self._method_choices, name="method", label="method")
         self.method_form = ParamsForm(self._method_params(), name="method_params")
+        self.quality = QualityRow(self)  # Auto / Best for this data (no ground truth)
         self.units = UnitsPanel(name="units_panel")
         self.device = ComboBox(value="auto", choices=["auto", *available_devices()],
                                name="device", label="device")
@@ -139,7 +141,7 @@ class ReconstructWidget(StackRuns, Container):
         self.extend([labelled(self.measurement, self.stack_mode, name="data_box"),
                      heading("operator"), self.op_label, self.op_panel,
                      heading("method"), labelled(self.method, name="method_box"),
-                     self.method_form, self.units,
+                     self.method_form, self.quality, self.units,
                      labelled(self.device, self.seed, self.reference, self.budget,
                               name="settings_box"),
                      buttons, self.progress, self.status])
@@ -363,8 +365,10 @@ class ReconstructWidget(StackRuns, Container):
 
     # ------------------------------------------------------------------ actions
     @guarded
-    def run(self, *_: Any) -> Any:
-        """Start a run from the current settings; returns the worker (``None`` if refused)."""
+    def run(self, *_: Any, provenance: dict | None = None, note: str = "") -> Any:
+        """Start a run from the current settings; returns the worker (``None`` if refused).
+        ``provenance`` entries are added to the result's record (e.g. the search that chose
+        the settings) and ``note`` to the closing status line."""
         from ..core.validation import check_image_array
         from ..engine.layers import run_name
         from ..engine.stack import plane_chunks
@@ -426,7 +430,8 @@ class ReconstructWidget(StackRuns, Container):
                                           if self.reference.value is not None else None)
         self._run_info = {"name": name, "method": method, "params": params, "step": 0,
                           "t0": time.perf_counter(), "contrast": self._contrast(),
-                          "scale": _pixel_size(layer, meta, op)}
+                          "scale": _pixel_size(layer, meta, op),
+                          "provenance": provenance or {}, "note": note}
         self._live, self._live_dropped = None, False
         self._set_running(True)
         return self.controller.start(
@@ -458,6 +463,7 @@ class ReconstructWidget(StackRuns, Container):
         self.pause_button.enabled = running
         self.cancel_button.enabled = running
         self.pause_button.text = "Pause"
+        self.quality.set_running(running)
         if running:
             self.progress.value = 0
 
@@ -509,6 +515,7 @@ class ReconstructWidget(StackRuns, Container):
 
         self._remove_live()
         info = self._run_info
+        result.provenance.update(info.get("provenance") or {})
         added = [self.viewer.add_layer(Layer.create(*t))
                  for t in result_layers(result, name=info["name"], scale=info.get("scale"))]
         if len(result.steps) > 1:  # history layers: show the final step, not the first
@@ -520,7 +527,9 @@ class ReconstructWidget(StackRuns, Container):
         shown = [k for k in ("psnr", "ssim", "residual") if k in result.metrics]
         metrics = " · ".join(f"{k} {result.metrics[k]:.4g}" for k in shown)
         steps = int(result.provenance.get("timings", {}).get("steps", len(result.steps)))
-        notify_info(f"{info['name']}: {steps} steps in {secs:.2f} s · {metrics}", self.status)
+        note = f" · {info['note']}" if info.get("note") else ""
+        notify_info(f"{info['name']}: {steps} steps in {secs:.2f} s · {metrics}{note}",
+                    self.status)
 
     def _on_error(self, exc: BaseException) -> None:
         self._remove_live()

@@ -248,13 +248,16 @@ def metric_rows(runs: list[RunInfo], reference: np.ndarray | None,
                 measurement: np.ndarray | None = None) -> list[dict]:
     r"""One dict of scores per run.
 
-    Keys: ``name, method, operator, params, time_s, psnr, ssim, nrmse, residual, note``.
-    PSNR, SSIM and NRMSE compare :math:`|\hat x|` with :math:`|x_\mathrm{ref}|`; the residual
-    is :math:`\|A \hat x - y\|_2 / \|y\|_2` with ``measurement`` if given (and of the right
-    shape), else the run's own measurement. A score that cannot be computed is ``None`` and
-    ``note`` says why.
+    Keys: ``name, method, operator, params, time_s, psnr, ssim, nrmse, residual, estimate,
+    estimate_note, note``. PSNR, SSIM and NRMSE compare :math:`|\hat x|` with
+    :math:`|x_\mathrm{ref}|`; the residual is :math:`\|A \hat x - y\|_2 / \|y\|_2` with
+    ``measurement`` if given (and of the right shape), else the run's own measurement.
+    ``estimate`` is the ground-truth-free estimate stored in the run's provenance
+    (``"quality"``, :func:`~.quality_runs.short_label`; ``estimate_note`` its summary), which
+    needs no reference. A score that cannot be computed is ``None`` and ``note`` says why.
     """
     from ..core.analysis.metrics import nrmse, psnr, residual, ssim
+    from .quality_runs import short_label, stored_estimate
 
     ref = None if reference is None else np.asarray(reference)
     rows = []
@@ -262,6 +265,9 @@ def metric_rows(runs: list[RunInfo], reference: np.ndarray | None,
         row: dict[str, Any] = {"name": run.name, "method": run.method, "operator": run.operator,
                                "params": run.params_text(), "time_s": run.time_s,
                                "psnr": None, "ssim": None, "nrmse": None, "residual": None}
+        est = stored_estimate(run.provenance)
+        row["estimate"] = None if est is None else short_label(est)
+        row["estimate_note"] = "" if est is None else est.summary()
         notes = []
         if ref is not None:
             if ref.shape == run.result.shape:

@@ -193,11 +193,12 @@ def reconstruction_map(op: Any, method: str, params: Any, *, seed: int = 0,
     """``f(y, op=op) -> x_hat``: ``method`` run to its end on the measurement tensor ``y``
     with fixed ``params``, ``seed`` and normalisation ``norm`` (data units in and out), the
     deterministic map whose error the estimators score. ``op`` may be swapped for a reduced
-    operator (a fold). Checks ``cancel`` between steps."""
+    operator (a fold), ``whole=True`` returns every batch element (folds run as one batch).
+    Checks ``cancel`` between steps."""
     spec = get_method(method, op.name)
     norm = norm or Normalisation("off", False)
 
-    def f(y: torch.Tensor, op_: Any = op) -> torch.Tensor:
+    def f(y: torch.Tensor, op_: Any = op, whole: bool = False) -> torch.Tensor:
         gen = torch.Generator(device=op_.device).manual_seed(int(seed))
         it = spec.fn(norm.measurement(y, op_), op_, params, x0=None, generator=gen)
         state = None
@@ -214,7 +215,7 @@ def reconstruction_map(op: Any, method: str, params: Any, *, seed: int = 0,
             it.close()
         if state is None:
             raise RuntimeError(f"{method} yielded no state")
-        return norm.to_units(state.x[:1])
+        return norm.to_units(state.x if whole else state.x[:1])
 
     return f
 
@@ -263,8 +264,25 @@ def _split_plan(op: Any) -> tuple[torch.Tensor, torch.Tensor | None, Callable]:
     return valid, groups, reduced
 
 
+def _batched_folds(y_t: torch.Tensor, op: Any, f: Callable, masks: list[torch.Tensor],
+                   reduced: Callable) -> torch.Tensor | None:
+    """Predictions ``A x_k`` of every fold from one batched run (``None`` where the operator
+    cannot stack masks or the method cannot run a batch: the folds then run one by one)."""
+    if not hasattr(op, "with_mask_stack"):
+        return None
+    stack = torch.stack([torch.as_tensor(reduced(h).mask, device=y_t.device) for h in masks])
+    op_b = op.with_mask_stack(stack)
+    try:
+        x = f(y_t * stack[:, None], op_b, whole=True)
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        return None
+    if x.shape[0] != len(masks):
+        return None
+    return op.A(x)
+
+
 def _splitting(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds: int,
-               gen: torch.Generator, x_hat: torch.Tensor, probes: int
+               gen: torch.Generator, x_hat: torch.Tensor, probes: int, batch: bool = True
                ) -> Generator[int, None, risk.RiskEstimate]:
     r"""Image-domain MSE of a masked operator: the held-out error per sample stands for every
     sample the operator never measures, GSURE (:func:`~napari_invrec.core.analysis.risk.gsure`,
@@ -277,7 +295,9 @@ def _splitting(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds: int
         + (1+\delta)\,n\,\widehat{\rm MSE}_W\big)/n,
 
     with :math:`c` the measurement entries per image sample (coils). Per-fold values pair
-    with the same fold's GSURE probe."""
+    with the same fold's GSURE probe. With ``batch`` the folds run as one batch where the
+    operator stacks masks (:class:`~napari_invrec.core.operators.base.SampleMask`) and the
+    method is deterministic (a stochastic method's batch holds its samples)."""
     valid, groups, reduced = _split_plan(op)
     if int(valid.sum()) < 2 * folds:
         raise InputError(f"too few measured samples outside the calibration region to hold "
@@ -288,13 +308,19 @@ def _splitting(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds: int
     unmeasured = n - int(measured.sum())
     per_sample = y_t.numel() // n
     held_vals = []
+    preds = _batched_folds(y_t, op, f, masks, reduced) if batch else None
+    if preds is not None:
+        yield len(masks)
     for i, held in enumerate(masks):
-        op_k = reduced(held)
-        y_k = y_t * torch.as_tensor(op_k.mask, device=y_t.device)
-        pred = op.A(f(y_k, op_k))
+        if preds is None:
+            op_k = reduced(held)
+            y_k = y_t * torch.as_tensor(op_k.mask, device=y_t.device)
+            pred = op.A(f(y_k, op_k))
+            yield i + 1
+        else:
+            pred = preds[i:i + 1]
         h = held.expand(y_t.shape[2:])[None, None].expand_as(y_t)
         held_vals.append(risk.held_out_error(pred, y_t, h, sigma))
-        yield i + 1
     sure_vals = []
     for j in range(max(1, probes)):
         g = risk.gsure(y_t, op, f, sigma, n_probes=1, generator=gen, x_hat=x_hat)
@@ -415,16 +441,16 @@ def quality_steps(y: Any, op: Any, method: str, params: Any, *, seed: int = 0,
     done = 0
     counted: list[int] = [0]
 
-    def counting(yy: torch.Tensor, op_: Any = op) -> torch.Tensor:
-        out = f(yy, op_)
-        counted[0] += 1
+    def counting(yy: torch.Tensor, op_: Any = op, whole: bool = False) -> torch.Tensor:
+        out = f(yy, op_, whole)
+        counted[0] += 1 if not whole else int(out.shape[0])
         return out
 
     yield 0, total
     with torch.no_grad():
         if est_name == "splitting":
             inner = _splitting(y_t, op, counting, sig or 0.0, int(folds), gen, xh,
-                               max(1, int(probes)))
+                               max(1, int(probes)), batch=not spec.stochastic)
             while True:
                 try:
                     done = next(inner)

@@ -212,3 +212,20 @@ class LinearOperator(ForwardOperator):
                 self._norm = float(power_iteration(self.AtA, x0, iters=100)) ** 0.5
         return self._norm
 
+
+
+class SampleMask:
+    """Mixin of operators that measure a 0/1 mask of samples (buffer ``_mask``, ``(H, W)``):
+    inpainting pixels, single-coil k-space."""
+
+    def with_mask_stack(self, masks: Tensor) -> Any:
+        """A copy whose batch element ``k`` is measured through ``masks[k]`` (``(K, H, W)``,
+        each a subset of this operator's samples), so that ``K`` reconstructions from ``K``
+        sample subsets (measurement-splitting folds) run as one batch. Its spec describes this
+        operator, not the stack: an internal operator, never the record of a run."""
+        if masks.dim() != 3 or tuple(masks.shape[1:]) != tuple(self.shape):
+            raise InputError(f"a mask stack must be (K, {self.shape[0]}, {self.shape[1]}), "
+                             f"got {tuple(masks.shape)}")
+        new = type(self)(self.shape, self.params, device=self.device)
+        new.register_buffer("_mask", masks[:, None].to(self._mask), persistent=False)
+        return new

@@ -27,7 +27,7 @@ import torch
 from ..errors import InputError
 from ..params import param
 from ..validation import check_mask_array
-from .base import LinearOperator
+from .base import LinearOperator, SampleMask
 from .noise import NoiseParams
 from .registry import register_operator
 
@@ -87,7 +87,7 @@ def inpaint_mask(p: InpaintParams, shape: tuple[int, int]) -> torch.Tensor:
 
 
 @register_operator
-class Inpaint(LinearOperator):
+class Inpaint(SampleMask, LinearOperator):
     """Inpainting: a binary mask of measured pixels (random, centred box or custom).
 
     Attributes

@@ -31,7 +31,7 @@ import torch
 from ..errors import InputError
 from ..params import param
 from ..validation import check_mask_array
-from .base import LinearOperator
+from .base import LinearOperator, SampleMask
 from .noise import NoiseParams
 from .registry import register_operator
 
@@ -131,7 +131,7 @@ def mri_mask(p: MRIParams, shape: tuple[int, int]) -> torch.Tensor:
 
 
 @register_operator
-class MRI(LinearOperator):
+class MRI(SampleMask, LinearOperator):
     """Single-coil Cartesian MRI: centred orthonormal FFT with column undersampling.
 
     Attributes
