@@ -332,7 +332,8 @@ def autotune(y: Any, op: Any, method: str, *, budget: int = 10, seed: int = 0,
     and every trial) and ``"quality"`` (the chosen run's estimate); ``progress(trial)`` is
     called after each candidate.
     """
-    from .engine.autotune import autotune_steps, drain
+    from .engine.autotune import autotune_steps
+    from .engine.execute import drain
 
     tuned = drain(autotune_steps(y, op, method, params or None, budget=budget, seed=seed,
                                  noise=noise, sigma=sigma, estimator=estimator, folds=folds,
@@ -355,7 +356,8 @@ def rank_methods(y: Any, op: Any, methods: list, *, seed: int = 0, sigma: float 
     estimate, params), and ``confidence[i]``, the probability that candidate ``i`` really
     beats candidate ``i + 1`` (paired over the same folds / probes).
     """
-    from .engine.autotune import drain, rank_steps
+    from .engine.autotune import rank_steps
+    from .engine.execute import drain
 
     return drain(rank_steps(y, op, list(methods), seed=seed, noise=noise, sigma=sigma,
                             estimator=estimator, folds=folds, probes=probes,
@@ -374,7 +376,8 @@ def best_for_data(y: Any, op: Any, *, budget: int = 8, seed: int = 0,
     by one estimator; the best is run and its provenance holds ``"ranking"`` and
     ``"quality"``.
     """
-    from .engine.autotune import best_steps, drain
+    from .engine.autotune import best_steps
+    from .engine.execute import drain
 
     ranking = drain(best_steps(y, op, budget=budget, seed=seed, noise=noise, sigma=sigma,
                                normalise=normalise, cancel=cancel), progress)

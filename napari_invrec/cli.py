@@ -377,7 +377,8 @@ def _cmd_reconstruct(ns: argparse.Namespace, spec: dict | None, spec_arrays: dic
     tuned = None
     if ns.auto is not None:
         from .core.errors import InputError
-        from .engine.autotune import autotune_steps, drain, tunable_fields
+        from .engine.autotune import autotune_steps, tunable_fields
+        from .engine.execute import drain
 
         if not tunable_fields(ns.method):
             raise InputError(f"--auto: {ns.method} has no hyperparameter to tune; drop --auto "

@@ -19,7 +19,8 @@ import napari_invrec as ir
 from napari_invrec.core.analysis import risk
 from napari_invrec.core.data import shepp_logan
 from napari_invrec.core.errors import InputError
-from napari_invrec.engine.autotune import autotune_steps, drain, rank_steps
+from napari_invrec.engine.autotune import autotune_steps, rank_steps
+from napari_invrec.engine.execute import drain
 from napari_invrec.engine.quality import estimate_quality, paired_confidence
 
 
@@ -135,7 +136,6 @@ def test_autotune_lands_near_the_best_trial_and_records_itself():
     res = ir.autotune(y, op, "tv-fista", budget=7, iters=60, sigma=0.02)
     rec = res.provenance["autotune"]
     assert len(rec["trials"]) == 7 and "lam" in rec["chosen"]
-    assert res.params_for_test if False else True
     true = {t["values"]["lam"]: ir.reconstruct(y, op, "tv-fista", iters=60, reference=x,
                                                lam=t["values"]["lam"]).metrics["psnr"]
             for t in rec["trials"]}
@@ -199,7 +199,7 @@ def test_cli_auto_and_estimate_record_their_choice(tmp_path, capsys):
 
 @pytest.mark.parametrize("family, kw", [("inpaint", {"keep": 0.5}), ("mri", {"acceleration": 4})])
 def test_folds_run_as_one_batch_with_the_same_estimate(family, kw):
-    from napari_invrec.engine import quality as quality_mod
+    from napari_invrec.engine import splitting as splitting_mod
 
     x = shepp_logan(40)
     op = ir.make_operator(family, x.shape, **kw)
@@ -207,12 +207,12 @@ def test_folds_run_as_one_batch_with_the_same_estimate(family, kw):
     p = ir.method_params("tv-fista")(lam=0.01, iters=40)
     batched = estimate_quality(y, op, "tv-fista", p, sigma=0.02, folds=3, probes=1)
     calls = []
-    real = quality_mod._batched_folds
-    quality_mod._batched_folds = lambda *a: calls.append(1)  # forces one-by-one folds
+    real = splitting_mod._batched_folds
+    splitting_mod._batched_folds = lambda *a: calls.append(1)  # forces one-by-one folds
     try:
         single = estimate_quality(y, op, "tv-fista", p, sigma=0.02, folds=3, probes=1)
     finally:
-        quality_mod._batched_folds = real
+        splitting_mod._batched_folds = real
     assert calls == [1]
     # same folds, same iterations: float32 sums in another order at most
     assert batched.mse == pytest.approx(single.mse, rel=1e-4)

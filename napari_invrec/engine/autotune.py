@@ -22,18 +22,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import InputError
 from ..core.methods import get_method
 from ..core.params import make_params
-from .quality import QualityEstimate, paired_confidence, quality_steps
+from .execute import drain
+from .quality import QualityEstimate, common_estimator, paired_confidence, quality_steps
 
 __all__ = ["LEARNED_CANDIDATES", "candidates_for", "best_steps", "TUNABLE", "COARSE", "SPAN",
            "Trial", "AutotuneResult", "Ranking", "tunable_fields",
-           "autotune_steps", "rank_steps", "drain"]
+           "autotune_steps", "rank_steps"]
 
 #: the main hyperparameters searched per method: a continuous strength (log scale) and, where
 #: the method has one, its network
@@ -208,7 +209,7 @@ def autotune_steps(y: Any, op: Any, method: str, params: Any = None, *, budget: 
         if key in cache:
             return cache[key]
         p = make_params(spec.params, **{**dataclasses.asdict(p0), **values})
-        est = yield from _drain_quiet(quality_steps(
+        est = drain(quality_steps(
             y, op, method, p, seed=seed, noise=noise, sigma=sigma, estimator=estimator,
             folds=folds, probes=probes, normalise=normalise, cancel=cancel))
         t = Trial(len(trials) + 1, budget, method, dict(values), est, p)
@@ -269,17 +270,6 @@ def autotune_steps(y: Any, op: Any, method: str, params: Any = None, *, budget: 
     return AutotuneResult(method, p_best, dict(best.values), best.estimate, trials)
 
 
-def _drain_quiet(gen: Generator) -> Generator[Any, None, Any]:
-    """Run a ``quality_steps`` generator inside another generator without re-yielding its
-    ``(done, total)`` ticks (the caller yields one :class:`Trial` per candidate)."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-    yield  # pragma: no cover - makes this a generator
-
-
 def rank_steps(y: Any, op: Any, candidates: list, *, seed: int = 0, noise: dict | None = None,
                sigma: float | None = None, estimator: str = "auto", folds: int = 4,
                probes: int = 2, normalise: str = "auto",
@@ -301,22 +291,15 @@ def rank_steps(y: Any, op: Any, candidates: list, *, seed: int = 0, noise: dict 
         No candidate, or a candidate method that does not support the operator.
     """
     from .execute import method_params_for
-    from .quality import choose_estimator
-
     if not candidates:
         raise InputError("rank needs at least one candidate method")
     pairs = [(c, None) if isinstance(c, str) else tuple(c) for c in candidates]
     resolved = [(m, method_params_for(m, op, p)) for m, p in pairs]
-    if estimator == "auto":  # one estimator for every candidate (the first's choice)
-        photons = noise.get("photons") if isinstance(noise, dict) and \
-            noise.get("model") == "poisson" else None
-        kinds = {choose_estimator(op, m, photons=photons) for m, _ in resolved}
-        estimator = "splitting" if kinds == {"splitting"} else \
-            ("gsure" if getattr(op, "linear", False) and "splitting" not in kinds
-             else sorted(kinds)[0])
+    if estimator == "auto":  # one estimator for every candidate: their estimates compare
+        estimator = common_estimator([(op, m, noise) for m, _ in resolved])
     trials = []
     for i, (m, p) in enumerate(resolved):
-        est = yield from _drain_quiet(quality_steps(
+        est = drain(quality_steps(
             y, op, m, p, seed=seed, noise=noise, sigma=sigma, estimator=estimator,
             folds=folds, probes=probes, normalise=normalise, cancel=cancel))
         values = {k: v for k, v in dataclasses.asdict(p).items()
@@ -370,14 +353,3 @@ def best_steps(y: Any, op: Any, *, budget: int = 8, seed: int = 0, noise: dict |
     return (yield from rank_steps(y, op, cands, seed=seed, noise=noise, sigma=sigma,
                                   folds=folds, probes=probes, normalise=normalise,
                                   cancel=cancel))
-
-
-def drain(gen: Generator, progress: Callable[[Any], Any] | None = None) -> Any:
-    """Run a search generator to its end, calling ``progress(trial)`` for each trial."""
-    while True:
-        try:
-            t = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(t)

@@ -60,6 +60,7 @@ from ..core.errors import InputError
 from ..core.params import from_dict, make_params, param
 from ..core.validation import check_image_array
 from .compare import layer_image, run_operator
+from .execute import drain
 from .layers import META_KEY, invrec_meta
 
 __all__ = ["GENERATORS", "IMAGES", "BOOTSTRAP", "SOURCES", "CalibrateParams",
@@ -460,14 +461,6 @@ def calibration_steps(run: Any, p: CalibrateParams | None = None, *, images: Any
         method=r.method, eps=float(eps))
 
 
-def _drain(gen: Generator) -> Any:
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-
-
 def calibrate_run(run: Any, source: str | None = None, n_pairs: int = 32, alpha: float = 0.1,
                   seed: int = 0, *, mode: str = "pixels", batch: int = 8, images: Any = None,
                   mean: Any = None, arrays: dict | None = None, noise: dict | None = None,
@@ -482,7 +475,7 @@ def calibrate_run(run: Any, source: str | None = None, n_pairs: int = 32, alpha:
                          f"{generator!r} disagree")
     p = make_params(CalibrateParams, source=source or generator or "phantoms", n_pairs=n_pairs,
                     alpha=alpha, seed=seed, mode=mode, batch=batch)
-    return _drain(calibration_steps(run, p, images=images, mean=mean, arrays=arrays,
+    return drain(calibration_steps(run, p, images=images, mean=mean, arrays=arrays,
                                     noise=noise))
 
 
@@ -515,6 +508,6 @@ def heldout_coverage(run: Any, calibration: CalibrationReport | float, images: A
                          "at least 2")
     idx = np.arange(int(n_pairs or m)) % m
     x_img = r.op.as_image(_read(stack, idx, name, r.op.complex_image).to(r.op.device))
-    mu, std = _drain(_simulate(r, x_img, r.norm, int(batch), int(seed)))
+    mu, std = drain(_simulate(r, x_img, r.norm, int(batch), int(seed)))
     per_image = image_coverages(x_img, mu, std, q, mode=mode, eps=eps)
     return float(per_image.mean()), coverage_stderr(per_image, idx)

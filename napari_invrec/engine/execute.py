@@ -22,7 +22,7 @@ from ..core.params import make_params
 from .history import DEFAULT_BUDGET
 from .runner import Progress, Result, run
 
-__all__ = ["method_params_for", "run_to_result"]
+__all__ = ["method_params_for", "run_to_result", "drain"]
 
 
 def method_params_for(method: str, op: Any, params: Any = None, **fields: Any) -> Any:
@@ -55,6 +55,18 @@ def method_params_for(method: str, op: Any, params: Any = None, **fields: Any) -
         raise InputError(f"pass either a {spec.params.__name__} or keyword parameters "
                          f"({', '.join(sorted(fields))}), not both")
     return params
+
+
+def drain(gen: Any, progress: Callable[[Any], Any] | None = None) -> Any:
+    """Run a steps generator (quality, autotune, ranking, calibration) to its end and return
+    its return value, calling ``progress(item)`` with each item it yields."""
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(item)
 
 
 def run_to_result(y: Any, op: Any, method: str, params: Any = None, *, seed: int = 0,

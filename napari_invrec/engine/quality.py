@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,16 +44,17 @@ from ..core.analysis import risk
 from ..core.cancel import cancel_point, cancellable
 from ..core.errors import CancelledError, InputError
 from ..core.methods import get_method
+from .execute import drain
+from .noise_level import noise_estimate
 from .normalise import Normalisation, plan_normalisation
 from .runner import prepare_measurement
+from .splitting import SPLITTABLE, split_estimate
 
-__all__ = ["ESTIMATORS", "SPLITTABLE", "QualityEstimate", "choose_estimator",
+__all__ = ["ESTIMATORS", "SPLITTABLE", "QualityEstimate", "choose_estimator", "common_estimator",
            "measurement_peak", "reconstruction_map", "quality_steps", "estimate_quality",
            "paired_confidence"]
 
 ESTIMATORS = ("auto", "splitting", "gsure", "sure", "recorrupted", "thinning")
-#: operator families whose measurement is a set of samples that can be held out
-SPLITTABLE = ("inpaint", "mri", "mri-multicoil")
 
 _WHAT = {
     "splitting": "error at measurements the run did not see (held-out folds)",
@@ -166,6 +167,16 @@ def choose_estimator(op: Any, method: str, *, photons: float | None = None) -> s
     return "sure"
 
 
+def common_estimator(runs: list[tuple[Any, str, dict | None]]) -> str:
+    """One estimator for several runs ``(op, method, noise)`` on one measurement, so that
+    their estimates compare: the one each would get (:func:`choose_estimator`), else ``gsure``
+    (every operator linear) or ``sure``."""
+    kinds = {choose_estimator(op, m, photons=_photons(noise, None)) for op, m, noise in runs}
+    if len(kinds) == 1:
+        return kinds.pop()
+    return "gsure" if all(getattr(op, "linear", False) for op, _, _ in runs) else "sure"
+
+
 def measurement_peak(y_t: torch.Tensor, op: Any) -> float:
     """The intensity range :math:`R` of the image ``y`` implies: the robust range of
     :math:`A^Hy/A^HA\\mathbf 1` where the operator keeps signs (the run normalisation's scale),
@@ -220,127 +231,8 @@ def reconstruction_map(op: Any, method: str, params: Any, *, seed: int = 0,
     return f
 
 
-# ----------------------------------------------------------------------------- splitting
-def _centre_band(mask_cols: np.ndarray) -> np.ndarray:
-    """Bool ``(W,)``: the contiguous run of sampled columns around the k-space centre (the
-    calibration region, never held out)."""
-    w = mask_cols.size
-    band = np.zeros(w, bool)
-    c = w // 2
-    if not mask_cols[c]:
-        return band
-    lo, hi = c, c
-    while lo > 0 and mask_cols[lo - 1]:
-        lo -= 1
-    while hi < w - 1 and mask_cols[hi + 1]:
-        hi += 1
-    band[lo:hi + 1] = True
-    return band
-
-
-def _split_plan(op: Any) -> tuple[torch.Tensor, torch.Tensor | None, Callable]:
-    """``(valid, groups, reduced)`` for a splittable operator: measured samples that may be
-    held out (``(H, W)`` bool on the op's device), their group labels (k-space columns) and
-    ``reduced(held) -> operator`` measuring everything but ``held``."""
-    mask = torch.as_tensor(op.mask, device=op.device) > 0
-    if op.name == "inpaint":
-        def reduced(held: torch.Tensor) -> Any:
-            keep = (mask & ~held).float().cpu().numpy()
-            p = dataclasses.replace(op.params, mask="custom", mask_array=keep)
-            return type(op)(op.shape, p, device=op.device)
-        return mask, None, reduced
-    cols = mask.any(0).cpu().numpy()
-    if not np.array_equal(mask.cpu().numpy(), np.broadcast_to(cols, mask.shape)):
-        raise InputError(f"splitting needs a column (phase-encode) mask; this {op.name} mask "
-                         "varies along H: use estimator 'gsure'")
-    band = torch.as_tensor(_centre_band(cols), device=op.device)
-    valid = mask & ~band[None, :]
-    groups = torch.arange(op.shape[1], device=op.device)[None, :].expand(op.shape)
-
-    def reduced(held: torch.Tensor) -> Any:
-        keep_cols = (torch.as_tensor(cols, device=op.device) & ~held.any(0)).float()
-        p = dataclasses.replace(op.params, mask_array=keep_cols.cpu().numpy())
-        return type(op)(op.shape, p, device=op.device)
-    return valid, groups, reduced
-
-
-def _batched_folds(y_t: torch.Tensor, op: Any, f: Callable, masks: list[torch.Tensor],
-                   reduced: Callable) -> torch.Tensor | None:
-    """Predictions ``A x_k`` of every fold from one batched run (``None`` where the operator
-    cannot stack masks or the method cannot run a batch: the folds then run one by one)."""
-    if not hasattr(op, "with_mask_stack"):
-        return None
-    stack = torch.stack([torch.as_tensor(reduced(h).mask, device=y_t.device) for h in masks])
-    op_b = op.with_mask_stack(stack)
-    try:
-        x = f(y_t * stack[:, None], op_b, whole=True)
-    except (RuntimeError, ValueError, TypeError, IndexError):
-        return None
-    if x.shape[0] != len(masks):
-        return None
-    return op.A(x)
-
-
-def _splitting(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds: int,
-               gen: torch.Generator, x_hat: torch.Tensor, probes: int, batch: bool = True
-               ) -> Generator[int, None, risk.RiskEstimate]:
-    r"""Image-domain MSE of a masked operator: the held-out error per sample stands for every
-    sample the operator never measures, GSURE (:func:`~napari_invrec.core.analysis.risk.gsure`,
-    whose weight is the measured set's projection :math:`P/(1+\delta)` here) gives the error on
-    the measured ones:
-
-    .. math::
-
-        \widehat{\rm MSE} = \big(c\,e_{\rm held}\,n_{\rm unmeasured}
-        + (1+\delta)\,n\,\widehat{\rm MSE}_W\big)/n,
-
-    with :math:`c` the measurement entries per image sample (coils). Per-fold values pair
-    with the same fold's GSURE probe. With ``batch`` the folds run as one batch where the
-    operator stacks masks (:class:`~napari_invrec.core.operators.base.SampleMask`) and the
-    method is deterministic (a stochastic method's batch holds its samples)."""
-    valid, groups, reduced = _split_plan(op)
-    if int(valid.sum()) < 2 * folds:
-        raise InputError(f"too few measured samples outside the calibration region to hold "
-                         f"out {folds} folds; use estimator 'gsure'")
-    masks = risk.split_folds(valid, folds, gen, groups=groups)
-    n = int(np.prod(op.shape))
-    measured = torch.as_tensor(op.mask, device=y_t.device) > 0
-    unmeasured = n - int(measured.sum())
-    per_sample = y_t.numel() // n
-    held_vals = []
-    preds = _batched_folds(y_t, op, f, masks, reduced) if batch else None
-    if preds is not None:
-        yield len(masks)
-    for i, held in enumerate(masks):
-        if preds is None:
-            op_k = reduced(held)
-            y_k = y_t * torch.as_tensor(op_k.mask, device=y_t.device)
-            pred = op.A(f(y_k, op_k))
-            yield i + 1
-        else:
-            pred = preds[i:i + 1]
-        h = held.expand(y_t.shape[2:])[None, None].expand_as(y_t)
-        held_vals.append(risk.held_out_error(pred, y_t, h, sigma))
-    sure_vals = []
-    for j in range(max(1, probes)):
-        g = risk.gsure(y_t, op, f, sigma, n_probes=1, generator=gen, x_hat=x_hat)
-        sure_vals.append(g.mse * (1 + g.details["delta"]))
-        yield len(masks) + j + 1
-    sure_mean = sum(sure_vals) / len(sure_vals)
-    vals = [(per_sample * e * unmeasured) / n + sure_vals[i % len(sure_vals)]
-            for i, e in enumerate(held_vals)]
-    mean = (per_sample * unmeasured * sum(held_vals) / len(held_vals)) / n + sure_mean
-    se = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1) / len(vals)) ** 0.5 \
-        if len(vals) > 1 else 0.0
-    return risk.RiskEstimate(mean, se, "image", "splitting",
-                             {"folds": len(held_vals), "values": vals,
-                              "held_out_mse": sum(held_vals) / len(held_vals),
-                              "measured_mse": sure_mean * n / max(n - unmeasured, 1),
-                              "unmeasured_fraction": unmeasured / n})
-
-
 # ----------------------------------------------------------------------------- driver
-def _sigma(y_t: torch.Tensor, op: Any, sigma: float | None, noise: dict | None
+def _sigma(y: Any, op: Any, sigma: float | None, noise: dict | None
            ) -> tuple[float | None, str]:
     if sigma is not None:
         s = float(sigma)
@@ -349,24 +241,16 @@ def _sigma(y_t: torch.Tensor, op: Any, sigma: float | None, noise: dict | None
         return s, "given"
     if isinstance(noise, dict) and noise.get("model") in ("gaussian", "poisson-gaussian"):
         return float(noise.get("sigma", 0.0)), "recorded"
-    from ..core.analysis.noise import estimate_noise_sigma
-
-    y_np = y_t[0, 0].detach().cpu().numpy()
-    valid = None
-    if not y_t.is_complex() and getattr(op, "linear", False):
-        with torch.no_grad():
-            a1 = op.A(torch.ones((1, 1, *op.shape), dtype=op.image_dtype, device=op.device))
-        if tuple(a1.shape[2:]) == tuple(y_np.shape):
-            valid = (a1[0, 0].abs() > 1e-6).cpu().numpy()
-    est = estimate_noise_sigma(y_np, valid)
+    est = noise_estimate(y, op)["sigma"]
     return (None, "none") if est is None else (float(est), "estimated")
 
 
 def _photons(noise: dict | None, photons: float | None) -> float | None:
+    """The photon count of Poisson data: given, or recorded in the run's noise."""
     if photons is not None:
         return float(photons)
-    if isinstance(noise, dict) and noise.get("model") == "poisson":
-        return float(noise.get("photons", 0.0)) or None
+    if isinstance(noise, Mapping) and noise.get("model") == "poisson":
+        return float(noise.get("photons") or 0.0) or None
     return None
 
 
@@ -425,7 +309,7 @@ def quality_steps(y: Any, op: Any, method: str, params: Any, *, seed: int = 0,
                          "intensity) or a run simulated with Poisson noise")
     if est_name == "splitting" and int(folds) < 2:
         raise InputError(f"splitting needs at least 2 folds, got {folds}")
-    sig, sig_source = _sigma(y_t, op, sigma, noise)
+    sig, sig_source = _sigma(y, op, sigma, noise)
     if sig is None and est_name in ("gsure", "sure", "recorrupted"):
         raise InputError(f"{est_name} needs the noise level and this measurement gives no "
                          "estimate of it: pass sigma=")
@@ -438,7 +322,6 @@ def quality_steps(y: Any, op: Any, method: str, params: Any, *, seed: int = 0,
         xh = op.as_image(torch.as_tensor(np.asarray(x_hat))[None, None].to(op.device))
     n = max(1, int(probes))
     total = n + (int(folds) if est_name == "splitting" else 0)
-    done = 0
     counted: list[int] = [0]
 
     def counting(yy: torch.Tensor, op_: Any = op, whole: bool = False) -> torch.Tensor:
@@ -449,15 +332,8 @@ def quality_steps(y: Any, op: Any, method: str, params: Any, *, seed: int = 0,
     yield 0, total
     with torch.no_grad():
         if est_name == "splitting":
-            inner = _splitting(y_t, op, counting, sig or 0.0, int(folds), gen, xh,
-                               max(1, int(probes)), batch=not spec.stochastic)
-            while True:
-                try:
-                    done = next(inner)
-                except StopIteration as stop:
-                    r = stop.value
-                    break
-                yield done, total
+            r = yield from split_estimate(y_t, op, counting, sig or 0.0, int(folds), gen, xh,
+                                          max(1, int(probes)), batch=not spec.stochastic)
         else:
             r = None
             vals = []
@@ -473,9 +349,8 @@ def quality_steps(y: Any, op: Any, method: str, params: Any, *, seed: int = 0,
                 vals.append(ri.mse)
                 r = ri
                 yield i + 1, total
-            mean = sum(vals) / len(vals)
-            se = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1) / len(vals)) ** 0.5 \
-                if len(vals) > 1 else r.std
+            mean, se = risk.mean_se(vals)
+            se = se if len(vals) > 1 else r.std
             r = risk.RiskEstimate(mean, se, r.kind, r.method, {**r.details, "values": vals})
     if cancel is not None and cancel.is_set():
         raise CancelledError("the quality estimate was cancelled")
@@ -499,14 +374,8 @@ def quality_steps(y: Any, op: Any, method: str, params: Any, *, seed: int = 0,
 def estimate_quality(*args: Any, progress: Callable[[int, int], Any] | None = None,
                      **kwargs: Any) -> QualityEstimate:
     """:func:`quality_steps` run to its end; ``progress(done, total)`` after each step."""
-    gen = quality_steps(*args, **kwargs)
-    while True:
-        try:
-            done, total = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(done, total)
+    return drain(quality_steps(*args, **kwargs),
+                 None if progress is None else (lambda tick: progress(*tick)))
 
 
 def paired_confidence(a: QualityEstimate, b: QualityEstimate) -> float:
@@ -519,9 +388,7 @@ def paired_confidence(a: QualityEstimate, b: QualityEstimate) -> float:
     from statistics import NormalDist
 
     if len(a.values) == len(b.values) and len(a.values) > 1:
-        d = [u - v for u, v in zip(a.values, b.values)]
-        m = sum(d) / len(d)
-        se = (sum((x - m) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
+        m, se = risk.mean_se([u - v for u, v in zip(a.values, b.values)])
     else:
         m = a.score - b.score
         se = math.hypot(a.mse_se, b.mse_se)

@@ -28,10 +28,10 @@ import numpy as np
 from ..core.errors import InputError
 from .compare import RunInfo, run_operator
 from .device import torch_threads
-from .quality import QualityEstimate, choose_estimator, paired_confidence, quality_steps
+from .quality import QualityEstimate, common_estimator, paired_confidence, quality_steps
 
 __all__ = ["FOLDS", "PROBES", "ESTIMATE_SEED", "RunContext", "RankTick", "RunRanking",
-           "run_context", "common_estimator", "run_quality_steps", "rank_runs_steps",
+           "run_context", "run_quality_steps", "rank_runs_steps",
            "quality_record", "stored_estimate", "estimate_from_dict", "short_label",
            "ranking_line", "winner_line", "threaded_steps"]
 
@@ -131,21 +131,6 @@ def run_context(run: RunInfo | Mapping, result: Any = None, *, measurement: Any 
     noise = prov.get("noise") if isinstance(prov.get("noise"), Mapping) else None
     return RunContext(name, np.asarray(y), op, str(prov["method"]), params,
                       int(prov.get("seed") or 0), mode, noise, np.asarray(x), prov)
-
-
-def _photons(noise: dict | None) -> float | None:
-    if isinstance(noise, Mapping) and noise.get("model") == "poisson":
-        return float(noise.get("photons") or 0.0) or None
-    return None
-
-
-def common_estimator(contexts: Sequence[RunContext]) -> str:
-    """One estimator for runs of one measurement: the one every run would get
-    (:func:`~.quality.choose_estimator`), else ``gsure`` (linear operator) or ``sure``."""
-    kinds = {choose_estimator(c.op, c.method, photons=_photons(c.noise)) for c in contexts}
-    if len(kinds) == 1:
-        return kinds.pop()
-    return "gsure" if all(getattr(c.op, "linear", False) for c in contexts) else "sure"
 
 
 def run_quality_steps(run: RunInfo | Mapping | RunContext, result: Any = None, *,
@@ -312,7 +297,7 @@ def rank_runs_steps(runs: Sequence[RunInfo | RunContext], *, estimator: str = "a
     runs
         The runs (contexts are built with :func:`run_context`).
     estimator
-        ``auto``: :func:`common_estimator`.
+        ``auto``: :func:`~.quality.common_estimator`.
     folds, probes, estimate_seed
         As for :func:`~.quality.quality_steps`; the same for every run (paired estimates).
     reuse
@@ -346,7 +331,8 @@ def _rank(runs: Sequence, estimator: str, folds: int, probes: int, estimate_seed
     if len(prints) > 1:
         raise InputError(f"the runs are of {len(prints)} different measurements; select the "
                          "runs of one measurement in the table and Rank again")
-    est_name = common_estimator(ctxs) if estimator == "auto" else estimator
+    est_name = common_estimator([(c.op, c.method, c.noise) for c in ctxs]) \
+        if estimator == "auto" else estimator
     settings = {"folds": folds, "probes": probes, "estimate_seed": estimate_seed}
     estimates: dict[str, QualityEstimate] = {}
     reused: list[str] = []

@@ -73,7 +73,7 @@ import torch
 
 Tensor = torch.Tensor
 
-__all__ = ["RiskEstimate", "sure", "gsure", "live_entries", "recorrupted", "thinning",
+__all__ = ["RiskEstimate", "sure", "gsure", "live_entries", "recorrupted", "thinning", "mean_se",
            "held_out_error", "discrepancy", "split_folds", "est_psnr", "mc_epsilon"]
 
 
@@ -133,7 +133,8 @@ def _sq(t: Tensor) -> float:
         else float((t.double() ** 2).sum())
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean of ``values`` and its standard error (0 for a single value)."""
     n = len(values)
     mean = sum(values) / n
     if n < 2:
@@ -203,7 +204,7 @@ def sure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
         d = op.A(f(y + eps * b)) - fy
         divs.append(float((b.conj() * d).real.sum(dtype=torch.float64)) / eps
                     if d.is_complex() else float((b.double() * d.double()).sum()) / eps)
-    div, div_se = _mean_std(divs)
+    div, div_se = mean_se(divs)
     mse = (fit - m * sigma * sigma + 2 * var_r * div) / m
     return RiskEstimate(mse, 2 * var_r * div_se / m, "prediction", "sure",
                         {"divergence": div, "dof": div / (2 if y.is_complex() else 1),
@@ -266,7 +267,7 @@ def gsure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
         b = _randn_like(y, generator) * live
         d = op.A(k(f(y + eps * b) - x_hat))
         divs.append(_dot(b, d) / eps)
-    div, div_se = _mean_std(divs)
+    div, div_se = mean_se(divs)
     m = int(live.sum())
     const = (_dot(y, y) - quad_y - sigma * sigma * (m - trace)) / delta
     my = (y - op.A(k_aty)) / delta  # M y
@@ -296,7 +297,7 @@ def recorrupted(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: flo
         y1 = y + alpha * sigma * z
         y2 = y - sigma / alpha * z
         vals.append(_sq(op.A(f(y1)) - y2) / m - sigma * sigma * (1 + 1 / alpha ** 2))
-    mse, se = _mean_std(vals)
+    mse, se = mean_se(vals)
     return RiskEstimate(mse, se, "prediction", "recorrupted",
                         {"alpha": alpha, "n_pairs": len(vals),
                          "sigma_eff": sigma * math.sqrt(1 + alpha * alpha)})
@@ -322,7 +323,7 @@ def thinning(y: Tensor, op: object, f: Callable[[Tensor], Tensor], photons: floa
         pred = op.A(f((c1 / (p * photons)).to(y.dtype))).double()
         noise_var = float(c2.sum()) / ((1 - p) * photons) ** 2
         vals.append((_sq(pred - target) - noise_var) / y.numel())
-    mse, se = _mean_std(vals)
+    mse, se = mean_se(vals)
     return RiskEstimate(mse, se, "prediction", "thinning",
                         {"p": p, "n_splits": len(vals), "photons": photons})
 
