@@ -15,7 +15,7 @@ import numpy as np
 SAMPLE_SIZE = 256
 
 __all__ = ["phantom", "atoms_sample", "camera_sample", "phantom_mri", "atoms_blur",
-           "camera_inpaint", "SAMPLE_SIZE"]
+           "camera_inpaint", "cells_zstack", "SAMPLE_SIZE"]
 
 
 def _truth_layer(img: np.ndarray, name: str, source: str) -> tuple:
@@ -28,18 +28,25 @@ def _truth_layer(img: np.ndarray, name: str, source: str) -> tuple:
 def _simulated_pair(img: np.ndarray, stem: str, source: str, label: str, operator: str,
                     noise: dict, **params: Any) -> list[tuple]:
     """Ground truth plus ``y = N(A x)`` for the operator ``operator`` with ``params``."""
-    import torch
-
-    from .core.operators import NoiseParams, make_operator
-    from .engine.layers import measurement_layer
+    from .core.operators import make_operator
 
     gt_name = f"{stem} (ground truth)"
     op = make_operator(operator, img.shape, **params)
+    return [_truth_layer(img, gt_name, source), _measurement(img, op, noise, gt_name, stem, label)]
+
+
+def _measurement(img: np.ndarray, op: Any, noise: dict, gt_name: str, stem: str,
+                 label: str) -> tuple:
+    """The measurement layer ``y = N(A x)`` of ``img`` (as the Simulate dock makes it)."""
+    import torch
+
+    from .core.operators import NoiseParams
+    from .engine.layers import measurement_layer
+
     nz = NoiseParams(**noise)
     y = op.measure(torch.from_numpy(np.ascontiguousarray(img))[None, None], nz)
-    y2d = y[0, 0].detach().cpu().numpy()
-    meas = measurement_layer(y2d, op, nz, name=f"{stem} · {label}", ground_truth=gt_name)
-    return [_truth_layer(img, gt_name, source), meas]
+    return measurement_layer(y[0, 0].detach().cpu().numpy(), op, nz, name=f"{stem} · {label}",
+                             ground_truth=gt_name)
 
 
 def phantom() -> list[tuple]:
@@ -89,3 +96,20 @@ def camera_inpaint() -> list[tuple]:
     return _simulated_pair(
         camera(SAMPLE_SIZE), "camera", "camera(256)", "inpaint 50%", "inpaint",
         {"model": "gaussian", "sigma": 0.01, "seed": 0}, mask="random", keep=0.5, seed=0)
+
+
+def cells_zstack() -> list[tuple]:
+    """A fluorescence-like z-stack (32 x 128 x 128), its 3-D blur (Gaussian PSF, sigma 1.5
+    in-plane and 3 along z) with Poisson noise, and the PSF as a layer (for 'kernel from
+    layer')."""
+    from .core.data import cells_volume
+    from .core.operators import make_operator
+
+    vol = cells_volume((32, 128, 128), seed=0)
+    op = make_operator("blur", vol.shape, sigma=1.5, sigma_z=3.0)
+    gt = "cells (ground truth)"
+    meas = _measurement(vol, op, {"model": "poisson", "photons": 300.0, "seed": 0}, gt,
+                        "cells", "3-D blur")
+    psf = (op.kernel_image(), {"name": "cells PSF (3-D)", "colormap": "magma",
+                               "metadata": {"source": "blur sigma=1.5 sigma_z=3"}}, "image")
+    return [_truth_layer(vol, gt, "cells_volume((32, 128, 128), seed=0)"), meas, psf]

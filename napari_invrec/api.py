@@ -67,21 +67,30 @@ def method_params(name: str) -> type:
 
 def make_operator(name: str, shape: tuple[int, ...], *, device: str | None = None,
                   **params: Any) -> Any:
-    """Build operator ``name`` for images of ``shape`` (``(H, W)``) on ``device`` (auto)."""
-    return _make_operator(name, tuple(shape)[-2:], device=choose_device(device or "auto"),
+    """Build operator ``name`` for images of ``shape`` on ``device`` (auto).
+
+    ``shape`` is ``(H, W)``, or ``(D, H, W)``: a volume for the families that take volumes
+    (blur, denoise, inpaint: 3-D physics); for the others only the last two axes count (the
+    operator of one plane of a stack)."""
+    shape = tuple(shape)
+    spec = OPERATORS.get(name)
+    keep = 3 if len(shape) == 3 and spec is not None and 3 in spec.cls.spatial_ndims else 2
+    return _make_operator(name, shape[-keep:], device=choose_device(device or "auto"),
                           **params)
 
 
 def simulate(x: Any, op: Any, noise: str = "gaussian", sigma: float = 0.03,
              photons: float = 100.0, seed: int = 0) -> np.ndarray:
-    """Simulate a noisy measurement ``y = N(A x)`` of the 2-D image ``x``.
+    """Simulate a noisy measurement ``y = N(A x)`` of the image ``x`` (2-D, or a volume for an
+    operator built for one).
 
     Returns
     -------
     numpy.ndarray
         The measurement, complex for complex operators (k-space).
     """
-    arr = check_image_array(np.asarray(x), "image", complex_ok=op.complex_image)
+    arr = check_image_array(np.asarray(x), "image", complex_ok=op.complex_image,
+                            ndim=len(op.shape))
     p = make_params(NoiseParams, model=noise, sigma=sigma, photons=photons, seed=seed)
     xt = op.as_image(torch.from_numpy(np.ascontiguousarray(arr))[None, None])
     gen = torch.Generator(device=op.device).manual_seed(int(seed))

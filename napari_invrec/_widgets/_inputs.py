@@ -118,8 +118,10 @@ def mask_from_layer(layer: Any, shape: tuple[int, int]) -> np.ndarray:
 
 
 def kernel_from_layer(layer: Any) -> np.ndarray:
-    """A 2-D float32 kernel from an Image layer (the operator normalises it)."""
-    return check_image_array(layer.data, f"kernel layer {layer.name!r}")
+    """A float32 kernel from an Image layer: 2-D, or a 3-D PSF for volumes (the operator
+    normalises it and says if it does not fit the image)."""
+    ndim = 3 if np.ndim(layer.data) == 3 and not getattr(layer, "rgb", False) else 2
+    return check_image_array(layer.data, f"kernel layer {layer.name!r}", ndim=ndim)
 
 
 def array_roles(params_cls: type) -> dict[str, dataclasses.Field]:
@@ -221,8 +223,9 @@ class OperatorPanel(Container):
             out[roles["kernel"].name] = kernel_from_layer(self.kernel_layer.value)
         return {k: np.array(v, copy=True) for k, v in out.items()}
 
-    def build(self, shape: tuple[int, int], device: str | None = None, **arrays: Any) -> Any:
-        """The operator for images of ``shape`` (``device``: ``None``/``"auto"`` = best);
+    def build(self, shape: tuple[int, ...], device: str | None = None, **arrays: Any) -> Any:
+        """The operator for images of ``shape`` (``device``: ``None``/``"auto"`` = best): a
+        volume for a family with 3-D physics, else the last two axes;
         ``arrays`` adds array parameters (e.g. coil maps estimated from the measurement).
 
         Raises
@@ -232,7 +235,8 @@ class OperatorPanel(Container):
         """
         from ..api import make_operator
 
-        shape = tuple(int(s) for s in shape[-2:])
+        keep = 3 if len(shape) == 3 and 3 in self.operator_class().spatial_ndims else 2
+        shape = tuple(int(s) for s in shape[-keep:])  # a volume, or one plane of a stack
         params = {**self.form.values(), **self.arrays(shape), **arrays}
         roles = array_roles(self.form.params_cls)
         for role, f in roles.items():

@@ -1,5 +1,9 @@
 """Stack runs of the Reconstruct dock: a ``(T, H, W)`` measurement reconstructed plane by plane.
 
+A 3-D layer of an operator family with 3-D physics (blur with a 3-D PSF, denoising,
+inpainting) may instead run as one volume (:data:`VOLUME`, an ordinary run of the whole
+array); that is the default for those families.
+
 :class:`StackRuns` is a mixin of :class:`~napari_invrec._widgets.reconstruct.ReconstructWidget`
 for two of the :data:`STACK_MODES` (the third, the plane in view, is an ordinary run of one
 plane): a lazy layer whose planes are reconstructed when napari shows them
@@ -18,9 +22,10 @@ import numpy as np
 from ..engine.device import gui_thread_budget
 from ._notify import notify_info
 
-__all__ = ["StackRuns", "STACK_MODES", "PLANE", "LAZY", "EAGER"]
+__all__ = ["StackRuns", "STACK_MODES", "PLANE", "LAZY", "EAGER", "VOLUME"]
 
 PLANE, LAZY, EAGER = "plane in view", "all planes (lazy)", "all planes now"
+VOLUME = "whole volume (3-D)"
 STACK_MODES = (PLANE, LAZY, EAGER)
 
 

@@ -31,7 +31,7 @@ from ._meta import checked_meta, layer_kind, layer_meta
 from ._notify import guarded, notify_error, notify_info, report_error
 from ._quality import QualityRow
 from ._runs import DisplayThrottle, RunController, dock_alive
-from ._stack_runs import EAGER, LAZY, PLANE, STACK_MODES, StackRuns
+from ._stack_runs import EAGER, LAZY, PLANE, STACK_MODES, VOLUME, StackRuns
 from ._units import UnitsPanel
 from .forms import ParamsForm, applicable_values
 
@@ -80,8 +80,9 @@ def _pixel_size(layer: Any, meta: dict, op: Any) -> list[float] | None:
     """Physical pixel size of the result: the file's spacing when the measurement is on the
     image grid (``None``: napari's default of 1)."""
     spacing = (meta.get("units") or {}).get("spacing")
-    if spacing and len(spacing) >= 2 and tuple(op.measurement_shape) == tuple(op.shape):
-        return [float(v) for v in spacing[-2:]]
+    n = len(op.shape)
+    if spacing and len(spacing) >= n and tuple(op.measurement_shape) == tuple(op.shape):
+        return [float(v) for v in spacing[-n:]]
     return None
 
 
@@ -112,11 +113,14 @@ class ReconstructWidget(StackRuns, Container):
         self._text_throttle = DisplayThrottle(max_hz=10.0, duty=0.1)
         self._run_info: dict = {}
         self.measurement = LayerCombo(viewer, (Image,), name="measurement", label="measurement",
-                                      tooltip="measurement y (2-D, or a (T, H, W) stack)")
+                                      tooltip="measurement y (2-D, a (T, H, W) stack, or a "
+                                              "(D, H, W) volume)")
         self.op_label = Label(value="", name="op_label")
         self.op_panel = OperatorPanel(viewer, list_operators(), name="op_panel")
-        self.stack_mode = ComboBox(value=PLANE, choices=list(STACK_MODES), name="stack_mode",
-                                   label="stack mode", tooltip="how to reconstruct a stack")
+        self.stack_mode = ComboBox(value=PLANE, choices=self._stack_modes, name="stack_mode",
+                                   label="stack mode",
+                                   tooltip="how to reconstruct a 3-D layer: as a volume (3-D "
+                                           "physics) or plane by plane")
         self.method = ComboBox(choices=self._method_choices, name="method", label="method")
         self.method_form = ParamsForm(self._method_params(), name="method_params")
         self.quality = QualityRow(self)  # Auto / Best for this data (no ground truth)
@@ -150,6 +154,8 @@ class ReconstructWidget(StackRuns, Container):
         self.measurement.changed.connect(self._on_measurement)
         self.op_panel.operator.changed.connect(self._refresh_methods)
         self.method.changed.connect(self._on_method)
+        self.stack_mode.changed.connect(self._refresh_methods)
+        self.stack_mode.changed.connect(self._refresh_units)
         self.units.normalise.changed.connect(self._refresh_units)
         self.op_panel.operator.changed.connect(self._refresh_units)
         self.run_button.changed.connect(self.run)
@@ -188,11 +194,13 @@ class ReconstructWidget(StackRuns, Container):
 
     def _method_choices(self, _: Any = None) -> list[str]:
         from ..api import list_methods
+        from ..core.methods import METHODS
 
         try:
-            return list_methods(self.operator_name())
+            names = list_methods(self.operator_name())
         except InputError:
             return []
+        return [m for m in names if METHODS[m].volumes] if self._is_volume() else names
 
     def _method_params(self) -> type:
         from ..api import method_params
@@ -227,10 +235,47 @@ class ReconstructWidget(StackRuns, Container):
             params = OPERATORS[name].params()
         return OPERATORS[name].cls.measurement_ndim(params)
 
-    def _is_stack(self) -> bool:
+    def _has_extra_axis(self) -> bool:
+        """Whether the layer has one axis more than a 2-D measurement of the operator."""
         layer = self.measurement.value
         return (layer is not None and not getattr(layer, "rgb", False)
                 and layer.ndim == self._measurement_ndim() + 1)
+
+    def _takes_volumes(self) -> bool:
+        """Whether the operator family has 3-D physics (and the measurement is an image)."""
+        from ..core.operators import OPERATORS
+
+        name = self.operator_name()
+        return (name in OPERATORS and 3 in OPERATORS[name].cls.spatial_ndims
+                and self._measurement_ndim() == 2)
+
+    def _stack_modes(self, _: Any = None) -> list[str]:
+        return [VOLUME, *STACK_MODES] if self._takes_volumes() else list(STACK_MODES)
+
+    def _is_volume(self) -> bool:
+        """A 3-D layer run as one volume."""
+        return self._has_extra_axis() and self.stack_mode.value == VOLUME
+
+    def _is_stack(self) -> bool:
+        """A 3-D layer run plane by plane."""
+        return self._has_extra_axis() and self.stack_mode.value != VOLUME
+
+    def _refresh_stack_modes(self) -> None:
+        """Offer the volume mode where the physics is 3-D; pick it by default, once per layer
+        and operator (a choice the user made then stays), for data in memory: a lazy (dask)
+        layer keeps the plane in view, so that opening a large series reads one plane."""
+        layer = self.measurement.value
+        key = (id(layer), self.operator_name())
+        with self.stack_mode.changed.blocked():
+            self.stack_mode.reset_choices()
+            if VOLUME in self.stack_mode.choices:
+                lazy = layer is not None and not isinstance(_layer_array(layer, {}), np.ndarray)
+                if key != getattr(self, "_stack_mode_for", None):
+                    self.stack_mode.value = PLANE if lazy else VOLUME
+            elif self.stack_mode.value not in self.stack_mode.choices:
+                self.stack_mode.value = PLANE
+        self._stack_mode_for = key
+        self.stack_mode.visible = self._has_extra_axis()
 
     @guarded
     def _on_measurement(self, *_: Any) -> None:
@@ -245,7 +290,6 @@ class ReconstructWidget(StackRuns, Container):
                                if spec else "")
         self.op_label.visible = spec is not None
         self.op_panel.visible = spec is None
-        self.stack_mode.visible = self._is_stack()
         gt = layer_by_name(self.viewer, self._meta().get("ground_truth"))
         if gt is not None and gt is not self.measurement.value:
             self.reference.value = gt
@@ -282,6 +326,7 @@ class ReconstructWidget(StackRuns, Container):
     def _refresh_methods(self, *_: Any) -> None:
         from ..core.methods.registry import default_method
 
+        self._refresh_stack_modes()
         self.method.reset_choices()
         operator = self.operator_name()
         if operator != getattr(self, "_methods_for", None):  # a new operator: its default
@@ -348,7 +393,7 @@ class ReconstructWidget(StackRuns, Container):
         pos = layer.world_to_data(self.viewer.dims.point)
         return int(np.clip(round(float(pos[0])), 0, _layer_array(layer, {}).shape[0] - 1))
 
-    def _reference(self, shape: tuple[int, int], plane: int | None) -> np.ndarray | None:
+    def _reference(self, shape: tuple[int, ...], plane: int | None) -> np.ndarray | None:
         from ..core.validation import check_image_array
 
         ref = self.reference.value
@@ -357,7 +402,8 @@ class ReconstructWidget(StackRuns, Container):
         data = ref.data
         if plane is not None and np.ndim(data) == 3:
             data = data[plane]
-        arr = check_image_array(data, f"reference {ref.name!r}", complex_ok=True)
+        arr = check_image_array(data, f"reference {ref.name!r}", complex_ok=True,
+                                ndim=len(shape))
         if arr.shape != tuple(shape):
             raise InputError(f"reference {ref.name!r} has shape {arr.shape} but the image is "
                              f"{tuple(shape)}; pick another reference or 'none'")
@@ -384,7 +430,7 @@ class ReconstructWidget(StackRuns, Container):
         m_ndim = self._measurement_ndim()
         if getattr(layer, "rgb", False) or len(shape) not in (m_ndim, m_ndim + 1) or 0 in shape:
             check_image_array(data, f"layer {layer.name!r}", ndim=m_ndim)  # says why
-        stack = len(shape) == m_ndim + 1
+        stack = len(shape) == m_ndim + 1 and not self._is_volume()
         if stack and m_ndim != 2 and self.stack_mode.value != PLANE:
             raise InputError(f"layer {layer.name!r} is a stack of {m_ndim}-D measurements "
                              f"{shape}: only stack mode {PLANE!r} reconstructs those; pick it")

@@ -69,8 +69,11 @@ class SimulateWidget(Container):
         layer = self.image.value
         if layer is None:
             raise InputError("no image layer: open an image or a sample (File > Open Sample)")
+        volume = (np.ndim(layer.data) == 3 and not getattr(layer, "rgb", False)
+                  and 3 in self.op_panel.operator_class().spatial_ndims)
         arr = check_image_array(layer.data, f"layer {layer.name!r}",
-                                rescale_integers=bool(self.rescale.value))
+                                rescale_integers=bool(self.rescale.value),
+                                ndim=3 if volume else 2)
         op = self.op_panel.build(arr.shape)
         noise = self.noise_form.params()
         y = api_simulate(arr, op, noise=noise.model, sigma=noise.sigma, photons=noise.photons,

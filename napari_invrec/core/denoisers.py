@@ -1,8 +1,10 @@
 r"""Denoisers for plug-and-play methods: :math:`D(x, \sigma) \approx` the clean image.
 
-A :class:`Denoiser` is any callable ``(x, sigma) -> x`` with ``x`` of shape ``(B, C, H, W)``
-(real or complex) and ``sigma`` the noise standard deviation to remove (a float or a ``(B,)``
-tensor, one level per batch element). Implementations:
+A :class:`Denoiser` is any callable ``(x, sigma) -> x`` with ``x`` of shape ``(B, C, H, W)``,
+or ``(B, C, D, H, W)`` for a volume (real or complex), and ``sigma`` the noise standard
+deviation to remove (a float or a ``(B,)`` tensor, one level per batch element). The TV and
+Gaussian denoisers are 3-D on volumes; the networks, trained on 2-D images, denoise a volume
+slice by slice (2.5-D, :func:`~.geometry.slice_wise`). Implementations:
 
 * :class:`TVDenoiser`: the proximal operator of TV, the MAP denoiser for the prior
   :math:`p(x) \propto e^{-w\,\mathrm{TV}(x)}` under Gaussian noise of std :math:`\sigma`:
@@ -25,6 +27,7 @@ import torch
 import torch.nn.functional as nnf
 
 from .errors import InputError
+from .geometry import slice_wise
 from .models.padding import channels_to_complex, complex_to_channels
 from .models.registry import load_model, weights_names
 from .tv import prox_tv
@@ -76,18 +79,20 @@ class TVDenoiser:
 
 
 def _gaussian_blur(x: Tensor, std: float) -> Tensor:
-    """Separable Gaussian smoothing of a real ``(B, C, H, W)`` tensor, replicate borders."""
+    """Separable Gaussian smoothing of a real ``(B, C, *spatial)`` tensor along every spatial
+    axis, replicate borders."""
     if std <= 1e-3:
         return x
     r = max(1, math.ceil(3.0 * std))
     t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-0.5 * (t / std) ** 2)
-    k = k / k.sum()
-    b, c, h, w = x.shape
-    v = x.reshape(b * c, 1, h, w)
-    v = nnf.conv2d(nnf.pad(v, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    v = nnf.conv2d(nnf.pad(v, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
-    return v.reshape(b, c, h, w)
+    k = (k / k.sum()).view(1, 1, -1)
+    for d in range(2, x.dim()):
+        v = x.movedim(d, -1)
+        lead = v.shape[:-1]
+        v = nnf.conv1d(nnf.pad(v.reshape(-1, 1, v.shape[-1]), (r, r), mode="replicate"), k)
+        x = v.reshape(*lead, -1).movedim(-1, d)
+    return x.contiguous()
 
 
 class GaussianDenoiser:
@@ -149,6 +154,9 @@ class NetworkDenoiser:
         posterior sampling differentiates through the network)."""
         b, c = x.shape[:2]
         s = torch.tensor(_sigmas(sigma, b), dtype=x.real.dtype, device=x.device)
+        if x.dim() == 5:  # a volume: its z-slices as one batch, each at its volume's level
+            s = s.repeat_interleave(x.shape[2])
+            return slice_wise(lambda v: self.differentiable(v, s), x)
         cin = int(getattr(self.model, "in_channels", c))
         if not x.is_complex():
             if cin != c:

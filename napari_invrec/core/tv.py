@@ -1,17 +1,20 @@
 r"""Discrete gradient, its adjoint, isotropic total variation and its proximal operator.
 
-The gradient uses forward differences with Neumann (replicate) boundaries,
+Images are ``(B, C, *spatial)`` tensors with two (``H, W``) or three (``D, H, W``) spatial
+axes. The gradient uses forward differences with Neumann (replicate) boundaries, along each
+spatial axis :math:`a`,
 
 .. math::
 
-    (D x)_{0, i, j} = x_{i+1, j} - x_{i, j}, \qquad (D x)_{1, i, j} = x_{i, j+1} - x_{i, j},
+    (D x)_{a, \mathbf i} = x_{\mathbf i + e_a} - x_{\mathbf i},
 
-set to zero on the last row / column, so :math:`\|D\|_2^2 \le 8`. Gradients are stored as
-``(B, C, 2, H, W)``. The isotropic total variation of a real or complex image is
+set to zero on the last slice along :math:`a`, so :math:`\|D\|_2^2 \le 4 n` for :math:`n`
+spatial axes (8 in 2-D, 12 in 3-D). Gradients are stored as ``(B, C, n, *spatial)``. The
+isotropic total variation of a real or complex image is
 
 .. math::
 
-    \mathrm{TV}(x) = \sum_{c, i, j} \sqrt{|(Dx)_{0,c,i,j}|^2 + |(Dx)_{1,c,i,j}|^2},
+    \mathrm{TV}(x) = \sum_{c, \mathbf i} \sqrt{\textstyle\sum_a |(Dx)_{a,c,\mathbf i}|^2},
 
 where :math:`|\cdot|` is the complex modulus (real and imaginary parts both count), and its
 smoothed version is :math:`\mathrm{TV}_\epsilon(x) = \sum \sqrt{|Dx|^2 + \epsilon^2}`.
@@ -29,54 +32,58 @@ import torch
 
 Tensor = torch.Tensor
 
-#: Upper bound of :math:`\|D\|_2^2` for the forward-difference gradient in 2-D.
-GRAD_NORM_SQ = 8.0
+def grad_norm_sq(ndim: int) -> float:
+    r"""Upper bound :math:`4 n` of :math:`\|D\|_2^2` for images of ``n = ndim`` spatial axes."""
+    return 4.0 * ndim
 
 
-def _grad_shape(x: Tensor) -> tuple[int, ...]:
-    return (*x.shape[:-2], 2, *x.shape[-2:])
+def _axes(x: Tensor) -> range:
+    """Tensor dimensions of the spatial axes of an image ``(B, C, *spatial)``."""
+    return range(2, x.dim())
 
 
 def grad(x: Tensor, out: Tensor | None = None) -> Tensor:
-    """Forward-difference gradient :math:`D x`, ``(B, C, H, W) -> (B, C, 2, H, W)``.
+    """Forward-difference gradient :math:`D x`, ``(B, C, *spatial) -> (B, C, n, *spatial)``.
 
     ``out`` (optional) is a preallocated result buffer.
     """
-    g = torch.empty(_grad_shape(x), dtype=x.dtype, device=x.device) if out is None else out
-    torch.sub(x[..., 1:, :], x[..., :-1, :], out=g[..., 0, :-1, :])
-    g[..., 0, -1, :] = 0
-    torch.sub(x[..., :, 1:], x[..., :, :-1], out=g[..., 1, :, :-1])
-    g[..., 1, :, -1] = 0
+    n = x.dim() - 2
+    g = torch.empty((*x.shape[:2], n, *x.shape[2:]), dtype=x.dtype, device=x.device) \
+        if out is None else out
+    for a, d in enumerate(_axes(x)):
+        m = x.shape[d] - 1
+        ga = g[:, :, a]
+        torch.sub(x.narrow(d, 1, m), x.narrow(d, 0, m), out=ga.narrow(d, 0, m))
+        ga.narrow(d, m, 1).zero_()
     return g
 
 
 def grad_adjoint(p: Tensor, out: Tensor | None = None) -> Tensor:
-    r"""Adjoint :math:`D^H p = -\mathrm{div}\, p`, ``(B, C, 2, H, W) -> (B, C, H, W)``.
+    r"""Adjoint :math:`D^H p = -\mathrm{div}\, p`, ``(B, C, n, *spatial) -> (B, C, *spatial)``.
 
-    The last row of ``p[:, :, 0]`` and last column of ``p[:, :, 1]`` are ignored, matching the
-    zeros :func:`grad` writes there. ``out`` (optional) is a preallocated result buffer.
+    The last slice of ``p[:, :, a]`` along axis :math:`a` is ignored, matching the zeros
+    :func:`grad` writes there. ``out`` (optional) is a preallocated result buffer.
     """
-    p0 = p[..., 0, :-1, :]
-    p1 = p[..., 1, :, :-1]
     if out is None:
-        out = p.new_zeros((*p.shape[:-3], *p.shape[-2:]))
+        out = p.new_zeros((*p.shape[:2], *p.shape[3:]))
     else:
         out.zero_()
-    out[..., :-1, :] -= p0
-    out[..., 1:, :] += p0
-    out[..., :, :-1] -= p1
-    out[..., :, 1:] += p1
+    for a, d in enumerate(_axes(out)):
+        m = out.shape[d] - 1
+        pa = p[:, :, a].narrow(d, 0, m)
+        out.narrow(d, 0, m).sub_(pa)
+        out.narrow(d, 1, m).add_(pa)
     return out
 
 
 def grad_sq_magnitude(g: Tensor) -> Tensor:
-    """Pointwise :math:`|g_0|^2 + |g_1|^2` of a gradient field, ``(B, C, 1, H, W)``, real."""
+    """Pointwise :math:`\\sum_a |g_a|^2` of a gradient field, ``(B, C, 1, *spatial)``, real."""
     sq = g.real.square() + g.imag.square() if g.is_complex() else g.square()
-    return sq.sum(-3, keepdim=True)
+    return sq.sum(2, keepdim=True)
 
 
 def grad_magnitude(g: Tensor) -> Tensor:
-    """Pointwise :math:`\\sqrt{|g_0|^2 + |g_1|^2}` of a gradient field, ``(B, C, 1, H, W)``."""
+    """Pointwise :math:`\\sqrt{\\sum_a |g_a|^2}` of a gradient field, ``(B, C, 1, *spatial)``."""
     # torch.linalg.vector_norm over a middle axis is ~100x slower on CPU than this.
     return grad_sq_magnitude(g).sqrt()
 
@@ -120,16 +127,17 @@ def shrink(g: Tensor, t: float) -> Tensor:
 
 
 def _real_groups(v: Tensor) -> Tensor:
-    """``(B, C, H, W)`` real or complex -> real ``(B, C, G, H, W)`` (G = 1, or 2 for re/im)."""
+    """``(B, C, *spatial)`` real or complex -> real ``(B, C, G, *spatial)`` (G = 1, or 2 for
+    re/im)."""
     if v.is_complex():
-        return torch.view_as_real(v).movedim(-1, -3).contiguous()
-    return v.unsqueeze(-3)
+        return torch.view_as_real(v).movedim(-1, 2).contiguous()
+    return v.unsqueeze(2)
 
 
 def _from_groups(x: Tensor, complex_out: bool) -> Tensor:
     if complex_out:
-        return torch.view_as_complex(x.movedim(-3, -1).contiguous())
-    return x.squeeze(-3)
+        return torch.view_as_complex(x.movedim(2, -1).contiguous())
+    return x.squeeze(2)
 
 
 def prox_tv(v: Tensor, lam: float, *, iters: int = 20, p0: Any = None,
@@ -142,29 +150,30 @@ def prox_tv(v: Tensor, lam: float, *, iters: int = 20, p0: Any = None,
 
     .. math::
 
-        \min_{|p_{cij}| \le 1} \; \tfrac12 \|v - \lambda D^H p\|^2, \qquad
+        \min_{|p_{c\mathbf i}| \le 1} \; \tfrac12 \|v - \lambda D^H p\|^2, \qquad
         x(p) = P_C(v - \lambda D^H p),
 
-    with projected gradient steps :math:`p \leftarrow P_{|p| \le 1}(p + D x(p) / (8 \lambda))`
-    and Nesterov momentum. Running only ``iters`` iterations and warm-starting from the previous
-    dual ``p0`` is how FISTA's outer loop uses it.
+    with projected gradient steps :math:`p \leftarrow P_{|p| \le 1}(p + D x(p) / (4 n \lambda))`
+    (:math:`4n \ge \|D\|^2` for :math:`n` spatial axes) and Nesterov momentum. Running only
+    ``iters`` iterations and warm-starting from the previous dual ``p0`` is how FISTA's outer
+    loop uses it.
 
     Implementation: complex images are split into real and imaginary planes that share one
-    dual magnitude, the two gradient directions are kept in separate contiguous buffers, and
-    every buffer is reused in place (at 256 x 256 on a CPU, allocation and strided views
-    otherwise cost as much as the arithmetic).
+    dual magnitude, each gradient direction is kept in its own contiguous buffer, and every
+    buffer is reused in place (at 256 x 256 on a CPU, allocation and strided views otherwise
+    cost as much as the arithmetic).
 
     Parameters
     ----------
     v
-        Point to denoise, ``(B, C, H, W)``, real or complex.
+        Point to denoise, ``(B, C, *spatial)`` with 2 or 3 spatial axes, real or complex.
     lam
         Weight :math:`\lambda \ge 0`.
     iters
         Number of dual iterations.
     p0
         Warm start: the dual returned by a previous call on an image of the same shape and
-        dtype (an opaque pair of tensors; not modified).
+        dtype (an opaque tuple of tensors; not modified).
     nonneg
         Constrain the result to be non-negative (real images only).
 
@@ -178,42 +187,49 @@ def prox_tv(v: Tensor, lam: float, *, iters: int = 20, p0: Any = None,
     vr = _real_groups(v)
     if nonneg and v.is_complex():
         raise ValueError("nonneg applies to real images only")
-    px, py = (torch.zeros_like(vr), torch.zeros_like(vr)) if p0 is None else \
-        (p0[0].clone(), p0[1].clone())
+    dims = range(3, vr.dim())  # spatial axes of the grouped tensor
+    n = len(dims)
+    p = tuple(torch.zeros_like(vr) for _ in dims) if p0 is None else tuple(
+        t.clone() for t in p0)
     xb, tmp = torch.empty_like(vr), torch.empty_like(vr)
 
-    def primal(qx: Tensor, qy: Tensor) -> Tensor:
-        # v - lam D^H q, using q[..., H-1, :] = 0 = q[..., :, W-1] (kept by every update)
-        torch.add(vr, torch.add(qx, qy, out=tmp), alpha=lam, out=xb)
-        xb[..., 1:, :].add_(qx[..., :-1, :], alpha=-lam)
-        xb[..., :, 1:].add_(qy[..., :, :-1], alpha=-lam)
+    def primal(q: tuple[Tensor, ...]) -> Tensor:
+        # v - lam D^H q = v + lam q_i - lam q_{i - e_a}, using q_a = 0 on the last slice along a
+        torch.add(q[0], q[1], out=tmp)
+        for qa in q[2:]:
+            tmp.add_(qa)
+        torch.add(vr, tmp, alpha=lam, out=xb)
+        for qa, d in zip(q, dims):
+            m = vr.shape[d] - 1
+            xb.narrow(d, 1, m).add_(qa.narrow(d, 0, m), alpha=-lam)
         return xb.clamp_(min=0.0) if nonneg else xb
 
     if lam <= 0 or iters <= 0:
-        return _from_groups(primal(px, py).clone(), v.is_complex()), (px, py)
-    rx, ry = px.clone(), py.clone()
-    qx, qy = torch.zeros_like(vr), torch.zeros_like(vr)
-    mag = torch.empty_like(vr[..., :1, :, :])
-    step = 1.0 / (GRAD_NORM_SQ * lam)
+        return _from_groups(primal(p).clone(), v.is_complex()), p
+    r = tuple(t.clone() for t in p)
+    q = tuple(torch.zeros_like(vr) for _ in dims)
+    mag = torch.empty_like(vr.narrow(2, 0, 1))
+    step = 1.0 / (grad_norm_sq(n) * lam)
     t = 1.0
     for _ in range(iters):
-        x = primal(rx, ry)
-        torch.sub(x[..., 1:, :], x[..., :-1, :], out=qx[..., :-1, :])
-        torch.sub(x[..., :, 1:], x[..., :, :-1], out=qy[..., :, :-1])
-        torch.add(rx, qx, alpha=step, out=qx)
-        torch.add(ry, qy, alpha=step, out=qy)
-        if vr.shape[-3] == 1:
-            torch.mul(qx, qx, out=mag).addcmul_(qy, qy)
+        x = primal(r)
+        for qa, ra, d in zip(q, r, dims):
+            m = vr.shape[d] - 1
+            torch.sub(x.narrow(d, 1, m), x.narrow(d, 0, m), out=qa.narrow(d, 0, m))
+            torch.add(ra, qa, alpha=step, out=qa)
+        if vr.shape[2] == 1:
+            torch.mul(q[0], q[0], out=mag)
+            for qa in q[1:]:
+                mag.addcmul_(qa, qa)
         else:
-            mag.copy_(qx.square().add_(qy.square()).sum(-3, keepdim=True))
+            mag.copy_(sum(qa.square() for qa in q).sum(2, keepdim=True))
         mag.clamp_(min=1.0).sqrt_()  # clamp before sqrt: same result, fewer slow sqrt inputs
-        qx.div_(mag)
-        qy.div_(mag)
+        for qa in q:
+            qa.div_(mag)
         t_next = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
         beta = (t - 1.0) / t_next
-        torch.mul(qx, 1.0 + beta, out=rx).add_(px, alpha=-beta)
-        torch.mul(qy, 1.0 + beta, out=ry).add_(py, alpha=-beta)
-        px, qx = qx, px
-        py, qy = qy, py
+        for qa, ra, pa in zip(q, r, p):
+            torch.mul(qa, 1.0 + beta, out=ra).add_(pa, alpha=-beta)
+        p, q = q, p
         t = t_next
-    return _from_groups(primal(px, py).clone(), v.is_complex()), (px, py)
+    return _from_groups(primal(p).clone(), v.is_complex()), p

@@ -39,8 +39,9 @@ def check_image_array(a: Any, name: str = "image", *, complex_ok: bool = False,
         raise InputError(f"{name} looks like an RGB(A) image, shape {arr.shape}; convert it to "
                          "a single channel (e.g. skimage.color.rgb2gray) before reconstructing")
     if arr.ndim != ndim:
-        raise InputError(f"{name} must be {ndim}-D, got shape {arr.shape}; pick one plane "
-                         "(or pass a dask stack to reconstruct plane by plane)")
+        hint = ("pick one plane (or pass a dask stack to reconstruct plane by plane)"
+                if arr.ndim > ndim else "give an image of the operator's number of axes")
+        raise InputError(f"{name} must be {ndim}-D, got shape {arr.shape}; {hint}")
     if arr.dtype == bool:
         raise InputError(f"{name} is boolean; a mask belongs in the operator's mask, not as "
                          "the image")
@@ -118,7 +119,7 @@ def check_reference(ref: Any, shape: tuple[int, ...], name: str = "reference") -
     return arr
 
 
-def check_mask_array(m: Any, shape: tuple[int, int], name: str = "mask") -> np.ndarray:
+def check_mask_array(m: Any, shape: tuple[int, ...], name: str = "mask") -> np.ndarray:
     """Return ``m`` as a float32 0/1 mask of ``shape`` (nonzero = measured), or raise."""
     arr = _numeric(m, name)
     if arr.size == 0:

@@ -217,6 +217,7 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
         the map is recorded in the provenance.
     """
     spec = get_method(method, op.name)
+    spec.check_geometry(op)
     settings = make_params(RunSettings, seed=seed, budget_bytes=budget_bytes,
                            preview_hz=preview_hz, threads=threads, normalise=normalise)
     seed, budget_bytes, preview_hz, threads = (settings.seed, settings.budget_bytes,

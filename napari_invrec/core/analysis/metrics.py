@@ -1,9 +1,10 @@
 r"""Image-quality and data-consistency metrics.
 
 Inputs are torch tensors or numpy arrays of shape ``(H, W)``, ``(C, H, W)`` or
-``(B, C, H, W)``; complex inputs are compared by magnitude. Every metric is computed per batch
-element and, with ``reduction="mean"`` (the default), averaged to a float; ``reduction="none"``
-returns a ``(B,)`` tensor.
+``(B, C, H, W)``, or volumes ``(B, C, D, H, W)`` (whose z-slices count as channels: SSIM of
+a volume is the mean SSIM of its slices); complex inputs are compared by magnitude. Every
+metric is computed per batch element and, with ``reduction="mean"`` (the default), averaged
+to a float; ``reduction="none"`` returns a ``(B,)`` tensor.
 
 * PSNR: :math:`10 \log_{10}(R^2 / \mathrm{MSE})` with data range :math:`R`
   (default :math:`\max(\mathrm{ref}) - \min(\mathrm{ref})` per element);
@@ -35,8 +36,10 @@ def _as4d(a: Any) -> Tensor:
         t = t[None, None]
     elif t.dim() == 3:
         t = t[None]
+    elif t.dim() == 5:
+        t = t.flatten(1, 2)
     if t.dim() != 4:
-        raise ValueError(f"expected an image of 2 to 4 dimensions, got shape {tuple(t.shape)}")
+        raise ValueError(f"expected an image of 2 to 5 dimensions, got shape {tuple(t.shape)}")
     return t
 
 

@@ -39,10 +39,10 @@ def haar_mad_sigma(images: Any, valid: Any = None) -> float | None:
     Parameters
     ----------
     images
-        A 2-D array or a list of 2-D arrays (real).
+        A 2-D array or a list (or 3-D stack) of 2-D arrays (real).
     valid
-        Optional boolean array (same shape as each image): measured pixels; blocks touching an
-        unmeasured one are skipped.
+        Optional boolean array (same shape as each image, or one per image): measured
+        pixels; blocks touching an unmeasured one are skipped.
 
     Returns
     -------
@@ -50,8 +50,9 @@ def haar_mad_sigma(images: Any, valid: Any = None) -> float | None:
         The estimate, or ``None`` when no complete 2x2 block exists.
     """
     arrays = [images] if isinstance(images, np.ndarray) and images.ndim == 2 else list(images)
+    valids = [valid] * len(arrays) if valid is None or np.ndim(valid) == 2 else list(valid)
     ds = []
-    for a in arrays:
+    for a, valid in zip(arrays, valids):
         h, w = (a.shape[0] // 2) * 2, (a.shape[1] // 2) * 2
         b = np.asarray(a[:h, :w], dtype=np.float64)
         d = (b[0::2, 0::2] - b[0::2, 1::2] - b[1::2, 0::2] + b[1::2, 1::2]) / 2
@@ -81,11 +82,12 @@ def kspace_mad_sigma(k: np.ndarray) -> float | None:
 
 def estimate_noise_sigma(y: Any, valid: Any = None) -> float | None:
     """Noise std of a measurement: :func:`kspace_mad_sigma` for complex data,
-    :func:`haar_mad_sigma` for real 2-D data (``valid``: measured pixels), ``None`` for
-    anything else (e.g. a 1-D compressed-sensing measurement)."""
+    :func:`haar_mad_sigma` for real 2-D data or volumes (pooled over the z-slices; ``valid``:
+    measured pixels), ``None`` for anything else (e.g. a 1-D compressed-sensing
+    measurement)."""
     y = np.asarray(y)
     if np.iscomplexobj(y):
         return kspace_mad_sigma(y) if y.ndim >= 2 else None
-    if y.ndim == 2 and min(y.shape) >= 4:
+    if y.ndim in (2, 3) and min(y.shape[-2:]) >= 4:
         return haar_mad_sigma(y, valid)
     return None

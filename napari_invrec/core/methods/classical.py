@@ -127,7 +127,7 @@ class AdjointParams:
     """The adjoint has no parameters."""
 
 
-@register_method("adjoint", AdjointParams)
+@register_method("adjoint", AdjointParams, volumes=True)
 @torch.no_grad()
 def adjoint(y: Tensor, op: Any, p: AdjointParams, *, x0: Tensor | None = None,
             generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -151,7 +151,7 @@ class MinNormParams:
                        when={"mode": "cg"})
 
 
-@register_method("min-norm", MinNormParams)
+@register_method("min-norm", MinNormParams, volumes=True)
 @torch.no_grad()
 def min_norm(y: Tensor, op: Any, p: MinNormParams, *, x0: Tensor | None = None,
              generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -188,7 +188,7 @@ class TikhonovParams:
     tol: float = param(1e-6, "CG relative residual tolerance", min=0.0, max=1.0)
 
 
-@register_method("tikhonov", TikhonovParams)
+@register_method("tikhonov", TikhonovParams, volumes=True)
 @torch.no_grad()
 def tikhonov(y: Tensor, op: Any, p: TikhonovParams, *, x0: Tensor | None = None,
              generator: torch.Generator | None = None) -> Iterator[IterState]:

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..geometry import spatial_dims
 from ..params import param
 from ..state import IterState
 from ..tv import grad, grad_adjoint, grad_sq_magnitude, tv
@@ -79,7 +80,7 @@ def _check_nonnegative_model(op: Any) -> None:
 
 
 @register_method("richardson-lucy", RichardsonLucyParams, operators=("blur",),
-                 likelihood="poisson")
+                 likelihood="poisson", volumes=True)
 @torch.no_grad()
 def richardson_lucy(y: Tensor, op: Any, p: RichardsonLucyParams, *, x0: Tensor | None = None,
                     generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -134,16 +135,17 @@ class WienerParams:
 
 
 def _transfer_function(op: Any, like: Tensor) -> Tensor:
-    """:math:`K` in ``rfft2`` layout: the operator's own, else the FFT of its impulse response."""
+    """:math:`K` in ``rfftn`` layout over the spatial axes: the operator's own, else the FFT
+    of its impulse response."""
     kf = getattr(op, "transfer_function", None)
     if kf is not None:
         return kf
     delta = torch.zeros((1, 1, *op.shape), dtype=like.dtype, device=like.device)
-    delta[..., 0, 0] = 1.0
-    return torch.fft.rfft2(op.A(delta))[0, 0]
+    delta[(0, 0) + (0,) * len(op.shape)] = 1.0
+    return torch.fft.rfftn(op.A(delta), dim=spatial_dims(op.shape))[0, 0]
 
 
-@register_method("wiener", WienerParams, operators=("blur",))
+@register_method("wiener", WienerParams, operators=("blur",), volumes=True)
 @torch.no_grad()
 def wiener(y: Tensor, op: Any, p: WienerParams, *, x0: Tensor | None = None,
            generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -159,7 +161,8 @@ def wiener(y: Tensor, op: Any, p: WienerParams, *, x0: Tensor | None = None,
     else:
         kf = _transfer_function(op, y)
         filt = kf.conj() / (kf.real ** 2 + kf.imag ** 2 + nsr)
-        x = torch.fft.irfft2(torch.fft.rfft2(y) * filt, s=tuple(op.shape))
+        dims = spatial_dims(op.shape)
+        x = torch.fft.irfftn(torch.fft.rfftn(y, dim=dims) * filt, s=tuple(op.shape), dim=dims)
     check_finite(x, "wiener", 1, "raise nsr")
     state = IterState(1, 1, x, {}, {"residual": relative_residual(op.A(x), y)})
     yield state

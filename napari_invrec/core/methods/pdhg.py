@@ -32,7 +32,7 @@ import torch
 from ..errors import DivergenceError, InputError
 from ..params import param
 from ..state import IterState
-from ..tv import GRAD_NORM_SQ, grad, grad_adjoint, grad_magnitude
+from ..tv import grad, grad_adjoint, grad_magnitude, grad_norm_sq
 from .classical import check_finite, lipschitz, prepare, rel_change, relative_residual
 from .registry import register_method
 from .tv import _objective
@@ -81,7 +81,7 @@ def _check_norm(ax: Tensor, x: Tensor, a2: float, step: int) -> None:
                               "too large - check op.norm() (the operator's spectral norm)")
 
 
-@register_method("tv-pdhg", TVPDHGParams)
+@register_method("tv-pdhg", TVPDHGParams, volumes=True)
 @torch.no_grad()
 def tv_pdhg(y: Tensor, op: Any, p: TVPDHGParams, *, x0: Tensor | None = None,
             generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -129,7 +129,7 @@ def tv_pdhg(y: Tensor, op: Any, p: TVPDHGParams, *, x0: Tensor | None = None,
     y, x0 = prepare(y, op, x0)
     a2 = lipschitz(op, "tv-pdhg")
     tau = float(p.tau_scale) / a2
-    sigma = 0.99 / (tau * (a2 + GRAD_NORM_SQ))
+    sigma = 0.99 / (tau * (a2 + grad_norm_sq(len(op.shape))))
     aty = op.A_adjoint(y)
     x = aty if x0 is None else x0
     if p.nonneg:

@@ -115,7 +115,7 @@ class PnPPGDParams:
     init: str = _init_field()
 
 
-@register_method("pnp-pgd", PnPPGDParams)
+@register_method("pnp-pgd", PnPPGDParams, volumes=True)
 @torch.no_grad()
 def pnp_pgd(y: Tensor, op: Any, p: PnPPGDParams, *, x0: Tensor | None = None,
             generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -162,7 +162,7 @@ class PnPADMMParams:
     init: str = _init_field()
 
 
-@register_method("pnp-admm", PnPADMMParams)
+@register_method("pnp-admm", PnPADMMParams, volumes=True)
 @torch.no_grad()
 def pnp_admm(y: Tensor, op: Any, p: PnPADMMParams, *, x0: Tensor | None = None,
              generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -239,7 +239,7 @@ class DPIRParams:
     init: str = _init_field()
 
 
-@register_method("dpir", DPIRParams)
+@register_method("dpir", DPIRParams, volumes=True)
 @torch.no_grad()
 def dpir(y: Tensor, op: Any, p: DPIRParams, *, x0: Tensor | None = None,
          generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -293,7 +293,7 @@ class REDParams:
     init: str = _init_field()
 
 
-@register_method("red", REDParams)
+@register_method("red", REDParams, volumes=True)
 @torch.no_grad()
 def red(y: Tensor, op: Any, p: REDParams, *, x0: Tensor | None = None,
         generator: torch.Generator | None = None) -> Iterator[IterState]:

@@ -41,6 +41,9 @@ class MethodSpec:
     likelihood
         Noise model of its data term: ``"gaussian"`` (least squares) or ``"poisson"``
         (counts: inputs are rescaled but never shifted, see :mod:`napari_invrec.engine.normalise`).
+    volumes
+        Runs on 3-D volumes ``(D, H, W)`` as well as 2-D images (its maths is written for any
+        number of spatial axes, or its networks run slice by slice).
     """
 
     name: str
@@ -51,6 +54,15 @@ class MethodSpec:
     weights: tuple[str, ...]
     description: str
     likelihood: str = "gaussian"
+    volumes: bool = False
+
+    def check_geometry(self, op: Any) -> None:
+        """Raise :class:`InputError` if ``op`` works on volumes and this method does not."""
+        if len(op.shape) == 3 and not self.volumes:
+            ok = sorted(m for m, s in METHODS.items() if s.volumes and s.supports(op.name))
+            raise InputError(f"{self.name} works on 2-D images, not the "
+                             f"{'x'.join(map(str, op.shape))} volume; pick a 3-D method "
+                             f"({', '.join(ok)}) or run the volume plane by plane")
 
     def supports(self, operator: str) -> bool:
         """Whether this method can run with the operator family ``operator``."""
@@ -65,7 +77,8 @@ METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(name: str, params: type, *, operators: tuple[str, ...] | None = None,
-                    stochastic: bool = False, likelihood: str = "gaussian") -> Callable:
+                    stochastic: bool = False, likelihood: str = "gaussian",
+                    volumes: bool = False) -> Callable:
     """Decorator adding a method generator function to :data:`METHODS`."""
     weights = tuple(f.default for f in dataclasses.fields(params) if f.metadata.get("network"))
 
@@ -73,7 +86,7 @@ def register_method(name: str, params: type, *, operators: tuple[str, ...] | Non
         doc = (fn.__doc__ or name).strip().splitlines()[0]
         METHODS[name] = MethodSpec(name, fn, params,
                                    frozenset(operators) if operators is not None else None,
-                                   stochastic, weights, doc, likelihood)
+                                   stochastic, weights, doc, likelihood, volumes)
         return fn
 
     return deco

@@ -28,10 +28,10 @@ from ..linalg import bnorm, conjugate_gradient
 from ..params import param
 from ..state import IterState
 from ..tv import (
-    GRAD_NORM_SQ,
     grad,
     grad_adjoint,
     grad_magnitude,
+    grad_norm_sq,
     grad_sq_magnitude,
     prox_tv,
     shrink,
@@ -69,7 +69,7 @@ class TVFistaParams:
     nonneg: bool = param(False, "constrain the image to be non-negative (real images only)")
 
 
-@register_method("tv-fista", TVFistaParams)
+@register_method("tv-fista", TVFistaParams, volumes=True)
 @torch.no_grad()
 def tv_fista(y: Tensor, op: Any, p: TVFistaParams, *, x0: Tensor | None = None,
              generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -136,7 +136,7 @@ class TVADMMParams:
                        min=0.0, max=1.0)
 
 
-@register_method("tv-admm", TVADMMParams)
+@register_method("tv-admm", TVADMMParams, volumes=True)
 @torch.no_grad()
 def tv_admm(y: Tensor, op: Any, p: TVADMMParams, *, x0: Tensor | None = None,
             generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -216,7 +216,7 @@ def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.view_as_complex(xi) if x.is_complex() else xi
 
 
-@register_method("langevin-tv", LangevinTVParams, stochastic=True)
+@register_method("langevin-tv", LangevinTVParams, stochastic=True, volumes=True)
 @torch.no_grad()
 def langevin_tv(y: Tensor, op: Any, p: LangevinTVParams, *, x0: Tensor | None = None,
                 generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -248,7 +248,7 @@ def langevin_tv(y: Tensor, op: Any, p: LangevinTVParams, *, x0: Tensor | None = 
                          "raise iters or lower burn_in")
     y, x0 = prepare(y, op, x0)
     b = y.shape[0]
-    lip = (lipschitz(op, "langevin-tv") + lam * GRAD_NORM_SQ / eps) / sig2
+    lip = (lipschitz(op, "langevin-tv") + lam * grad_norm_sq(len(op.shape)) / eps) / sig2
     delta = float(p.step_scale) / lip
     noise_scale = math.sqrt(2.0 * delta)
     start = op.A_adjoint(y) if x0 is None else x0

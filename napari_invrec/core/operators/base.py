@@ -1,6 +1,7 @@
 r"""The operator contract every forward model follows.
 
-A forward model maps an image :math:`x` of shape ``(B, C, H, W)`` to a measurement
+A forward model maps an image :math:`x` of shape ``(B, C, H, W)`` (or ``(B, C, D, H, W)``
+for the families that take volumes, see :mod:`..geometry`) to a measurement
 :math:`y = A(x) + n`. :class:`ForwardOperator` is the contract of every model, linear or not
 (phase retrieval, blind deblurring): shapes, dtypes, ``A``, ``measure`` and ``spec``.
 Linear models subclass :class:`LinearOperator`: they implement :meth:`LinearOperator.A` and
@@ -18,6 +19,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..errors import InputError
+from ..geometry import spatial_geometry
 from ..linalg import conjugate_gradient, power_iteration
 from ..params import to_dict
 from .noise import NoiseParams, add_noise
@@ -31,7 +33,8 @@ class ForwardOperator(torch.nn.Module):
     Parameters
     ----------
     shape
-        Image shape ``(H, W)``.
+        Image shape ``(H, W)``, or ``(D, H, W)`` for a family whose :attr:`spatial_ndims`
+        includes 3.
     params
         Instance of the subclass's ``Params`` dataclass (defaults if ``None``).
     device
@@ -48,6 +51,11 @@ class ForwardOperator(torch.nn.Module):
     linear
         Whether ``A`` is linear (then the class is a :class:`LinearOperator` with adjoint,
         pseudo-inverse and null space).
+    spatial_ndims
+        Numbers of spatial axes the family's physics is defined for (``(2,)``, or ``(2, 3)``
+        where it is also 3-D: blur with a 3-D PSF, denoising, inpainting).
+    geometry
+        The :class:`~napari_invrec.core.geometry.Geometry` of the image domain.
     """
 
     name: ClassVar[str] = ""
@@ -55,13 +63,14 @@ class ForwardOperator(torch.nn.Module):
     complex_image: ClassVar[bool] = False
     complex_measurement: ClassVar[bool] = False
     linear: ClassVar[bool] = False
+    spatial_ndims: ClassVar[tuple[int, ...]] = (2,)
 
-    def __init__(self, shape: tuple[int, int], params: Any = None, *,
+    def __init__(self, shape: tuple[int, ...], params: Any = None, *,
                  device: torch.device | str | None = None) -> None:
         super().__init__()
-        if len(shape) != 2 or min(shape) < 2:
-            raise InputError(f"image shape must be (H, W) with H, W >= 2, got {tuple(shape)}")
-        self.shape = (int(shape[0]), int(shape[1]))
+        self.geometry = spatial_geometry(shape, self.name or type(self).__name__,
+                                         self.spatial_ndims, complex=self.complex_image)
+        self.shape = self.geometry.shape
         self.params = params if params is not None else self.Params()
         self.register_buffer("_anchor", torch.zeros(0, device=device), persistent=False)
         self._norm: float | None = None
@@ -91,18 +100,27 @@ class ForwardOperator(torch.nn.Module):
         return 2
 
     @classmethod
-    def image_shape_for(cls, measurement_shape: tuple[int, ...], params: Any) -> tuple[int, int]:
-        """Image shape ``(H, W)`` whose measurement has ``measurement_shape``.
+    def measurement_ndims(cls, params: Any) -> tuple[int, ...]:
+        """Numbers of axes one measurement may have: :meth:`measurement_ndim` for a 2-D image,
+        and 3 as well for a family that takes volumes on the image's grid."""
+        n = cls.measurement_ndim(params)
+        return (n, 3) if n == 2 and 3 in cls.spatial_ndims else (n,)
+
+    @classmethod
+    def image_shape_for(cls, measurement_shape: tuple[int, ...], params: Any) -> tuple[int, ...]:
+        """Image shape whose measurement has ``measurement_shape``.
 
         Used for real data, where only the measurement is given. The default (measurement
-        and image on the same grid) takes the last two axes.
+        and image on the same grid) takes the last two axes, or all three for a volume of a
+        family that takes volumes.
 
         Raises
         ------
         InputError
             If the image shape cannot be inferred from the measurement.
         """
-        return (int(measurement_shape[-2]), int(measurement_shape[-1]))
+        n = 3 if len(measurement_shape) == 3 and 3 in cls.spatial_ndims else 2
+        return tuple(int(v) for v in measurement_shape[-n:])
 
     @classmethod
     def arrays_from_measurement(cls, params: Any, y: Any) -> dict:
@@ -111,10 +129,10 @@ class ForwardOperator(torch.nn.Module):
         return {}
 
     def check_image(self, x: Tensor) -> None:
-        """Raise :class:`InputError` if ``x`` is not ``(B, C, H, W)`` with this operator's H, W."""
-        if x.dim() != 4 or tuple(x.shape[-2:]) != self.shape:
-            raise InputError(f"{self.name}: expected an image of shape (B, C, {self.shape[0]}, "
-                             f"{self.shape[1]}), got {tuple(x.shape)}")
+        """Raise :class:`InputError` if ``x`` is not ``(B, C, *shape)`` for this operator."""
+        if x.dim() != 2 + len(self.shape) or tuple(x.shape[2:]) != self.shape:
+            raise InputError(f"{self.name}: expected an image of shape (B, C, "
+                             f"{', '.join(map(str, self.shape))}), got {tuple(x.shape)}")
 
     def check_measurement(self, y: Tensor) -> None:
         """Raise :class:`InputError` if ``y`` does not have this operator's measurement shape."""
@@ -215,16 +233,16 @@ class LinearOperator(ForwardOperator):
 
 
 class SampleMask:
-    """Mixin of operators that measure a 0/1 mask of samples (buffer ``_mask``, ``(H, W)``):
-    inpainting pixels, single-coil k-space."""
+    """Mixin of operators that measure a 0/1 mask of samples (buffer ``_mask``, the image
+    shape): inpainting pixels, single-coil k-space."""
 
     def with_mask_stack(self, masks: Tensor) -> Any:
-        """A copy whose batch element ``k`` is measured through ``masks[k]`` (``(K, H, W)``,
+        """A copy whose batch element ``k`` is measured through ``masks[k]`` (``(K, *shape)``,
         each a subset of this operator's samples), so that ``K`` reconstructions from ``K``
         sample subsets (measurement-splitting folds) run as one batch. Its spec describes this
         operator, not the stack: an internal operator, never the record of a run."""
-        if masks.dim() != 3 or tuple(masks.shape[1:]) != tuple(self.shape):
-            raise InputError(f"a mask stack must be (K, {self.shape[0]}, {self.shape[1]}), "
+        if masks.dim() != 1 + len(self.shape) or tuple(masks.shape[1:]) != tuple(self.shape):
+            raise InputError(f"a mask stack must be (K, {', '.join(map(str, self.shape))}), "
                              f"got {tuple(masks.shape)}")
         new = type(self)(self.shape, self.params, device=self.device)
         new.register_buffer("_mask", masks[:, None].to(self._mask), persistent=False)

@@ -1,7 +1,8 @@
 r"""Blur (deconvolution): circular convolution with a point-spread function.
 
-Boundary model: **periodic**. The image is treated as one period of a 2-D periodic signal, so
-the forward model is a circular convolution, diagonalised by the 2-D DFT:
+Boundary model: **periodic**. The image (2-D, or a 3-D volume ``(D, H, W)``) is treated as one
+period of a periodic signal, so the forward model is a circular convolution, diagonalised by the
+DFT over the spatial axes:
 
 .. math::
 
@@ -11,8 +12,13 @@ the forward model is a circular convolution, diagonalised by the 2-D DFT:
 where :math:`K = \mathcal F k` is the transfer function of the kernel :math:`k`. The kernel is
 normalised to :math:`\sum k = 1` and placed with its centre pixel at the origin (index
 ``(0, 0)``, wrapping around), so blurring a delta at the image centre leaves its centroid at the
-centre. Parametric kernels wider than the image are folded (summed modulo ``(H, W)``), which is
-exactly the periodic model; a user-supplied kernel must fit in the image.
+centre. Parametric kernels wider than the image are folded (summed modulo the image shape),
+which is exactly the periodic model; a user-supplied kernel must fit in the image.
+
+Volumes: the Gaussian kernel is 3-D, with standard deviation ``sigma`` in-plane and ``sigma_z``
+along z (a microscope's axial PSF is typically 2-4 times wider than its lateral one); a custom
+kernel may be a 3-D PSF ``(kd, kh, kw)``; the disk and motion kernels, and a 2-D custom kernel,
+blur each plane alone (a kernel of depth 1).
 
 Pseudo-inverse (truncated): with the relative threshold :math:`\tau =` :attr:`Blur.pinv_rcond`,
 
@@ -37,6 +43,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..geometry import spatial_dims
 from ..params import param
 from .base import LinearOperator
 from .registry import register_operator
@@ -53,6 +60,9 @@ class BlurParams:
     kernel: str = param("gaussian", "kernel shape", choices=KERNELS)
     sigma: float = param(2.0, "Gaussian standard deviation (pixels)", min=0.1, max=50.0,
                          step=0.1, when={"kernel": "gaussian"})
+    sigma_z: float = param(0.0, "Gaussian standard deviation along z for volumes (pixels; "
+                           "0 = sigma, isotropic)", min=0.0, max=50.0, step=0.1,
+                           when={"kernel": "gaussian"})
     radius: float = param(3.0, "disk radius (pixels)", min=0.1, max=100.0, step=0.5,
                           when={"kernel": "disk"})
     length: float = param(9.0, "motion blur line length (pixels)", min=0.1, max=200.0,
@@ -61,7 +71,8 @@ class BlurParams:
                          min=-360.0, max=360.0, step=5.0, when={"kernel": "motion"})
     kernel_size: int = param(0, "kernel width (odd pixels; 0 = automatic from the width)",
                              min=0, max=401, step=2, when={"kernel": _PARAMETRIC})
-    kernel_array: Any = param(None, "custom kernel (2-D array, normalised to sum 1)",
+    kernel_array: Any = param(None, "custom kernel (2-D, or a 3-D PSF for volumes; "
+                              "normalised to sum 1)",
                               gui=False, when={"kernel": "custom"})
 
 
@@ -80,12 +91,20 @@ def _half_width(p: BlurParams, auto: int) -> int:
     return ks // 2 if ks > 0 else auto
 
 
-def _gaussian(p: BlurParams) -> np.ndarray:
-    s = _positive("sigma", p.sigma)
-    h = _half_width(p, int(math.ceil(4 * s)))
+def _gaussian_1d(s: float, h: int) -> np.ndarray:
     t = np.arange(-h, h + 1, dtype=np.float64)
-    g = np.exp(-(t ** 2) / (2 * s * s))
-    return np.outer(g, g)
+    return np.exp(-(t ** 2) / (2 * s * s))
+
+
+def _gaussian(p: BlurParams, ndim: int = 2) -> np.ndarray:
+    s = _positive("sigma", p.sigma)
+    g = _gaussian_1d(s, _half_width(p, int(math.ceil(4 * s))))
+    k = np.outer(g, g)
+    if ndim == 3:
+        sz = s if float(p.sigma_z) == 0 else _positive("sigma_z", p.sigma_z)
+        gz = _gaussian_1d(sz, _half_width(p, int(math.ceil(4 * sz))))
+        k = gz[:, None, None] * k[None]
+    return k
 
 
 def _disk(p: BlurParams) -> np.ndarray:
@@ -114,19 +133,22 @@ def _motion(p: BlurParams) -> np.ndarray:
     return k
 
 
-def _custom(p: BlurParams, shape: tuple[int, int]) -> np.ndarray:
+def _custom(p: BlurParams, shape: tuple[int, ...]) -> np.ndarray:
     if p.kernel_array is None:
         raise InputError("kernel='custom' needs kernel_array: pass a 2-D kernel (or pick an "
                          "image layer holding the PSF)")
     k = np.asarray(p.kernel_array)
-    if k.ndim != 2 or k.size == 0:
-        raise InputError(f"custom kernel must be a non-empty 2-D array, got shape {k.shape}")
+    if k.ndim not in (2, len(shape)) or k.size == 0:
+        want = "2-D" if len(shape) == 2 else "2-D or 3-D"
+        raise InputError(f"custom kernel must be a non-empty {want} array for a "
+                         f"{len(shape)}-D image, got shape {k.shape}"
+                         + ("; a 3-D PSF needs a 3-D image (D, H, W)" if k.ndim == 3 else ""))
     if np.iscomplexobj(k) or not np.issubdtype(k.dtype, np.number):
         raise InputError(f"custom kernel must be real-valued, got dtype {k.dtype}")
     k = k.astype(np.float64)
     if not np.all(np.isfinite(k)):
         raise InputError("custom kernel contains NaN/inf values; fix or crop them")
-    if k.shape[0] > shape[0] or k.shape[1] > shape[1]:
+    if any(a > b for a, b in zip(k.shape[::-1], tuple(shape)[::-1])):
         raise InputError(f"custom kernel {k.shape} is larger than the image {tuple(shape)}; "
                          "crop the kernel or use a larger image")
     total = k.sum()
@@ -136,8 +158,10 @@ def _custom(p: BlurParams, shape: tuple[int, int]) -> np.ndarray:
     return k
 
 
-def blur_kernel(p: BlurParams, shape: tuple[int, int]) -> np.ndarray:
-    """The kernel of ``p`` as a small 2-D float64 array with sum 1, centre at ``(kh//2, kw//2)``.
+def blur_kernel(p: BlurParams, shape: tuple[int, ...]) -> np.ndarray:
+    """The kernel of ``p`` for images of ``shape``: a small float64 array with sum 1, centre at
+    ``(kh//2, kw//2)`` (``(kd//2, kh//2, kw//2)`` for volumes; a kernel of depth 1 blurs each
+    plane alone).
 
     Raises
     ------
@@ -146,22 +170,26 @@ def blur_kernel(p: BlurParams, shape: tuple[int, int]) -> np.ndarray:
     """
     if p.kernel not in KERNELS:
         raise InputError(f"unknown kernel {p.kernel!r}; choose one of {KERNELS}")
-    k = {"gaussian": _gaussian, "disk": _disk, "motion": _motion}[p.kernel](p) \
-        if p.kernel != "custom" else _custom(p, shape)
+    if p.kernel == "gaussian":
+        k = _gaussian(p, len(shape))
+    elif p.kernel == "custom":
+        k = _custom(p, shape)
+    else:
+        k = {"disk": _disk, "motion": _motion}[p.kernel](p)
+    if k.ndim < len(shape):
+        k = k[None]
     return k / k.sum()
 
 
-def periodic_embed(k: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Place kernel ``k`` on an ``(H, W)`` periodic grid with its centre at index ``(0, 0)``.
+def periodic_embed(k: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Place kernel ``k`` on a periodic grid of ``shape`` with its centre at index ``(0, ...)``.
 
-    Entry ``k[i, j]`` goes to ``((i - kh // 2) mod H, (j - kw // 2) mod W)``; entries that land
-    on the same pixel (kernels wider than the image) are summed.
+    Entry ``k[i, j]`` goes to ``((i - kh // 2) mod H, (j - kw // 2) mod W)`` (likewise along
+    every axis); entries that land on the same pixel (kernels wider than the image) are summed.
     """
     big = np.zeros(shape, dtype=np.float64)
-    kh, kw = k.shape
-    rows = (np.arange(kh) - kh // 2) % shape[0]
-    cols = (np.arange(kw) - kw // 2) % shape[1]
-    np.add.at(big, (rows[:, None], cols[None, :]), k)
+    index = np.ix_(*[(np.arange(n) - n // 2) % s for n, s in zip(k.shape, shape)])
+    np.add.at(big, index, k)
     return big
 
 
@@ -175,8 +203,9 @@ class Blur(LinearOperator):
     Attributes
     ----------
     transfer_function
-        Buffer, complex64, shape ``(H, W // 2 + 1)``: :math:`K` in ``torch.fft.rfft2`` layout
-        (DC at ``[0, 0]``, last axis the non-negative frequencies along W).
+        Buffer, complex64, shape ``(H, W // 2 + 1)`` (``(D, H, W // 2 + 1)`` for volumes):
+        :math:`K` in ``torch.fft.rfftn`` layout over the spatial axes (DC at the origin, last
+        axis the non-negative frequencies along W).
     pinv_rcond
         Relative threshold :math:`\tau`: :meth:`A_pinv` inverts only frequencies with
         :math:`|K| > \tau \max|K|`; the others are the numerical null space.
@@ -185,13 +214,14 @@ class Blur(LinearOperator):
     name = "blur"
     Params = BlurParams
     pinv_rcond: ClassVar[float] = 1e-3
+    spatial_ndims = (2, 3)
 
-    def __init__(self, shape: tuple[int, int], params: BlurParams | None = None, *,
+    def __init__(self, shape: tuple[int, ...], params: BlurParams | None = None, *,
                  device: torch.device | str | None = None) -> None:
         super().__init__(shape, params, device=device)
         k = blur_kernel(self.params, self.shape)
         self._kernel = k.astype(np.float32)
-        kf = np.fft.rfft2(periodic_embed(k, self.shape))
+        kf = np.fft.rfftn(periodic_embed(k, self.shape))
         mag = np.abs(kf)
         keep = mag > self.pinv_rcond * mag.max()
         inv = np.where(keep, np.conj(kf) / np.where(keep, mag ** 2, 1.0), 0.0)
@@ -204,7 +234,8 @@ class Blur(LinearOperator):
                              torch.from_numpy(keep.astype(np.float32)).to(dev), persistent=False)
 
     def _filter(self, x: Tensor, f: Tensor) -> Tensor:
-        return torch.fft.irfft2(torch.fft.rfft2(x) * f, s=self.shape)
+        dims = spatial_dims(self.shape)
+        return torch.fft.irfftn(torch.fft.rfftn(x, dim=dims) * f, s=self.shape, dim=dims)
 
     def A(self, x: Tensor) -> Tensor:  # noqa: N802
         """Blur: :math:`\\mathcal F^{-1}(K \\odot \\mathcal F x)`."""
@@ -217,7 +248,7 @@ class Blur(LinearOperator):
         Returns
         -------
         Tensor
-            Real image of shape ``(B, C, H, W)``.
+            Real image of shape ``(B, C, *shape)``.
         """
         self.check_measurement(y)
         return self._filter(self.as_measurement(y), torch.conj(self.transfer_function))
@@ -249,5 +280,6 @@ class Blur(LinearOperator):
         return float(self.transfer_function.abs().max())
 
     def kernel_image(self) -> np.ndarray:
-        """The kernel as a small float32 array (sum 1, centre at ``(kh // 2, kw // 2)``)."""
+        """The kernel as a small float32 array (sum 1, centre at ``(kh // 2, kw // 2)``; 3-D
+        ``(kd, kh, kw)`` for volumes)."""
         return self._kernel.copy()

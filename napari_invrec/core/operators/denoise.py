@@ -2,7 +2,7 @@ r"""Denoising: the identity forward model :math:`A = I`.
 
 With Gaussian noise the measurement is :math:`y = x + \sigma n`; with Poisson noise
 :math:`y = \mathrm{Poisson}(\alpha x)/\alpha`. The adjoint and pseudo-inverse are the identity
-and the null space is :math:`\{0\}`.
+and the null space is :math:`\{0\}`. Images may be 2-D or 3-D volumes.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Denoise(LinearOperator):
 
     name = "denoise"
     Params = DenoiseParams
+    spatial_ndims = (2, 3)
 
     def A(self, x: torch.Tensor) -> torch.Tensor:  # noqa: N802
         self.check_image(x)

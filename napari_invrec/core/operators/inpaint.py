@@ -4,16 +4,17 @@ r"""Inpainting: only the pixels of a binary mask are measured.
 
     A x = m \odot x, \qquad A^H y = m \odot y, \qquad A^+ y = m \odot y,
 
-with :math:`m \in \{0, 1\}^{H \times W}` (1 = measured), broadcast over batch and channels.
+with :math:`m \in \{0, 1\}^{H \times W}` (or :math:`\{0, 1\}^{D \times H \times W}` for a
+volume; 1 = measured), broadcast over batch and channels.
 :math:`A` is an orthogonal projection, so :math:`A^H = A^+ = A` and :math:`\|A\|_2 = 1`; the null
 space is the set of images supported on the missing pixels, :math:`(I - A^+ A) x = (1 - m)
 \odot x`. The measurement keeps the full image shape with zeros where pixels are missing, and
 simulated noise is applied to the measured pixels only: :math:`y = m \odot N(m \odot x)`.
 
-Masks: ``random`` keeps exactly ``round(keep * H * W)`` pixels drawn with a CPU
-:class:`torch.Generator` seeded by ``seed`` (the same mask on every device); ``box`` removes a
-centred rectangle covering ``box_size`` of each side; ``custom`` uses ``mask_array`` (e.g. a
-napari Labels or rasterised Shapes layer; nonzero = measured).
+Masks: ``random`` keeps exactly ``round(keep * N)`` of the :math:`N` pixels (voxels) drawn with
+a CPU :class:`torch.Generator` seeded by ``seed`` (the same mask on every device); ``box``
+removes a centred rectangle (a box in a volume) covering ``box_size`` of each side; ``custom``
+uses ``mask_array`` (e.g. a napari Labels or rasterised Shapes layer; nonzero = measured).
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ class InpaintParams:
                             min=0.0, max=0.95, step=0.05, when={"mask": "box"})
     seed: int = param(0, "seed of the random mask", min=0, max=2**31 - 1,
                       when={"mask": "random"})
-    mask_array: Any = param(None, "custom mask (H, W): nonzero = measured", gui=False,
+    mask_array: Any = param(None, "custom mask of the image's shape: nonzero = measured",
+                            gui=False,
                             when={"mask": "custom"})
 
 
-def inpaint_mask(p: InpaintParams, shape: tuple[int, int]) -> torch.Tensor:
-    """The float32 0/1 mask of ``p`` on the CPU, shape ``(H, W)``.
+def inpaint_mask(p: InpaintParams, shape: tuple[int, ...]) -> torch.Tensor:
+    """The float32 0/1 mask of ``p`` on the CPU, of the image's ``shape``.
 
     Raises
     ------
@@ -59,24 +61,23 @@ def inpaint_mask(p: InpaintParams, shape: tuple[int, int]) -> torch.Tensor:
         Unknown mask type, ``keep`` outside (0, 1], ``box_size`` outside [0, 1), or a missing
         or malformed custom mask.
     """
-    h, w = shape
+    size = int(np.prod(shape))
     if p.mask == "random":
         keep = float(p.keep)
         if not 0 < keep <= 1:
             raise InputError(f"keep must be in (0, 1], got {keep}")
-        n = max(1, int(round(keep * h * w)))
+        n = max(1, int(round(keep * size)))
         g = torch.Generator().manual_seed(int(p.seed))
-        m = torch.zeros(h * w)
-        m[torch.randperm(h * w, generator=g)[:n]] = 1.0
-        return m.view(h, w)
+        m = torch.zeros(size)
+        m[torch.randperm(size, generator=g)[:n]] = 1.0
+        return m.view(*shape)
     if p.mask == "box":
         b = float(p.box_size)
         if not 0 <= b < 1:
             raise InputError(f"box_size must be in [0, 1), got {b}")
-        m = torch.ones(h, w)
-        bh, bw = min(h - 1, int(round(b * h))), min(w - 1, int(round(b * w)))
-        r0, c0 = (h - bh) // 2, (w - bw) // 2
-        m[r0:r0 + bh, c0:c0 + bw] = 0.0
+        m = torch.ones(*shape)
+        sides = [min(n - 1, int(round(b * n))) for n in shape]
+        m[tuple(slice((n - s) // 2, (n - s) // 2 + s) for n, s in zip(shape, sides))] = 0.0
         return m
     if p.mask == "custom":
         if p.mask_array is None:
@@ -93,13 +94,14 @@ class Inpaint(SampleMask, LinearOperator):
     Attributes
     ----------
     mask
-        The mask as a numpy float32 ``(H, W)`` copy (1 = measured).
+        The mask as a numpy float32 copy of the image's shape (1 = measured).
     """
 
     name = "inpaint"
     Params = InpaintParams
+    spatial_ndims = (2, 3)
 
-    def __init__(self, shape: tuple[int, int], params: InpaintParams | None = None, *,
+    def __init__(self, shape: tuple[int, ...], params: InpaintParams | None = None, *,
                  device: torch.device | str | None = None) -> None:
         super().__init__(shape, params, device=device)
         self.register_buffer("_mask", inpaint_mask(self.params, self.shape).to(self.device),

@@ -36,7 +36,7 @@ def register_operator(cls: type) -> type:
     return cls
 
 
-def make_operator(name: str, shape: tuple[int, int], *, device: Any = None,
+def make_operator(name: str, shape: tuple[int, ...], *, device: Any = None,
                   **params: Any) -> Any:
     """Build the operator ``name`` for images of ``shape`` with ``params`` (dataclass fields).
 
@@ -160,9 +160,10 @@ def measurement_spec(name: str, measurement_shape: tuple[int, ...],
     cls = OPERATORS[name].cls
     mshape = tuple(int(n) for n in measurement_shape)
     p = make_params(cls.Params, **params)
-    if len(mshape) != cls.measurement_ndim(p) or min(mshape) < 1:
-        raise InputError(f"{name} measurements are {cls.measurement_ndim(p)}-D, got shape "
-                         f"{mshape}")
+    ndims = cls.measurement_ndims(p)
+    if len(mshape) not in ndims or min(mshape) < 1:
+        raise InputError(f"{name} measurements are {' or '.join(map(str, ndims))}-D, got "
+                         f"shape {mshape}")
     return {"operator": name, "shape": list(cls.image_shape_for(mshape, p)),
             "measurement_shape": list(mshape), "params": to_dict(p)}
 
