@@ -60,11 +60,6 @@ class Geometry:
     def dtype(self) -> torch.dtype:
         return torch.complex64 if self.complex else torch.float32
 
-    @property
-    def size(self) -> int:
-        """Number of pixels (voxels)."""
-        return int(np.prod(self.shape))
-
     def describe(self) -> str:
         """``"256x256 image"`` or ``"32x128x128 volume"``."""
         return f"{'x'.join(map(str, self.shape))} {'volume' if self.is_volume else 'image'}"

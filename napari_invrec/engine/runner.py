@@ -238,12 +238,12 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
         if x0_np.shape != tuple(op.shape):
             raise InputError(f"initial image x0 has shape {x0_np.shape}, the image is "
                              f"{tuple(op.shape)}")
-        x0_t = op.as_image(torch.from_numpy(x0_np)[None, None])
+        x0_t = op.as_image(op.geometry.tensor(x0_np))
         op.check_image(x0_t)
         x0_t = norm.from_units(x0_t)
     ref_t = None
     if reference is not None:
-        ref_t = torch.from_numpy(check_reference(reference, op.shape))[None, None].to(op.device)
+        ref_t = op.geometry.tensor(check_reference(reference, op.shape)).to(op.device)
     gen = torch.Generator(device=op.device).manual_seed(int(seed))
     history = IterateHistory(budget_bytes)
     metric_history: dict[str, list[float]] = {}

@@ -58,10 +58,10 @@ class MethodSpec:
 
     def check_geometry(self, op: Any) -> None:
         """Raise :class:`InputError` if ``op`` works on volumes and this method does not."""
-        if len(op.shape) == 3 and not self.volumes:
+        if op.geometry.is_volume and not self.volumes:
             ok = sorted(m for m, s in METHODS.items() if s.volumes and s.supports(op.name))
             raise InputError(f"{self.name} works on 2-D images, not the "
-                             f"{'x'.join(map(str, op.shape))} volume; pick a 3-D method "
+                             f"{op.geometry.describe()}; pick a 3-D method "
                              f"({', '.join(ok)}) or run the volume plane by plane")
 
     def supports(self, operator: str) -> bool:

@@ -83,7 +83,7 @@ class ForwardOperator(torch.nn.Module):
 
     @property
     def image_dtype(self) -> torch.dtype:
-        return torch.complex64 if self.complex_image else torch.float32
+        return self.geometry.dtype
 
     @property
     def measurement_dtype(self) -> torch.dtype:
