@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 SECTIONS = ("solver", "gui", "catalogue", "learned", "diffusion", "formats", "quality",
-            "calibration")
+            "calibration", "batch", "volumes", "tiles", "slices")
+NO_FLAGS = ("solver", "gui")  # sections whose main() takes no flags
 
 
 def main(argv: list[str]) -> int:
@@ -18,38 +20,13 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown section(s) {unknown}; choose from {SECTIONS}")
         return 2
-    if "solver" in names:
-        import bench_solver
-
-        bench_solver.main()
-    if "gui" in names:
-        import bench_gui
-
-        bench_gui.main()
-    if "catalogue" in names:
-        import bench_catalogue
-
-        bench_catalogue.main(flags)
-    if "learned" in names:
-        import bench_learned
-
-        bench_learned.main(flags)
-    if "diffusion" in names:
-        import bench_diffusion
-
-        bench_diffusion.main(flags)
-    if "formats" in names:
-        import bench_formats
-
-        bench_formats.main()
-    if "quality" in names:
-        import bench_quality
-
-        bench_quality.main(flags)
-    if "calibration" in names:
-        import bench_calibration
-
-        bench_calibration.main(flags)
+    for name in SECTIONS:  # in the catalogue's order, whatever the command line's
+        if name in names:
+            section = importlib.import_module(f"bench_{name}")
+            if name in NO_FLAGS:
+                section.main()
+            else:
+                section.main(flags)
     return 0
 
 

@@ -12,6 +12,10 @@ and compare),
 ``estimate_quality(result)``, ``autotune(y, op, method)``, ``rank_methods(y, op, methods)``,
 ``best_for_data(y, op)`` (judge, tune and choose runs from the measurement alone),
 ``calibrate(result, source=...)`` (calibrated uncertainty bands).
+``reconstruct_many(inputs, op, method, out=...)`` (a folder, glob, zarr array or stack, one
+output with its provenance per input, on dask: threads, a LocalCluster or a cluster).
+``reconstruct_tiled(y, op, method, tile="auto", out=PATH)`` (images larger than memory, tile
+by tile from and to zarr, for local operators: blur, denoise, inpaint, superres).
 """
 
 from ._version import __version__
@@ -19,7 +23,8 @@ from ._version import __version__
 _API = ("list_operators", "list_methods", "make_operator", "simulate", "solve",
         "reconstruct", "rerun", "Result", "method_params", "operator_params", "normalisation",
         "estimate_noise", "rerun_file", "RerunReport", "estimate_quality", "autotune",
-        "rank_methods", "best_for_data", "calibrate")
+        "rank_methods", "best_for_data", "calibrate", "reconstruct_many",
+        "reconstruct_tiled")
 
 __all__ = ["__version__", *_API]
 

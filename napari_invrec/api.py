@@ -38,7 +38,8 @@ from .engine.runner import Result, measurement_plane, prepare_measurement
 __all__ = ["list_operators", "list_methods", "make_operator", "simulate", "solve",
            "reconstruct", "rerun", "Result", "method_params", "operator_params",
            "normalisation", "estimate_noise", "rerun_file", "RerunReport", "estimate_quality",
-           "autotune", "rank_methods", "best_for_data", "calibrate"]
+           "autotune", "rank_methods", "best_for_data", "calibrate", "reconstruct_many",
+           "reconstruct_tiled"]
 
 
 def list_operators() -> list[str]:
@@ -416,3 +417,152 @@ def calibrate(run: Any, source: str = "phantoms", n_pairs: int = 32, alpha: floa
 
     return calibrate_run(run, source, n_pairs, alpha, seed, mode=mode, images=images,
                          mean=mean, arrays=arrays, noise=noise)
+
+
+def reconstruct_many(inputs: Any, op: Any, method: str, *, out: Any,
+                     workers: int | None = None, scheduler: str | None = None,
+                     resume: bool = True, progress: Any = None,
+                     cancel: threading.Event | None = None, seed: int = 0,
+                     normalise: str = "auto", threads: int | None = None,
+                     device: str = "auto", fmt: str = "tif", timeout: float = 10.0,
+                     **params: Any) -> Any:
+    """Reconstruct every input of a batch on dask; one output with its run record per input.
+
+    Everything is checked before any work; then each input runs as :func:`reconstruct` would
+    run it (:mod:`napari_invrec.engine.batch`). An input that fails (an unreadable file, NaN
+    values, a run that diverges) is reported in the summary and the others go on; inputs are
+    never modified.
+
+    Parameters
+    ----------
+    inputs
+        A folder (its ``.npy``/``.tif``/``.png`` files), a glob (``"in/*.tif"``), a file, a
+        zarr array (items along its first axis), a list of those, or an in-memory stack
+        (numpy, dask or zarr; the leading axis holds the items).
+    op
+        The operator of one measurement (from :func:`make_operator`); the workers rebuild it
+        from its spec.
+    method
+        A name from :func:`list_methods`.
+    out
+        Output folder, created if missing; it must not be the inputs' folder. Each input
+        ``NAME`` gives ``NAME.tif`` (or ``.npy``/``.zarr``, see ``fmt``), readable by the
+        plugin's reader and by :func:`rerun_file`, plus ``NAME.std.tif`` for stochastic
+        methods.
+    workers
+        Run on a ``dask.distributed.LocalCluster`` of this many single-threaded processes.
+    scheduler
+        Run on the existing dask cluster at this address (``"tcp://host:port"``; its workers
+        need napari-invrec installed). Default (neither): dask's threaded scheduler here.
+    resume
+        Skip inputs whose output holds the same run (operator, method, parameters, seed,
+        normalisation and input data); an output of another run is recomputed.
+    progress
+        Optional ``progress(BatchProgress)``, called as each input ends: ``done``, ``total``,
+        ``name`` and its ``outcome`` (status, one-line message, outputs, seconds).
+    cancel
+        A ``threading.Event``: once set, inputs not started are skipped and running ones stop
+        at their next step; outputs already written stay (a later call resumes).
+    seed, normalise
+        As for :func:`reconstruct`; every input uses ``seed``.
+    threads
+        CPU threads of the in-process scheduler (default: all cores), shared by the inputs
+        that run at once.
+    device
+        ``"auto"``: a GPU per worker (or thread) when there are GPUs, else the CPU.
+    fmt
+        Output format: ``"tif"``, ``"npy"`` or ``"zarr"``.
+    timeout
+        Seconds to wait for ``scheduler`` and one of its workers.
+    **params
+        Fields of the method's params dataclass (see :func:`method_params`).
+
+    Returns
+    -------
+    napari_invrec.engine.batch.BatchSummary
+        One outcome per input (``done``, ``recomputed``, ``skipped``, ``failed``,
+        ``cancelled``) and ``cancelled`` if the batch was cancelled; ``lines()`` reports it.
+
+    Raises
+    ------
+    InputError
+        Before any work: no input matched, a bad parameter, an output folder that is a file
+        or holds the inputs, bad ``workers``/``scheduler`` (both given, malformed address),
+        or a scheduler that cannot be reached within ``timeout``.
+    """
+    from .engine.batch import batch_steps
+    from .engine.execute import drain
+    from .formats.batch_files import BatchFiles
+
+    steps = batch_steps(inputs, op, method, params or None, out=out, io=BatchFiles(fmt),
+                        seed=seed, normalise=normalise, resume=resume, device=device,
+                        workers=workers, scheduler=scheduler, threads=threads, cancel=cancel,
+                        timeout=timeout)
+    return drain(steps, progress)
+
+
+def reconstruct_tiled(y: Any, op: Any, method: str, *, tile: Any = "auto", out: Any = None,
+                      progress: Any = None, cancel: threading.Event | None = None,
+                      seed: int = 0, halo: int | None = None, normalise: str = "auto",
+                      device: str | None = None, history_budget: int = DEFAULT_BUDGET,
+                      max_memory: int | None = None, arrays: dict | None = None,
+                      **params: Any) -> Result:
+    """Reconstruct an image larger than memory tile by tile (local operators only).
+
+    Each tile is its core plus a halo derived from the physics (the kernel's regularised
+    inverse, the TV prior, a network's receptive field: :mod:`napari_invrec.engine.tile_halo`),
+    solved with the same operator family and method, and the cores are blended with a cosine
+    window; away from the image border the result agrees with :func:`reconstruct` to about
+    1e-5 of the image range. Peak memory is set by the tile: with ``y`` and ``out`` in zarr,
+    nothing reads the whole image.
+
+    Parameters
+    ----------
+    y
+        2-D real measurement: numpy, dask, a ``zarr.Array`` or the path of one (never
+        modified).
+    op
+        An operator from :func:`make_operator` (its family and parameters are used; build it
+        on any small shape for a large image) or a spec ``{"operator": "blur", "params":
+        {"sigma": 2.0}}``. Local families: blur, denoise, inpaint, superres.
+    method
+        adjoint, wiener, richardson-lucy, tv-fista, dpir, pnp-pgd, pnp-admm, red (bicubic for
+        superres).
+    tile
+        ``"auto"`` (one tile when the whole image fits in free memory, else the largest tile
+        that fits) or the core size in pixels (at least the halo).
+    out
+        Path of a zarr array to write the result to, region by region (the iterate history
+        goes to ``NAME.history.zarr`` beside it); ``None`` keeps both in memory.
+    progress
+        Optional ``progress(TileProgress)`` after each step of each tile (``tile``,
+        ``tiles``, ``step``, ``total``, ``message`` when a tile is halved after running out
+        of memory).
+    cancel
+        A ``threading.Event``; once set, the run stops with :class:`CancelledError`.
+    seed, normalise, device
+        As for :func:`reconstruct`.
+    halo
+        Override the derived halo (pixels).
+    history_budget
+        Bytes of the stored iterate history (on disk with ``out``).
+    max_memory
+        Cap in bytes on the memory the tiles may use (default: the device's free memory).
+    arrays
+        Array parameters of a spec whose params hold their fingerprints.
+    **params
+        Fields of the method's params dataclass.
+
+    Returns
+    -------
+    Result
+        ``x`` and ``iterates`` are numpy without ``out``, dask arrays over the zarr arrays
+        with it; ``provenance["tiling"]`` holds the tile, halo and how it was derived, the
+        blend and the memory estimate, ``provenance["storage"]`` where the arrays live.
+    """
+    from .engine.tiles import run_tiled
+
+    return run_tiled(y, op, method, params or None, tile=tile, out=out, halo=halo, seed=seed,
+                     device=device, arrays=arrays, normalise=normalise,
+                     history_budget=history_budget, max_memory=max_memory, progress=progress,
+                     cancel=cancel)

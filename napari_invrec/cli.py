@@ -1,5 +1,6 @@
 """Command line on the same engine as the GUI: ``napari-invrec list|simulate|reconstruct|train|
-rerun`` (``rerun FILE``: repeat a result saved by the plugin, :mod:`napari_invrec.cli_rerun`).
+rerun|batch`` (``rerun FILE``: repeat a result saved by the plugin, :mod:`napari_invrec.cli_rerun`;
+``batch INPUTS... --out DIR``: many inputs on dask, :mod:`napari_invrec.cli_batch`).
 
 Operator and method parameters become options generated from their params dataclasses, e.g.
 ``napari-invrec reconstruct --operator blur --sigma 2 --method tv-fista --lam 0.01
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .cli_files import CLIError, converting, read_array, read_sidecar, sidecar_paths
+from .cli_files import CLIError, converting, number_option, read_array, read_sidecar, sidecar_paths
 from .cli_outputs import (
     check_distinct,
     plan_outputs,
@@ -47,7 +48,8 @@ __all__ = ["CLIError", "entry", "main", "read_array", "write_array", "write_side
 
 GLOBAL_DESTS = {"operator", "method", "input", "output", "seed", "device", "reference",
                 "noise", "noise_sigma", "photons", "iterates", "budget", "quiet", "command",
-                "normalise"}
+                "normalise", "inputs", "input_patterns", "out", "workers", "scheduler",
+                "threads", "timeout", "resume", "format"}
 INT64_MAX = 2 ** 63 - 1
 MB = 2 ** 20
 
@@ -63,16 +65,10 @@ def _int_option(text: str) -> int:
     return v
 
 
-def _budget_mb(text: str) -> int:
-    """The ``--budget`` option (argparse ``type``): a whole number of megabytes, at least 1."""
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if not 1 <= v <= 2 ** 30:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of megabytes between "
-                                         "1 and 1073741824; e.g. --budget 512")
-    return v
+_tile_option = number_option(int, 1, 2 ** 31, "'auto' or a whole number of pixels; "
+                             "e.g. --tile 1024 or --tile auto")
+_budget_mb = number_option(int, 1, 2 ** 30, "a whole number of megabytes from 1 to "
+                           "1073741824; e.g. --budget 512")
 
 
 # ---------------------------------------------------------------- generated options
@@ -207,6 +203,13 @@ def _base_parser(op_cls: type | None = None, m_cls: type | None = None) -> argpa
                            help="also estimate the result's error without ground truth "
                                 "(measurement splitting or SURE; re-runs the method a few "
                                 "times) and record it in the sidecar")
+            p.add_argument("--tile", type=_tile_option, default=None, metavar="N|auto",
+                           help="reconstruct tile by tile, for images larger than memory "
+                                "(local operators: blur, denoise, inpaint, superres): 'auto' "
+                                "(tiles only when the image does not fit) or the tile size in "
+                                "pixels; --input may then be a zarr array or a .npy (read by "
+                                "windows) and --output a .zarr array, written tile by tile "
+                                "(its history in NAME.history.zarr)")
             p.add_argument("--normalise", default="auto", choices=["auto", "on", "off"],
                            help="solve on data scaled to about 0..1 and write the result in "
                                 "the input's units; weights and noise levels are relative "
@@ -221,6 +224,15 @@ def _base_parser(op_cls: type | None = None, m_cls: type | None = None) -> argpa
 
     add_train_parser(sub)
     add_rerun_parser(sub)
+    from .cli_batch import add_batch_parser
+
+    def batch_options(p: argparse.ArgumentParser) -> None:
+        if op_cls is not None:
+            _add_fields(p, op_cls, "op", names, "operator parameters")
+        if m_cls is not None:
+            _add_fields(p, m_cls, "method", names, "method parameters")
+
+    add_batch_parser(sub, batch_options, _catalogue())
     return parser
 
 
@@ -356,6 +368,8 @@ def _cmd_reconstruct(ns: argparse.Namespace, spec: dict | None, spec_arrays: dic
     from .core.operators import OPERATORS
     from .core.params import make_params
 
+    if ns.tile is not None:
+        return _cmd_reconstruct_tiled(ns, spec, spec_arrays)
     # everything the user can get wrong is checked before the input is read
     mspec = get_method(ns.method, ns.operator)
     writes = plan_outputs(ns.output, iterates=ns.iterates, std=True)
@@ -417,6 +431,75 @@ def _cmd_reconstruct(ns: argparse.Namespace, spec: dict | None, spec_arrays: dic
     return 0
 
 
+def _cmd_reconstruct_tiled(ns: argparse.Namespace, spec: dict | None,
+                           spec_arrays: dict) -> int:
+    """``reconstruct --tile``: :func:`napari_invrec.reconstruct_tiled` from a file or a zarr
+    array to a ``.tif``/``.npy`` or, tile by tile, to a ``.zarr`` array."""
+    from . import api
+    from .core.methods import get_method
+    from .core.operators import OPERATORS
+
+    for flag, used in (("--auto", ns.auto is not None), ("--estimate", ns.estimate),
+                       ("--reference", bool(ns.reference))):
+        if used:
+            raise CLIError(f"{flag} does not combine with --tile; run without tiles for it")
+    mspec = get_method(ns.method, ns.operator)
+    out = Path(ns.output)
+    to_zarr = out.suffix.lower() == ".zarr"
+    reads = _reads(ns, {"op": OPERATORS[ns.operator].params, "method": mspec.params})
+    if to_zarr:
+        if ns.iterates:
+            raise CLIError("with a .zarr --output the history goes to NAME.history.zarr "
+                           "beside it; drop --iterates")
+        side, npz = sidecar_paths(out)
+        writes = {"output": out, "output sidecar": side, "output sidecar arrays": npz}
+    else:
+        writes = plan_outputs(out, iterates=ns.iterates)
+    check_distinct(writes, reads)
+    values, _ = _collect(ns, mspec.params, "method")
+    op_values, op_arrays = _collect(ns, OPERATORS[ns.operator].params, "op")
+    arrays = None
+    if spec is not None and spec["operator"] == ns.operator and not op_values and not op_arrays:
+        op, arrays = spec, spec_arrays
+    else:
+        op = {"operator": ns.operator, "params": {**op_values, **op_arrays}}
+    src = Path(ns.input)
+    if src.is_dir():
+        y: Any = str(src)
+    elif src.suffix.lower() == ".npy" and src.is_file():
+        with converting(f"input {ns.input!r}"):
+            y = np.load(src, mmap_mode="r", allow_pickle=False)
+    else:
+        y = read_array(ns.input, "input")
+
+    def show(prog: Any) -> None:
+        if ns.quiet:
+            return
+        if prog.message:
+            print(f"  {prog.message}", file=sys.stderr)
+        elif prog.step == prog.total:
+            print(f"  tile {prog.tile}/{prog.tiles}  residual={prog.metrics['residual']:.4g}",
+                  file=sys.stderr)
+
+    res = api.reconstruct_tiled(y, op, ns.method, tile=ns.tile, out=out if to_zarr else None,
+                                progress=show, seed=ns.seed, normalise=ns.normalise,
+                                device=ns.device, history_budget=ns.budget * MB,
+                                arrays=arrays, **values)
+    text = sidecar_text({"kind": "result", "provenance": res.provenance, "steps": res.steps})
+    if not to_zarr:
+        write_array(out, storable(out, np.asarray(res.x)))
+        if ns.iterates:
+            write_array(writes["--iterates"], np.asarray(res.iterates), "--iterates")
+    written = write_sidecar_text(out, text, res.arrays)
+    if not ns.quiet:
+        t = res.provenance["tiling"]
+        print(f"wrote {ns.output} and {written}: {ns.method} on {ns.operator}, {t['tiles']} "
+              f"tile(s) of {t['tile']} px (halo {t['halo']} px), "
+              f"{res.provenance['timings']['total_s']:.2f} s, "
+              f"residual={res.metrics.get('residual', float('nan')):.4g}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``napari-invrec``.
 
@@ -464,6 +547,10 @@ def main(argv: list[str] | None = None) -> int:
             from .cli_rerun import cmd_rerun
 
             return cmd_rerun(ns)
+        if ns.command == "batch":
+            from .cli_batch import cmd_batch
+
+            return cmd_batch(ns, _collect, _build_operator)
         if ns.operator is None:
             ns.operator = op_name
         if ns.operator is None:

@@ -14,15 +14,17 @@ other's internals through here). Everything a user can get wrong about a file ra
 
 from __future__ import annotations
 
+import argparse
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["CLIError", "converting", "read_array", "read_sidecar", "sidecar_paths"]
+__all__ = ["CLIError", "converting", "number_option", "read_array", "read_sidecar",
+           "sidecar_paths"]
 
 READ_SUFFIXES = (".npy", ".tif", ".tiff", ".png", ".jpg", ".jpeg")
 WRITE_SUFFIXES = (".npy", ".tif", ".tiff")
@@ -31,6 +33,24 @@ NUMERIC_KINDS = "biufc"
 
 class CLIError(Exception):
     """A user error on the command line (exit status 2, one line on stderr)."""
+
+
+def number_option(cast: Callable[[str], float], lo: float, hi: float,
+                  what: str) -> Callable[[str], Any]:
+    """An argparse ``type`` accepting ``cast(text)`` in ``[lo, hi]``; otherwise the message
+    ``'TEXT' is not WHAT``. ``auto`` passes through when ``what`` mentions it."""
+    def parse(text: str) -> Any:
+        if text == "auto" and "'auto'" in what:
+            return text
+        try:
+            v = cast(text)
+        except ValueError:
+            v = None
+        if v is None or not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return v
+
+    return parse
 
 
 @contextmanager

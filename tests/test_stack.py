@@ -90,7 +90,7 @@ def test_eager_cancel_stops_within_one_step_of_the_first_plane(stack, source):
             cancel.set()
 
     gen = reconstruct_eager(data, op, "tv-fista", iters=10_000, cancel=cancel,
-                            progress=progress)
+                            progress=progress, batch=1)  # the plane loop
     with pytest.raises(CancelledError, match=r"after step 3 \(plane 1 of 4\)"):
         next(gen)
     assert steps == [(1, 10_000), (2, 10_000), (3, 10_000)]
@@ -104,7 +104,7 @@ def test_eager_cancel_stops_within_one_step_of_the_first_plane(stack, source):
 def test_eager_cancel_between_planes_loads_no_further_plane(stack):
     y, op, planes, counter = stack
     cancel = threading.Event()
-    gen = reconstruct_eager(y, op, "adjoint", cancel=cancel)
+    gen = reconstruct_eager(y, op, "adjoint", cancel=cancel, batch=1)
     assert next(gen) == (1, 4)
     cancel.set()
     with pytest.raises(CancelledError, match=r"before it started \(plane 2 of 4\)"):

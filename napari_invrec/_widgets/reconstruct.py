@@ -26,6 +26,7 @@ from ..core.errors import InputError
 from ..engine.device import gui_thread_budget
 from ..engine.runner import prepare_measurement
 from ..engine.runner import run as run_engine
+from ._batch import choose_and_start as batch_folder
 from ._inputs import LayerCombo, OperatorPanel, heading, labelled, layer_by_name
 from ._meta import checked_meta, layer_kind, layer_meta
 from ._notify import guarded, notify_error, notify_info, report_error
@@ -138,7 +139,10 @@ class ReconstructWidget(StackRuns, Container):
         self.run_button = PushButton(text="Run", name="run_button")
         self.pause_button = PushButton(text="Pause", name="pause_button", enabled=False)
         self.cancel_button = PushButton(text="Cancel", name="cancel_button", enabled=False)
-        buttons = Container(widgets=[self.run_button, self.pause_button, self.cancel_button],
+        self.batch_button = PushButton(text="Batch folder...", name="batch_button",
+                                       tooltip="reconstruct every file of a folder into another")
+        buttons = Container(widgets=[self.run_button, self.pause_button, self.cancel_button,
+                                     self.batch_button],
                             layout="horizontal", labels=False, name="buttons")
         self.progress = ProgressBar(value=0, min=0, max=1, name="progress")
         self.status = Label(value="", name="status")
@@ -161,6 +165,7 @@ class ReconstructWidget(StackRuns, Container):
         self.run_button.changed.connect(self.run)
         self.pause_button.changed.connect(self.toggle_pause)
         self.cancel_button.changed.connect(self.cancel)
+        self.batch_button.changed.connect(lambda *_: batch_folder(self))
         viewer.layers.events.inserted.connect(self._on_inserted)
         self.native.destroyed.connect(self._on_destroyed)
         for layer in reversed(viewer.layers):

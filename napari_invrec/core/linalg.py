@@ -66,8 +66,9 @@ def cg_iter(
     Iterates until every batch element has ``||r|| <= tol * ||b||`` or ``maxiter`` iterations
     (so it yields nothing if ``x0`` already solves the system); the final step has
     ``last=True``. Each yielded :class:`CGStep` holds fresh tensors, safe to keep. Batch
-    elements run in lockstep; a converged element takes zero steps (``alpha = 0`` where
-    ``p^H M p = 0``).
+    elements run in lockstep, but an element that has met the tolerance is frozen
+    (``alpha = 0`` from then on, as where ``p^H M p = 0``), so each element's final iterate is
+    the one it would reach solved alone.
 
     Started from zero on normal equations :math:`A^H A x = A^H y` the iterates stay in the
     range of :math:`A^H`, so CG converges to the minimum-norm least-squares solution.
@@ -81,14 +82,16 @@ def cg_iter(
     done = bool((rs.sqrt() <= tol * bn).all())
     k = 0
     while not done and k < maxiter:
+        active = rs.sqrt() > tol * bn  # converged elements stay where they stopped
         mp = apply(p)
         denom = bdot(p, mp)
-        alpha = torch.where(denom > 0, rs / denom.clamp_min(tiny), torch.zeros_like(rs))
+        alpha = torch.where(active & (denom > 0), rs / denom.clamp_min(tiny),
+                            torch.zeros_like(rs))
         x = x + alpha * p
         r = r - alpha * mp
         rs_new = bdot(r, r)
         beta = torch.where(rs > 0, rs_new / rs.clamp_min(tiny), torch.zeros_like(rs))
-        p = r + beta * p
+        p = torch.where(active, r + beta * p, p)
         rs = rs_new
         k += 1
         done = bool((rs.sqrt() <= tol * bn).all())

@@ -103,6 +103,11 @@ def _fmt(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def fmt_bytes(n: float) -> str:
+    """``n`` bytes as ``B``/``KB``/``MB``/``GB``/``TB`` text."""
+    return _fmt(n)
+
+
 def check_run_memory(op: Any, method: str, params: Any, *, stochastic: bool,
                      budget_bytes: int, available: dict | None = None) -> int:
     """Refuse a run that would not fit in free memory; returns the estimated total bytes.
@@ -143,3 +148,62 @@ def check_run_memory(op: Any, method: str, params: Any, *, stochastic: bool,
                             f"{_fmt(need)} on {d} but {_fmt(have)} is free: use "
                             f"{', '.join(advice)}")
     return work + history
+
+
+# ---------------------------------------------------------------------- tiles
+#: peak host bytes per image pixel of building a local operator on a tile, transient (freed
+#: before the method runs): blur and super-resolution embed the kernel on the tile's periodic
+#: grid in float64 and take its rFFT and pseudo-inverse filter in complex128 (measured: 31
+#: B/px for a 2048² blur, ``ru_maxrss``); inpainting keeps its mask window (float32) and the
+#: operator's copy
+BUILD_BYTES = {"blur": 32.0, "superres": 40.0, "inpaint": 8.0, "denoise": 0.0}
+#: bytes per pixel an operator keeps: the blur's transfer function, pseudo-inverse filter
+#: (complex64, half spectrum) and passband (float32)
+KEEP_BYTES = {"blur": 10.0, "superres": 10.0, "inpaint": 4.0, "denoise": 0.0}
+#: the method's working set on the CPU over the CUDA-measured factors (torch's CPU FFT and
+#: allocator): measured 72 vs 44 B/px (Richardson-Lucy) and 98 vs 68 B/px (tv-fista), 2048²
+CPU_WORK_FACTOR = 1.6
+#: host bytes per tile pixel of the tiled run's own buffers: the measurement window (float32),
+#: the tile's result and its blended contribution, the region of the output read, added to
+#: and written back, and one history frame (float32 each)
+TILE_IO_BYTES = 24.0
+
+
+def free_bytes(device: Any, available: dict | None = None) -> int:
+    """Free memory of ``device``, or ``available[device type]`` when that override is given
+    (``{"cpu": n, "cuda": n}``, for tests and for a user's cap)."""
+    import torch
+
+    d = torch.device(device)
+    if available is not None and d.type in available:
+        return int(available[d.type])
+    return available_bytes(d)
+
+
+def estimate_tile_bytes(op_name: str, shape: tuple[int, int],
+                        measurement_shape: tuple[int, int], method: str, params: Any, *,
+                        stochastic: bool = False, device_type: str = "cpu") -> int:
+    r"""Estimated peak bytes of running ``method`` on one tile of image ``shape``.
+
+    .. math::
+
+        M_t \approx \mathrm{MARGIN}\,\big(\kappa\,n + \max(c\,f\,(b_x + b_y)\,B,\;
+        \beta\,n) + \gamma\, n\big)
+
+    with :math:`n` the tile's pixels, :math:`f` the method's measured working set
+    (:func:`method_factors`, image copies), :math:`c` = :data:`CPU_WORK_FACTOR` on the CPU
+    (1 on CUDA, where :math:`f` was measured), :math:`b_x, b_y` the bytes of the tile's
+    float32 image and measurement, :math:`B` the batch, :math:`\beta` the operator's transient
+    construction bytes per pixel (:data:`BUILD_BYTES`, freed before the method allocates),
+    :math:`\kappa` what the operator keeps (:data:`KEEP_BYTES`) and :math:`\gamma` the tiled
+    run's own buffers (:data:`TILE_IO_BYTES`). Local operators are real: every array is
+    float32.
+    """
+    n = float(shape[0]) * float(shape[1])
+    unit = 4.0 * (n + float(measurement_shape[0]) * float(measurement_shape[1]))
+    c = CPU_WORK_FACTOR if device_type == "cpu" else 1.0
+    work = c * method_factors().get(method, DEFAULT_FACTOR) * unit * batch_of(params,
+                                                                               stochastic)
+    build = BUILD_BYTES.get(op_name, 64.0) * n
+    keep = KEEP_BYTES.get(op_name, 10.0) * n
+    return int(MARGIN * (keep + max(work, build) + TILE_IO_BYTES * n))

@@ -146,12 +146,23 @@ def plan_normalisation(y: torch.Tensor, op: Any, mode: str = "auto", *,
                              "normalised; use normalise 'off' or 'auto'")
         return Normalisation(mode, False, reason=f"{op.name} is not linear: not normalised")
     est, reliable = _estimate(y, op)
+    return normalisation_from_estimate(est, reliable, mode, op.name, poisson=poisson,
+                                       complex_data=bool(y.is_complex()))
+
+
+def normalisation_from_estimate(est: np.ndarray, reliable: bool, mode: str, op_name: str, *,
+                                poisson: bool, complex_data: bool) -> Normalisation:
+    """The normalisation given image-value estimates ``est`` (see the module docstring).
+
+    ``[lo, hi]`` are the percentiles of ``est``; ``lo`` is 0 for Poisson counts and complex
+    data (scale only). ``auto`` leaves data already in about ``[0, 1]`` alone, and data whose
+    estimates are not ``reliable`` (an operator that mixes signs).
+    """
     if mode == "auto" and not reliable:
-        return Normalisation(mode, False, reason=f"auto: the {op.name} operator mixes signs, "
+        return Normalisation(mode, False, reason=f"auto: the {op_name} operator mixes signs, "
                              "so the data give no image range: not normalised")
     if est.size == 0:
         return Normalisation(mode, False, reason="no pixel is measured: not normalised")
-    complex_data = bool(y.is_complex())
     lo, hi = (float(v) for v in np.percentile(est, [_LO, _HI]))
     if complex_data or poisson:
         lo = 0.0

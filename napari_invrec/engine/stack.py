@@ -6,11 +6,13 @@ Three ways, none of which makes the input dense as a whole:
   (the interactive "plane in view" mode);
 * :func:`reconstruct_lazy` returns a dask array with one block per plane whose blocks are
   reconstructed only when computed (napari computes the plane it shows);
-* :func:`reconstruct_eager` reconstructs every plane in turn, yielding progress, into a numpy
-  result (output memory only). A ``cancel`` event stops it within one step of the plane being
-  reconstructed, not only between planes.
+* :func:`reconstruct_eager` reconstructs every plane, yielding progress, into a numpy
+  result (output memory only): a batch of planes per method call where the method allows it
+  (:mod:`~.slice_batch`), else plane by plane. A ``cancel`` event stops it within one step of
+  the plane (or batch) being reconstructed, not only between planes.
 
-Each plane runs through the engine's driver :func:`~.execute.run_to_result`. The method's
+Each plane runs through the engine's driver :func:`~.execute.run_to_result` (a batch of
+planes through :func:`~.slice_batch.reconstruct_batched`). The method's
 parameters are a params dataclass instance (``params``) or its fields as keywords (turned into
 one with :func:`~napari_invrec.core.params.make_params`, so a bad value fails before any plane
 runs).
@@ -29,6 +31,7 @@ from .execute import method_params_for, run_to_result
 from .history import DEFAULT_BUDGET
 from .layers import image_display
 from .runner import Progress, Result
+from .slice_batch import batchable, check_batch, check_planes, reconstruct_batched
 
 #: iterate-history budget of one plane of a whole-stack run, in plane images: only the final
 #: image is kept, so the budget holds a few images of the plane (the iterate and its streams)
@@ -100,14 +103,15 @@ def reconstruct_eager(y: Any, op: Any, method: str, params: Any = None, *, seed:
                       history_budget: int | None = None, threads: int | None = None,
                       cancel: threading.Event | None = None,
                       progress: Callable[[Progress], Any] | None = None,
-                      normalise: str = "auto",
+                      normalise: str = "auto", batch: int | None = None,
                       **fields: Any) -> Generator[tuple[int, int], None, np.ndarray]:
-    """Reconstruct every plane in turn; yields ``(done, total)``, returns the display stack.
+    """Reconstruct every plane; yields ``(done, total)`` per plane, returns the display stack.
 
     Parameters
     ----------
     y
-        ``(..., H, W)`` measurement stack, numpy or dask (one plane computed at a time).
+        ``(..., H, W)`` measurement stack, numpy or dask (one plane, or one batch of planes,
+        computed at a time). A numpy stack is validated whole before any plane runs.
     op, method
         Operator (for one plane) and method name.
     params, **fields
@@ -116,17 +120,29 @@ def reconstruct_eager(y: Any, op: Any, method: str, params: Any = None, *, seed:
         As for :func:`~.execute.run_to_result` (every plane uses ``seed``; each plane is
         normalised on its own data).
     history_budget
-        Iterate-history bytes of each plane; ``None``: :func:`plane_budget` (only the final
-        image of a plane is kept).
+        Iterate-history bytes of each plane run on its own; ``None``: :func:`plane_budget`
+        (only the final image of a plane is kept; a batched run keeps no history).
     cancel
         Checked before every step of every plane: once set, the current plane stops before
         its next step and :class:`~napari_invrec.core.errors.CancelledError` is raised (the
         input is never written to; nothing is returned).
     progress
-        Called with each step's :class:`~.runner.Progress` within the current plane, in the
-        thread that drives this generator.
+        Called with each step's :class:`~.runner.Progress` within the current plane (or
+        batch), in the thread that drives this generator.
+    batch
+        Planes per method call for a :func:`~.slice_batch.batchable` method (the result
+        equals plane-by-plane runs to float rounding); ``None``: the largest batch that fits
+        in memory, at most :data:`~.slice_batch.BATCH_CAP` (on the CPU at most
+        :data:`~.slice_batch.CPU_BATCH_BYTES` of images, so large planes run one by one);
+        ``1``: plane by plane. Other methods always run plane by plane.
     """
     p = method_params_for(method, op, params, **fields)
+    if check_batch(batch) != 1 and batchable(method, p):
+        return (yield from reconstruct_batched(y, op, method, p, batch=batch, seed=seed,
+                                               threads=threads, cancel=cancel,
+                                               progress=progress, normalise=normalise))
+    if isinstance(y, np.ndarray):
+        check_planes(y, op)  # a bad plane is refused before any plane runs
     yd = plane_chunks(y)
     lead = yd.shape[:-2]
     out = np.zeros((*lead, *op.shape), dtype=np.float32)
