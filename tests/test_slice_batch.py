@@ -277,3 +277,41 @@ def test_cg_batch_elements_stop_on_their_own_tolerance():
     both = solve(torch.cat([fast, slow]))
     torch.testing.assert_close(both[:1], solve(fast), rtol=0, atol=0)
     torch.testing.assert_close(both[1:], solve(slow), rtol=0, atol=0)
+
+
+def test_a_batch_out_of_gpu_memory_is_halved_and_retried(monkeypatch):
+    """A batch whose method runs out of memory (CUDA's OutOfMemoryError, faked on the CPU for
+    more than 2 planes at once) is halved until it fits, with a warning naming the sizes; the
+    result equals the plane-by-plane runs; one plane that does not fit is a ResourceError."""
+    import torch
+
+    op, method = _blur(), "tv-fista"
+    y = _stack(op)
+    spec = METHODS[method]
+    seen = []
+
+    def fn(y_u, op_, p, **kw):  # a generator, as the methods are: it fails on its first step
+        seen.append(int(y_u.shape[0]))
+        if y_u.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (fake)")
+        return (yield from spec.fn(y_u, op_, p, **kw))
+
+    monkeypatch.setitem(METHODS, method, dataclasses.replace(spec, fn=fn))
+    with pytest.warns(RuntimeWarning) as record:
+        got = drain(reconstruct_batched(y, op, method, batch=6, iters=20))
+    messages = [str(w.message) for w in record]
+    assert any("6 planes at once" in m and "3 at a time" in m for m in messages)
+    assert any("3 planes at once" in m and "1 at a time" in m for m in messages)
+    assert seen == [6, 3, 1, 1, 1, 1, 1, 1]
+    monkeypatch.setitem(METHODS, method, spec)
+    want = _plane_by_plane(y, op, method, iters=20)
+    np.testing.assert_allclose(got, want, atol=TOL * float(np.ptp(want)))
+
+    def never(y_u, op_, p, **kw):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (fake)")
+        yield  # a generator
+
+    monkeypatch.setitem(METHODS, method, dataclasses.replace(spec, fn=never))
+    with pytest.raises(ResourceError, match="one plane at a time"), \
+            pytest.warns(RuntimeWarning):
+        drain(reconstruct_batched(y, op, method, batch=2, iters=20))

@@ -15,6 +15,13 @@ from ..core.errors import ResourceError
 DEFAULT_BUDGET = 256 * 2 ** 20
 
 
+def check_holds_one(size: int, budget_bytes: int) -> None:
+    """Raise :class:`ResourceError` when one iterate of ``size`` bytes exceeds the budget."""
+    if size > budget_bytes:
+        raise ResourceError(f"one iterate needs {size / 2**20:.1f} MB, more than the "
+                            f"history budget {budget_bytes / 2**20:.1f} MB; raise the budget")
+
+
 class IterateHistory:
     """Bounded iterate history for one or more named image streams.
 
@@ -58,10 +65,7 @@ class IterateHistory:
         if size > self.budget_bytes and "x" in frames:  # keep the iterate, drop extra streams
             frames = {"x": frames["x"]}
             size = frames["x"].nbytes
-        if size > self.budget_bytes:
-            raise ResourceError(f"one iterate needs {size / 2**20:.1f} MB, more than the "
-                                f"history budget {self.budget_bytes / 2**20:.1f} MB; raise the "
-                                "budget")
+        check_holds_one(size, self.budget_bytes)
         if final:
             self._final_step = step
         self._steps.append(step)

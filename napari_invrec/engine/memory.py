@@ -103,6 +103,18 @@ def _fmt(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def is_out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is an allocation failure: CUDA's ``OutOfMemoryError``, a ``MemoryError``,
+    or a ``RuntimeError`` of torch's CPU allocator ("can't allocate memory", "out of memory")."""
+    import torch
+
+    if isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and ("can't allocate memory" in text
+                                            or "out of memory" in text)
+
+
 def fmt_bytes(n: float) -> str:
     """``n`` bytes as ``B``/``KB``/``MB``/``GB``/``TB`` text."""
     return _fmt(n)

@@ -32,7 +32,7 @@ from ..core.validation import check_image_array, check_reference
 from .device import torch_threads
 from .history import DEFAULT_BUDGET, IterateHistory
 from .layers import image_display
-from .memory import check_run_memory
+from .memory import check_run_memory, is_out_of_memory
 from .normalise import NORMALISE_MODES, plan_normalisation
 from .provenance import make_provenance
 
@@ -148,13 +148,6 @@ class RunSettings:
                            choices=NORMALISE_MODES)
 
 
-def _out_of_memory(e: BaseException) -> bool:
-    """Whether ``e`` is an allocation failure (CUDA OOM, numpy's or torch's CPU allocator)."""
-    if isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    return "can't allocate memory" in str(e) or "out of memory" in str(e).lower()
-
-
 def _in_units(state: IterState, norm: Any) -> IterState:
     """``state`` with its image-like tensors in the input's units: the iterate, image-shaped
     extras (``samples``, ``x0_hat``...) as :math:`s u + o`, a ``std`` as :math:`s \\sigma`;
@@ -264,7 +257,7 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
                         state = _in_units(stop.value, norm)
                     break
                 except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as e:
-                    if not _out_of_memory(e):
+                    if not is_out_of_memory(e):
                         raise
                     step = state.step if state is not None else 0
                     gpu = isinstance(e, torch.cuda.OutOfMemoryError) or op.device.type == "cuda"

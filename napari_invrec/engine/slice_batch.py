@@ -21,12 +21,14 @@ The batch size is the largest that fits the memory check of one run
 (:func:`~.memory.estimate_run_bytes` grows linearly with the batch), at most
 :data:`BATCH_CAP`, and on the CPU at most :data:`CPU_BATCH_BYTES` of images: there batching
 pays for small planes only (see its note), so a stack of large planes keeps the plane loop
-unless ``batch`` is given.
+unless ``batch`` is given. A batch that runs out of memory all the same (another process took
+the GPU's memory) is halved and retried, with a warning.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -40,7 +42,7 @@ from ..core.params import make_params
 from .device import torch_threads
 from .execute import method_params_for
 from .layers import image_display
-from .memory import estimate_run_bytes, fmt_bytes, free_bytes
+from .memory import estimate_run_bytes, fmt_bytes, free_bytes, is_out_of_memory
 from .normalise import plan_normalisation
 from .runner import Progress, RunSettings, prepare_measurement
 
@@ -197,10 +199,10 @@ def _run_batch(y_u: torch.Tensor, op: Any, method: str, p: Any, spec: Any, *, se
                 break
             except CancelledError:
                 raise _cancelled(method, f"during step {step + 1}", *planes) from None
-            except (torch.cuda.OutOfMemoryError, MemoryError) as e:
-                raise ResourceError(f"{method} ran out of memory after step {step} on "
-                                    f"{op.device} with {y_u.shape[0]} planes at once: use a "
-                                    "smaller batch") from e
+            except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as e:
+                if not is_out_of_memory(e):
+                    raise
+                raise _BatchOutOfMemoryError(step) from e
             step = state.step
             bad = ~torch.isfinite(state.x.flatten(1)).all(dim=1)
             if bool(bad.any()):
@@ -253,7 +255,10 @@ def reconstruct_batched(y: Any, op: Any, method: str, params: Any = None, *,
     InputError
         A method that is not batchable, bad parameters, or a plane a single run would refuse.
     ResourceError
-        ``batch`` planes do not fit in free memory.
+        ``batch`` planes do not fit in free memory (checked before the run), or one plane
+        alone runs out of memory. A batch that runs out of memory while it runs (CUDA's
+        ``OutOfMemoryError``) is halved and its planes run again, with a ``RuntimeWarning``
+        that says so.
     """
     spec = get_method(method, op.name)
     spec.check_geometry(op)
@@ -277,20 +282,52 @@ def reconstruct_batched(y: Any, op: Any, method: str, params: Any = None, *,
     out = np.zeros((*lead, *op.shape), dtype=np.float32)
     indices = list(np.ndindex(*lead))
     poisson = spec.likelihood == "poisson"
-    for start in range(0, total, batch):
+    start = 0
+    while start < total:
         chunk = indices[start:start + batch]
         if cancel is not None and cancel.is_set():
             raise _cancelled(method, "before it started", start + 1, start + len(chunk), total)
         ys = [_plane_tensor(a, start + j, total, op) for j, a in enumerate(_load(y, chunk))]
-        with torch.no_grad(), torch_threads(settings.threads):
-            norms = [plan_normalisation(t, op, settings.normalise, poisson=poisson) for t in ys]
-            y_u = torch.cat([n.measurement(t, op) for n, t in zip(norms, ys)])
-            del ys
-            x = _run_batch(y_u, op, method, p, spec, seed=settings.seed, cancel=cancel,
-                           progress=progress, planes=(start + 1, start + len(chunk), total))
-            for j, idx in enumerate(chunk):
-                out[idx] = image_display(norms[j].to_units(x[j:j + 1]).detach()[0, 0].cpu()
-                                         .numpy())
+        try:
+            with torch.no_grad(), torch_threads(settings.threads):
+                norms = [plan_normalisation(t, op, settings.normalise, poisson=poisson)
+                         for t in ys]
+                y_u = torch.cat([n.measurement(t, op) for n, t in zip(norms, ys)])
+                del ys
+                x = _run_batch(y_u, op, method, p, spec, seed=settings.seed, cancel=cancel,
+                               progress=progress,
+                               planes=(start + 1, start + len(chunk), total))
+                for j, idx in enumerate(chunk):
+                    out[idx] = image_display(norms[j].to_units(x[j:j + 1]).detach()[0, 0]
+                                             .cpu().numpy())
+        except _BatchOutOfMemoryError as e:
+            y_u = x = None
+            batch = _halved(method, op, batch, e.step, e.__cause__)
+            continue  # the same planes again, fewer at once
         for j in range(len(chunk)):
             yield start + j + 1, total
+        start += len(chunk)
     return out
+
+
+class _BatchOutOfMemoryError(Exception):
+    """A batch ran out of memory at ``step`` (the allocator's error is its cause)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(step)
+        self.step = step
+
+
+def _halved(method: str, op: Any, batch: int, step: int, cause: BaseException | None) -> int:
+    """Half of ``batch`` after it ran out of memory at ``step``, with a warning that says so;
+    :class:`~napari_invrec.core.errors.ResourceError` when one plane alone does not fit."""
+    if batch <= 1:
+        raise ResourceError(f"{method} ran out of memory after step {step} on {op.device} with "
+                            "one plane at a time: use device 'cpu' or a smaller image") from cause
+    smaller = batch // 2
+    warnings.warn(f"{method}: out of memory on {op.device} with {batch} planes at once "
+                  f"({type(cause).__name__}); retrying those planes {smaller} at a time",
+                  RuntimeWarning, stacklevel=2)
+    if op.device.type == "cuda":
+        torch.cuda.empty_cache()
+    return smaller

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..core.errors import CancelledError
 from .execute import method_params_for, run_to_result
-from .history import DEFAULT_BUDGET
+from .history import DEFAULT_BUDGET, check_holds_one
 from .layers import image_display
 from .runner import Progress, Result
 from .slice_batch import batchable, check_batch, check_planes, reconstruct_batched
@@ -137,6 +137,8 @@ def reconstruct_eager(y: Any, op: Any, method: str, params: Any = None, *, seed:
         ``1``: plane by plane. Other methods always run plane by plane.
     """
     p = method_params_for(method, op, params, **fields)
+    if history_budget is not None:  # the final image of a plane is kept, batched or not
+        check_holds_one(4 * int(np.prod(op.shape)), history_budget)
     if check_batch(batch) != 1 and batchable(method, p):
         return (yield from reconstruct_batched(y, op, method, p, batch=batch, seed=seed,
                                                threads=threads, cancel=cancel,

@@ -42,6 +42,7 @@ import torch
 from ..core.cancel import cancel_point, cancellable
 from ..core.errors import CancelledError, DivergenceError, InputError, ResourceError
 from .history import DEFAULT_BUDGET
+from .memory import is_out_of_memory
 from .normalise import NORMALISE_MODES, Normalisation
 from .runner import Result
 from .tile_grid import Tile, TileGrid, history_schedule
@@ -181,12 +182,6 @@ def _add(target: Any, tile: Tile, grid: TileGrid, slot: int | None, x: np.ndarra
     target[key] = target[key] + part
 
 
-def _out_of_memory(e: BaseException) -> bool:
-    if isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError, ResourceError)):
-        return True
-    return isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
-
-
 def _attempt(p: Problem, grid: TileGrid, normalise: str, out: Any, steps: list[int],
              frames: int, seed: int, cancel: threading.Event | None,
              progress: Callable[[TileProgress], Any] | None) -> tuple:
@@ -284,7 +279,7 @@ def run_tiled(y: Any, op: Any, method: str, params: Any = None, *, tile: Any = "
                                                 seed, cancel, progress)
             break
         except Exception as e:
-            if not _out_of_memory(e):
+            if not (isinstance(e, ResourceError) or is_out_of_memory(e)):
                 raise
             smaller = max(grid.rows.window - 2 * grid.rows.pad,
                           grid.cols.window - 2 * grid.cols.pad) // 2
