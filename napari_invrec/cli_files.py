@@ -23,10 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from .formats.plain import PLAIN_SUFFIXES, read_plain
+
 __all__ = ["CLIError", "converting", "number_option", "read_array", "read_sidecar",
            "sidecar_paths"]
 
-READ_SUFFIXES = (".npy", ".tif", ".tiff", ".png", ".jpg", ".jpeg")
+READ_SUFFIXES = PLAIN_SUFFIXES
 WRITE_SUFFIXES = (".npy", ".tif", ".tiff")
 NUMERIC_KINDS = "biufc"
 
@@ -130,17 +132,7 @@ def read_array(path: str | Path, what: str = "input") -> np.ndarray:
         raise CLIError(f"{what} file {str(p)!r}: unsupported format {suffix!r} "
                        "(use .npy, .tif or .png)")
     try:
-        if suffix == ".npy":  # our own handle: numpy leaks it when a zip turns out corrupt
-            with open(p, "rb") as f:
-                a = np.load(f, allow_pickle=False)
-        elif suffix in (".tif", ".tiff"):
-            import tifffile
-
-            a = tifffile.imread(p)
-        else:
-            from skimage.io import imread
-
-            a = imread(p)
+        a = read_plain(p)
     except Exception as e:  # noqa: BLE001 - any reader failure is a bad file for the user
         raise CLIError(f"cannot read {what} file {str(p)!r}: {_one_line(e)}") from e
     return _numeric(a, what, p)

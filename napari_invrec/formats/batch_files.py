@@ -31,10 +31,11 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..engine.batch import Item
+from .plain import PLAIN_SUFFIXES, read_plain
 
 __all__ = ["BatchFiles", "OUTPUT_FORMATS", "READ_SUFFIXES"]
 
-READ_SUFFIXES = (".npy", ".tif", ".tiff", ".png", ".jpg", ".jpeg")
+READ_SUFFIXES = PLAIN_SUFFIXES
 OUTPUT_FORMATS = {"tif": ".tif", "npy": ".npy", "zarr": ".zarr"}
 _GLOB_CHARS = "*?["
 
@@ -130,17 +131,8 @@ class BatchFiles:
                 import zarr
 
                 a = np.asarray(zarr.open_array(str(p), mode="r")[item.index])
-            elif p.suffix.lower() == ".npy":
-                with open(p, "rb") as f:
-                    a = np.load(f, allow_pickle=False)
-            elif p.suffix.lower() in (".tif", ".tiff"):
-                import tifffile
-
-                a = tifffile.imread(p)
             elif p.suffix.lower() in READ_SUFFIXES:
-                from skimage.io import imread
-
-                a = imread(p)
+                a = read_plain(p)
             else:
                 raise InputError(f"{p.name}: unsupported format {p.suffix!r}; give "
                                  f"{'/'.join(READ_SUFFIXES)} files")
