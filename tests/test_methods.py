@@ -43,6 +43,7 @@ SHORT = {"min-norm": {"mode": "cg", "iters": 6}, "tikhonov": {"iters": 6},
          "wirtinger-flow": {"iters": 6}, "wavelet-fista": {"iters": 6},
          "tv-pdhg": {"iters": 6}, "pnp-pgd": {"iters": 6}, "pnp-admm": {"iters": 6},
          "dpir": {"iters": 6}, "red": {"iters": 6}, "dip": {"iters": 6},
+         "deep-decoder": {"iters": 6},
          "csgm": {"iters": 6, "restarts": 2},
          **{m: {"steps": 4, "n_samples": 2} for m in ("score-dc", "dps", "ddrm", "diffpir")}}
 

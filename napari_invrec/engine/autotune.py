@@ -42,7 +42,7 @@ TUNABLE: dict[str, tuple[str, ...]] = {
     "tv-fista": ("lam",), "tv-admm": ("lam",), "tv-pdhg": ("lam",), "wavelet-fista": ("lam",),
     "tikhonov": ("lam",), "sense-cg": ("lam",), "wiener": ("nsr",), "langevin-tv": ("lam",),
     "blind-deconv": ("lam",), "richardson-lucy": ("iters",), "sirt": ("iters",),
-    "dip": ("iters",), "csgm": ("lam",),
+    "dip": ("iters",), "deep-decoder": ("channels",), "csgm": ("lam",),
     "pnp-admm": ("denoiser", "sigma"), "pnp-pgd": ("denoiser", "sigma"),
     "red": ("denoiser", "lam"), "dpir": ("denoiser", "sigma"),
     "diffpir": ("denoiser", "lam"), "dps": ("denoiser", "zeta"), "ddrm": ("denoiser", "eta"),

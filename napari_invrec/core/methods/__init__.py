@@ -5,6 +5,7 @@ from . import (  # noqa: F401
     blind,
     classical,
     deconv,
+    deep_decoder,
     diffusion,
     dip,
     end_to_end,

@@ -47,7 +47,8 @@ from .registry import register_method
 
 Tensor = torch.Tensor
 
-__all__ = ["dip", "DIPParams", "dip_networks", "data_scale"]
+__all__ = ["dip", "DIPParams", "dip_networks", "data_scale", "fit_untrained", "draw_seed",
+           "draw_input", "check_fit_params"]
 
 
 @dataclass
@@ -93,23 +94,30 @@ def data_scale(op: Any, y: Tensor) -> Tensor:
     return s.to(torch.float32).reshape(-1, 1, 1, 1)
 
 
-def _seed_and_z(generator: torch.Generator | None, shape: tuple[int, ...], device: Any
-                ) -> tuple[int, Tensor]:
+def draw_seed(generator: torch.Generator | None) -> int:
+    """A network seed drawn from ``generator`` (on its device)."""
     gdev = generator.device if generator is not None else torch.device("cpu")
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=gdev))
-    z = torch.rand(shape, generator=generator, device=gdev)
-    return seed, z.to(device)
+    return int(torch.randint(0, 2**62, (1,), generator=generator, device=gdev))
 
 
-def _check(p: DIPParams) -> None:
+def draw_input(generator: torch.Generator | None, shape: tuple[int, ...], device: Any
+               ) -> Tensor:
+    """The fixed network input :math:`z \\sim U(0, 1)` of ``shape``, from ``generator``."""
+    gdev = generator.device if generator is not None else torch.device("cpu")
+    return torch.rand(shape, generator=generator, device=gdev).to(device)
+
+
+def check_fit_params(p: Any, method: str) -> None:
+    """Check the fitting fields shared by the untrained-network methods."""
     for name in ("lr", "input_noise", "sigma", "ema"):
         v = float(getattr(p, name))
         if not math.isfinite(v) or v < 0 or (name == "lr" and v == 0):
-            raise InputError(f"dip {name} must be {'> 0' if name == 'lr' else '>= 0'}, got {v}")
+            raise InputError(f"{method} {name} must be {'> 0' if name == 'lr' else '>= 0'}, "
+                             f"got {v}")
     if p.ema >= 1:
-        raise InputError(f"dip ema must be < 1 (0 = off), got {p.ema}")
-    if p.iters < 1 or p.width < 1 or p.scales < 1 or p.z_channels < 1:
-        raise InputError("dip iters, width, scales and z_channels must be >= 1")
+        raise InputError(f"{method} ema must be < 1 (0 = off), got {p.ema}")
+    if p.iters < 1:
+        raise InputError(f"{method} iters must be >= 1")
 
 
 @register_method("dip", DIPParams)
@@ -122,15 +130,32 @@ def dip(y: Tensor, op: Any, p: DIPParams, *, x0: Tensor | None = None,
     when ``sigma > 0``, ``discrepancy``, ``discrepancy_reached`` and ``stop_step`` (see the
     module docstring). ``x0`` is ignored (the network starts from random weights).
     """
-    _check(p)
+    check_fit_params(p, "dip")
+    if p.width < 1 or p.scales < 1 or p.z_channels < 1:
+        raise InputError("dip width, scales and z_channels must be >= 1")
     y, _ = prepare(y, op)
-    dev = y.device
     b, c = y.shape[0], y.shape[1]
     h, w = op.shape
+    seed = draw_seed(generator)
+    z = draw_input(generator, (b, int(p.z_channels), h, w), y.device)
+    nets = dip_networks(b, int(p.z_channels), 2 * c if op.complex_image else c,
+                        int(p.width), int(p.scales), seed)
+    return (yield from fit_untrained(y, op, p, nets, z, seed, "dip"))
+
+
+def fit_untrained(y: Tensor, op: Any, p: Any, nets: nn.ModuleList, z: Tensor, seed: int,
+                  name: str) -> Iterator[IterState]:
+    r"""Fit one untrained network per batch element, :math:`x_b = s_b f_{\theta_b}(z_b +
+    \eta)`, to the prepared measurement ``y`` by Adam on the mean squared data misfit (the
+    module docstring's loop, shared by ``dip`` and ``deep-decoder``).
+
+    ``p`` holds ``iters``, ``lr``, ``input_noise``, ``sigma`` and ``ema`` (checked by the
+    caller); ``nets[b]`` maps ``z[b:b+1]`` to ``c`` channels (``2c`` for a complex image).
+    """
+    dev = y.device
+    b, c = y.shape[0], y.shape[1]
     cplx = bool(op.complex_image)
-    seed, z = _seed_and_z(generator, (b, int(p.z_channels), h, w), dev)
-    nets = dip_networks(b, int(p.z_channels), 2 * c if cplx else c, int(p.width),
-                        int(p.scales), seed).to(dev)
+    nets = nets.to(dev)
     opt = torch.optim.Adam(nets.parameters(), lr=float(p.lr))
     noise_gen = torch.Generator(device=dev).manual_seed(seed % (2**31) + 1)
     with torch.no_grad():
@@ -156,7 +181,7 @@ def dip(y: Tensor, op: Any, p: DIPParams, *, x0: Tensor | None = None,
             loss.backward()
             opt.step()
         x = x.detach()
-        check_finite(x, "dip", k, "lower lr")
+        check_finite(x, name, k, "lower lr")
         with torch.no_grad():
             avg = x if (avg is None or p.ema == 0) else p.ema * avg + (1 - p.ema) * x
             ax = op.A(avg)
