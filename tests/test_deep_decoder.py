@@ -22,10 +22,8 @@ from napari_invrec.core.params import make_params
 def _run(y, op, seed=0, **kw):
     spec = get_method("deep-decoder")
     p = make_params(spec.params, **kw)
-    state = None
-    for state in spec.fn(y, op, p, generator=torch.Generator().manual_seed(seed)):
-        pass
-    return state
+    *_, last = spec.fn(y, op, p, generator=torch.Generator().manual_seed(seed))
+    return last
 
 
 def test_parameter_count_and_grid():
