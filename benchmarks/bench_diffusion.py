@@ -16,10 +16,21 @@ Three figures, each against a baseline measured in the same run (timings on one 
    TV, as the mean over the images (printed with its standard error); per-domain means and
    the worst image are printed too.
 
+4. few-step sampling (issue 18): wall time of 8 posterior samples of a 256 px image on one
+   CPU thread (on two cores shared with other jobs, two torch threads ran the network 1.5-14x
+   slower than one), network evaluations per sample (counted by a spy around the score
+   model) and PSNR of the posterior mean, for ``ddnm`` at its default 20 levels and at 10
+   against the defaults of ``ddrm`` and ``diffpir``, on fresh draws of the phantoms
+   generator (:data:`FEW_IMAGES`) at 4x/8x MRI and blur sigma 3. Target: 8 samples in under
+   20 s at a PSNR no lower than the best default sampler's.
+
 The score model of each image is the shipped denoiser of its domain (:data:`SCORE_MODELS`);
 ``--denoiser NAME`` uses one model for all (the overhead figures use the methods' default,
 ``drunet-general``, or that model). The benchmark stops with a message when a model is not
 installed. ``--quick`` runs fewer steps; ``--write-readme`` stores the figures in README.md.
+``--few-step`` runs only table 4 with the ``ddnm`` rows (about 6 minutes); ``--few-step
+--baselines`` adds the default samplers to it (``ddrm`` at 100 levels dominates: about 45
+minutes on one thread).
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ import numpy as np
 SIZE = 128
 NOISE = 0.01
 N = 8
-SAMPLERS = ("score-dc", "dps", "ddrm", "diffpir")
+SAMPLERS = ("score-dc", "dps", "ddrm", "diffpir", "ddnm")
 TASKS: dict[str, tuple[str, dict]] = {
     "MRI 4x": ("mri", {"acceleration": 4}),
     "MRI 8x": ("mri", {"acceleration": 8}),
@@ -49,6 +60,12 @@ DRAWS = range(6)
 #: (generator, draw index) of the PSNR images
 IMAGES = tuple((kind, i) for kind in SCORE_MODELS for i in DRAWS)
 TV_GRID = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02)
+#: few-step table: image size, (generator, draw index) of its images, the ddnm step counts and
+#: the default samplers it is compared with
+FEW_SIZE = 256
+FEW_IMAGES = (("phantoms", 0),)
+FEW_STEPS = (20, 10)
+FEW_BASELINES = ("ddrm", "diffpir")
 
 
 def _setup():
@@ -198,6 +215,87 @@ def bench_psnr(models: dict[str, str], steps: int | None = None, log=print) -> l
     return rows
 
 
+class CountingDenoiser:
+    """Wraps a denoiser and counts the images it denoises (a complex image counts once)."""
+
+    def __init__(self, den) -> None:
+        self.den, self.images = den, 0
+
+    def __call__(self, x, sigma):
+        self.images += int(x.shape[0])
+        return self.den(x, sigma)
+
+    def differentiable(self, x, sigma):
+        self.images += int(x.shape[0])
+        return getattr(self.den, "differentiable", self.den)(x, sigma)
+
+
+def _loadavg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split(" ", 3)[0]
+    except OSError:
+        return "?"
+
+
+def bench_few_step(baselines: bool, log=print) -> list[dict]:
+    """One row per (task, sampler): seconds for N samples of a FEW_SIZE px image (mean over
+    :data:`FEW_IMAGES`), network evaluations per sample and the PSNR of the posterior mean."""
+    import torch
+
+    import napari_invrec as ir
+    from napari_invrec.core.data import fresh_draw
+    from napari_invrec.core.denoisers import get_denoiser, register_denoiser
+
+    counters = {}
+    for kind in {k for k, _ in FEW_IMAGES}:
+        counters[kind] = CountingDenoiser(get_denoiser(SCORE_MODELS[kind]))
+        register_denoiser(f"bench-count-{kind}", lambda c=counters[kind]: c)
+    runs = [("ddnm", {"steps": k}) for k in FEW_STEPS]
+    if baselines:
+        runs += [(m, {}) for m in FEW_BASELINES]
+    truths = [(kind, fresh_draw(kind, FEW_SIZE, i)) for kind, i in FEW_IMAGES]
+    log(f"few-step: {N} samples of {FEW_SIZE} px, images "
+        f"{', '.join(f'{k} draw {i}' for k, i in FEW_IMAGES)}, "
+        f"{torch.get_num_threads()} thread(s)")
+    rows = []
+    for task, (op_name, op_params) in TASKS.items():
+        for m, kw in runs:
+            secs, nfe, psnr = [], [], []
+            for kind, x in truths:
+                op = ir.make_operator(op_name, x.shape, device="cpu", **op_params)
+                y = ir.simulate(x, op, seed=0, sigma=NOISE)
+                counters[kind].images = 0
+                load = _loadavg()
+                t0 = time.perf_counter()
+                r = ir.reconstruct(y, op, m, reference=x, seed=0, noise_sigma=NOISE,
+                                   n_samples=N, denoiser=f"bench-count-{kind}", **kw)
+                secs.append(time.perf_counter() - t0)
+                nfe.append(counters[kind].images / N)
+                psnr.append(r.metrics["psnr"])
+            label = m if not kw else f"{m} ({kw['steps']} levels)"
+            rows.append({"task": task, "method": label, "seconds": float(np.mean(secs)),
+                         "nfe": float(np.mean(nfe)), "psnr": float(np.mean(psnr)),
+                         "per_image": psnr, "load": load})
+            log(f"{task:13s} {label:20s} {np.mean(secs):7.1f} s  {np.mean(nfe):5.0f} "
+                f"evaluations/sample  {np.mean(psnr):6.2f} dB  (load {load}; target "
+                "< 20 s)")
+    return rows
+
+
+def few_step_markdown(rows: list[dict]) -> str:
+    """The README block of the few-step table."""
+    out = [f"Few-step sampling: {N} posterior samples of a {FEW_SIZE} px image "
+           f"({', '.join(f'{k} draw {i}' for k, i in FEW_IMAGES)}, noise {NOISE}), "
+           "one CPU thread, wall time per run (1-minute load average at "
+           "its start in brackets):", "",
+           "| task | sampler | evaluations / sample | seconds | PSNR of the mean |",
+           "| --- | --- | --: | --: | --: |"]
+    for r in rows:
+        out.append(f"| {r['task']} | `{r['method']}` | {r['nfe']:.0f} | "
+                   f"{r['seconds']:.1f} ({r['load']}) | {r['psnr']:.2f} |")
+    return "\n".join(out)
+
+
 def markdown(overhead: dict[str, float], rows: list[dict], models: dict[str, str],
              steps: int | None) -> str:
     """The README block: overheads, the batching ratio and the PSNR table."""
@@ -244,6 +342,7 @@ def main(argv: list[str] | None = None) -> None:
         denoiser = argv[argv.index("--denoiser") + 1]
         models = {k: denoiser for k in models}
     quick = "--quick" in argv
+    few_only = "--few-step" in argv
     torch.set_num_threads(1)
     print(f"== diffusion samplers ({SIZE} px, noise {NOISE})")
     missing = sorted({denoiser, *models.values()} - set(denoiser_names()))
@@ -252,16 +351,24 @@ def main(argv: list[str] | None = None) -> None:
               f"{', '.join(denoiser_names())}); train with `napari-invrec train` or pass "
               "--denoiser NAME")
         return
+    if few_only:
+        few = bench_few_step("--baselines" in argv)
+        print(few_step_markdown(few))
+        return
     overhead = bench_overhead(denoiser, steps=10 if quick else 20)
     steps = 20 if quick else None
     torch.set_num_threads(os.cpu_count() or 1)  # PSNR figures: every core, timing aside
     rows = bench_psnr(models, steps=steps)
+    torch.set_num_threads(1)
+    few = bench_few_step(baselines=True)
+    print(few_step_markdown(few))
     if "--write-readme" in argv:
         from napari_invrec.engine.catalogue import replace_block
 
         readme = Path(__file__).resolve().parents[1] / "README.md"
         readme.write_text(replace_block(readme.read_text(), "diffusion",
-                                        markdown(overhead, rows, models, steps)))
+                                        markdown(overhead, rows, models, steps)
+                                        + "\n\n" + few_step_markdown(few)))
         print(f"wrote the figures into {readme}")
 
 

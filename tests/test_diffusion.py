@@ -1,4 +1,4 @@
-"""Diffusion posterior samplers (score-dc, dps, ddrm, diffpir) and the spectral SVDs.
+"""Diffusion posterior samplers (score-dc, dps, ddrm, diffpir, ddnm) and the spectral SVDs.
 
 The correctness test uses a Gaussian prior :math:`x \\sim N(\\mu, s^2 I)` pixelwise, whose
 MMSE denoiser is :math:`D(x, \\sigma) = (s^2 x + \\sigma^2\\mu)/(s^2 + \\sigma^2)`; for a
@@ -31,7 +31,7 @@ from napari_invrec.core.operators.svd import SVD_FAMILIES, spectral_svd
 from napari_invrec.core.params import make_params
 
 MU, S = 0.5, 0.1
-SAMPLERS = ("score-dc", "dps", "ddrm", "diffpir")
+SAMPLERS = ("score-dc", "dps", "ddrm", "diffpir", "ddnm")
 
 
 def _gauss_denoiser(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -86,14 +86,18 @@ def _drain(method: str, y, op, seed: int = 2, **kw):
 @pytest.mark.parametrize("method,opname", [("ddrm", "denoise"), ("ddrm", "inpaint"),
                                            ("ddrm", "blur"), ("ddrm", "superres"),
                                            ("score-dc", "denoise"),
-                                           ("score-dc", "inpaint")])
+                                           ("score-dc", "inpaint"), ("ddnm", "denoise"),
+                                           ("ddnm", "inpaint"), ("ddnm", "blur"),
+                                           ("ddnm", "superres")])
 def test_matches_gaussian_posterior(method: str, opname: str) -> None:
     """Mean within 0.1 s (RMS over pixels) and pooled std within 10 % of the exact posterior,
     N = 256 samples at 16 px, noise std 0.05 = s / 2, pure-noise start at sigma_max = 10 s.
     (The Monte-Carlo error of the mean alone is about s / 16 on unmeasured pixels.)"""
     sn = 0.05
     op, _, y = _problem(opname, sn)
-    extra = {"eta": 0.3} if method == "ddrm" else {}
+    # eta 0.3: at these 150 levels about the ancestral share sqrt(1 - sigma'^2 / sigma^2);
+    # ddnm without over-relaxation (relax 1), the form that samples the posterior exactly
+    extra = {"ddrm": {"eta": 0.3}, "ddnm": {"eta": 0.3, "relax": 1.0}}.get(method, {})
     st = _drain(method, y, op, denoiser="test-gauss", noise_sigma=sn, init="noise",
                 sigma_max=1.0, sigma_min=1e-3, steps=150, n_samples=256, **extra)[-1]
     samples = st.extras["samples"]

@@ -4,6 +4,7 @@
 from . import (  # noqa: F401
     blind,
     classical,
+    ddnm,
     deconv,
     deep_decoder,
     diffusion,
