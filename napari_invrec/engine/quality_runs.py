@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import InputError
+from ..core.threads import torch_threads
 from .compare import RunInfo, run_operator
-from .device import torch_threads
 from .quality import QualityEstimate, common_estimator, paired_confidence, quality_steps
 
 __all__ = ["FOLDS", "PROBES", "ESTIMATE_SEED", "RunContext", "RankTick", "RunRanking",

@@ -28,8 +28,8 @@ from ..core.errors import DivergenceError, InputError, ResourceError
 from ..core.methods import get_method
 from ..core.params import make_params, param
 from ..core.state import IterState
+from ..core.threads import torch_threads
 from ..core.validation import check_image_array, check_reference
-from .device import torch_threads
 from .history import DEFAULT_BUDGET, IterateHistory
 from .layers import image_display
 from .memory import check_run_memory, is_out_of_memory

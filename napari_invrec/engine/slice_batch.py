@@ -39,7 +39,7 @@ from ..core.cancel import cancel_point, cancellable
 from ..core.errors import CancelledError, DivergenceError, InputError, ResourceError
 from ..core.methods import get_method
 from ..core.params import make_params
-from .device import torch_threads
+from ..core.threads import torch_threads
 from .execute import method_params_for
 from .layers import image_display
 from .memory import estimate_run_bytes, fmt_bytes, free_bytes, is_out_of_memory

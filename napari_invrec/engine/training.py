@@ -403,7 +403,7 @@ def execute_training(plan: TrainPlan, command: str | None = None, *, threads: in
         The manifest entry of the saved weights (``file`` the full path).
     """
     from ..core.models.registry import register_weights, save_model
-    from .device import torch_threads
+    from ..core.threads import torch_threads
     from .provenance import package_version
 
     spec = plan.spec

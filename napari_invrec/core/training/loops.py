@@ -13,7 +13,10 @@ Common to every loop:
   losses (bit for bit on CPU) and a run resumed from a checkpoint (``resume=path``) continues
   with exactly the losses of an uninterrupted run;
 * a checkpoint is written every ``checkpoint_every`` steps and at the end when ``checkpoint``
-  is given; validation runs every ``val_every`` steps and at the last step.
+  is given; validation runs every ``val_every`` steps and at the last step;
+* the denoiser loops (``fast=True``, default) split each batch into fixed shards computed on
+  worker threads (:mod:`.speed`): the losses are those of one full-batch pass to float32
+  rounding, and bit for bit the same for a seed whatever the number of CPU threads.
 
 Noise-conditional models (DRUNet-like) are called ``model(x, sigma)`` with ``sigma`` the noise
 std of each batch element as a ``(B, 1, 1, 1)`` tensor (broadcastable to the ``(B, 1, H, W)``
@@ -27,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +42,19 @@ import torch
 from torch.nn.functional import conv2d, pad
 
 from ..errors import DivergenceError, InputError
+from ..models.layout import to_channels_last, to_contiguous
+from ..threads import torch_threads
 from .checkpoint import load_checkpoint, save_checkpoint
 from .datasets import ArrayPatches, PatchSource
+from .speed import (
+    SHARD_SIZE,
+    BatchLoss,
+    ShardPool,
+    make_adam,
+    shard_slices,
+    shardable,
+    sharded_step,
+)
 
 __all__ = ["TrainState", "train_denoiser", "train_noise2self", "cosine_lr", "is_conditional",
            "call_model", "blind_spot_input",
@@ -141,14 +156,17 @@ def _check_common(steps: int, batch: int, patch: int, lr: float) -> None:
 def _loop(model: torch.nn.Module, step_loss: Callable[[np.random.Generator], Tensor],
           validate: Callable[[], dict], *, task: str, steps: int, lr: float, seed: int,
           val_every: int, resume: str | Path | None, checkpoint: str | Path | None,
-          checkpoint_every: int, meta: dict, device: torch.device
+          checkpoint_every: int, meta: dict, device: torch.device, fast: bool = False
           ) -> Iterator[TrainState]:
     """The shared optimisation loop (see the module docstring).
 
     The optimiser is built and a checkpoint to resume from is loaded when this is called, so
-    a bad checkpoint raises at once; the returned generator runs the steps.
+    a bad checkpoint raises at once; the returned generator runs the steps. ``fast`` (a
+    :class:`~.speed.BatchLoss` ``step_loss`` only) trains with the throughput settings of
+    :func:`_fast_steps`; otherwise each step is one ``step_loss(rng).backward()``.
     """
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    fast = bool(fast) and isinstance(step_loss, BatchLoss)
+    opt = make_adam(model.parameters(), lr, fast=fast)
     start = 0
     meta = {"task": task, "seed": int(seed), "steps": int(steps), "lr": float(lr), **meta}
     if resume is not None:
@@ -157,47 +175,102 @@ def _loop(model: torch.nn.Module, step_loss: Callable[[np.random.Generator], Ten
             raise InputError(f"checkpoint {str(resume)!r} is from a {rec['meta'].get('task')!r} "
                              f"run, not {task!r}")
         start = int(rec["step"])
-    return _steps(model, opt, step_loss, validate, start=start, steps=steps, lr=lr, seed=seed,
-                  val_every=val_every, checkpoint=checkpoint,
-                  checkpoint_every=checkpoint_every, meta=meta)
+    run = _fast_steps if fast else _steps
+    return run(model, opt, step_loss, validate, start=start, steps=steps, lr=lr, seed=seed,
+               val_every=val_every, checkpoint=checkpoint,
+               checkpoint_every=checkpoint_every, meta=meta)
+
+
+def _fast_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, step_loss: BatchLoss,
+                validate: Callable[[], dict], **kw: Any) -> Iterator[TrainState]:
+    """:func:`_steps` with the batch in shards on worker threads on the CPU
+    (:func:`~.speed.sharded_step`; the CPU threads torch has when the first step runs, e.g.
+    under a caller's thread cap), channels-last weights on the CPU, and the rest of the step
+    (optimiser, validation) on one worker's thread count. The model is back in the usual
+    memory layout when the generator ends or is closed; the caller's thread setting is
+    untouched between steps."""
+    p0 = next(model.parameters(), None)
+    cpu = p0 is None or p0.device.type == "cpu"
+    # shards are for CPU cores; batch norm / dropout couple the samples: then one shard
+    size = SHARD_SIZE if cpu and shardable(model) else step_loss.batch
+    pool = ShardPool.for_shards(len(shard_slices(step_loss.batch, size)))
+    if cpu:
+        to_channels_last(model, opt)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def backward(rng: np.random.Generator) -> Tensor:
+        return sharded_step(step_loss, rng, params, pool, size)
+
+    try:
+        return (yield from _steps(model, opt, step_loss, validate, backward=backward,
+                                  threads=pool.intra, **kw))
+    finally:
+        pool.close()
+        if cpu and not sys.is_finalizing():  # an unclosed loop collected at exit: no imports
+            to_contiguous(model, opt)
+
+
+def _plain_backward(step_loss: Callable[[np.random.Generator], Tensor]
+                    ) -> Callable[[np.random.Generator], Tensor]:
+    def backward(rng: np.random.Generator) -> Tensor:
+        loss = step_loss(rng)
+        if torch.isfinite(loss):
+            loss.backward()
+        return loss
+
+    return backward
 
 
 def _steps(model: torch.nn.Module, opt: torch.optim.Optimizer,
            step_loss: Callable[[np.random.Generator], Tensor], validate: Callable[[], dict], *,
            start: int, steps: int, lr: float, seed: int, val_every: int,
-           checkpoint: str | Path | None, checkpoint_every: int, meta: dict
-           ) -> Iterator[TrainState]:
+           checkpoint: str | Path | None, checkpoint_every: int, meta: dict,
+           backward: Callable[[np.random.Generator], Tensor] | None = None,
+           threads: int | None = None) -> Iterator[TrainState]:
+    """The steps; ``backward(rng)`` computes the gradients and returns the loss (default:
+    ``step_loss(rng).backward()``); ``threads`` sets torch's threads during each step."""
+    backward = backward or _plain_backward(step_loss)
     t0 = time.perf_counter()
     val: dict = {}
     state = None
     for k in range(start + 1, steps + 1):
-        lr_k = cosine_lr(lr, k, steps)
-        for g in opt.param_groups:
-            g["lr"] = lr_k
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        # grad mode is thread-local: a worker thread may come from a pool whose previous job
-        # ran without gradients
-        with torch.enable_grad():
-            loss = step_loss(np.random.default_rng([int(seed), 0, k]))
-            if not torch.isfinite(loss):
-                raise DivergenceError(f"training loss became {float(loss)} at step {k}; "
-                                      "lower the learning rate")
-            loss.backward()
-        opt.step()
-        if k % max(1, val_every) == 0 or k == steps:
-            model.eval()
-            with torch.no_grad():
-                val = validate()
-            model.train()
-        if checkpoint is not None and (k % max(1, checkpoint_every) == 0 or k == steps):
-            save_checkpoint(checkpoint, model, opt, k, meta)
+        with torch_threads(threads or None):
+            lr_k, loss, val = _one_step(model, opt, backward, validate, val, k=k, steps=steps,
+                                        lr=lr, seed=seed, val_every=val_every)
+            if checkpoint is not None and (k % max(1, checkpoint_every) == 0 or k == steps):
+                save_checkpoint(checkpoint, model, opt, k, meta)
         extras = {key: v for key, v in val.items() if key != "val_psnr"}
         state = TrainState(step=k, total=steps, loss=float(loss.detach()),
                            val_psnr=val.get("val_psnr"), lr=lr_k,
                            elapsed=time.perf_counter() - t0, extras=extras)
         yield state
     return state
+
+
+def _one_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
+              backward: Callable[[np.random.Generator], Tensor], validate: Callable[[], dict],
+              val: dict, *, k: int, steps: int, lr: float, seed: int, val_every: int
+              ) -> tuple[float, Tensor, dict]:
+    """Optimiser step ``k`` (and validation when due): ``(lr_k, loss, latest validation)``."""
+    lr_k = cosine_lr(lr, k, steps)
+    for g in opt.param_groups:
+        g["lr"] = lr_k
+    model.train()
+    opt.zero_grad(set_to_none=True)
+    # grad mode is thread-local: a worker thread may come from a pool whose previous job
+    # ran without gradients
+    with torch.enable_grad():
+        loss = backward(np.random.default_rng([int(seed), 0, k]))
+    if not torch.isfinite(loss):
+        raise DivergenceError(f"training loss became {float(loss)} at step {k}; "
+                              "lower the learning rate")
+    opt.step()
+    if k % max(1, val_every) == 0 or k == steps:
+        model.eval()
+        with torch.no_grad():
+            val = validate()
+        model.train()
+    return lr_k, loss, val
 
 
 # ---------------------------------------------------------------- supervised denoiser
@@ -212,8 +285,8 @@ def train_denoiser(model: torch.nn.Module, source: PatchSource, *,
                    batch: int = 16, patch: int = 48, lr: float = 1e-3, seed: int = 0,
                    device: Any = None, conditional: bool | None = None, val_every: int = 50,
                    val_size: int = 16, resume: str | Path | None = None,
-                   checkpoint: str | Path | None = None, checkpoint_every: int = 100
-                   ) -> Iterator[TrainState]:
+                   checkpoint: str | Path | None = None, checkpoint_every: int = 100,
+                   fast: bool = True) -> Iterator[TrainState]:
     r"""Supervised Gaussian denoiser training on clean patches.
 
     Each step draws clean patches :math:`x` from ``source``, a noise level per patch
@@ -237,6 +310,10 @@ def train_denoiser(model: torch.nn.Module, source: PatchSource, *,
     midpoints of ``val_size`` equal bins of ``sigma_range`` (of its logarithm for
     ``log-uniform``) (``extras["noisy_psnr"]``: the
     PSNR of the noisy inputs themselves).
+
+    ``fast`` (default) trains with the CPU throughput settings of :mod:`.speed` (batch shards
+    on worker threads, channels-last weights, multi-tensor Adam): the same data and loss,
+    gradients equal to float32 rounding; ``fast=False`` is the plain single-pass step.
 
     Returns
     -------
@@ -267,18 +344,22 @@ def train_denoiser(model: torch.nn.Module, source: PatchSource, *,
     yv = xv + sv * nv
     noisy_psnr = _psnr(yv, xv)
 
-    def step_loss(rng: np.random.Generator) -> Tensor:
+    def draw(rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
         x = source.sample(batch, patch, rng, dev)
         u = rng.uniform(0.0, 1.0, size=(batch, 1, 1, 1))
         s = lo * (hi / lo) ** u if log else lo + (hi - lo) * u
         s = torch.from_numpy(s.astype(np.float32))
         n = torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
-        s, n = s.to(dev), n.to(dev)
+        return x, s.to(dev), n.to(dev)
+
+    def loss(x: Tensor, s: Tensor, n: Tensor, total: int | None = None) -> Tensor:
         out = call_model(model, x + s * n, s, cond)
         err = (out - x).square()
         if log:
             err = err * (SIGMA_WEIGHT / (s + SIGMA_WEIGHT)).square()
-        return err.mean()
+        return err.mean() if total is None else err.sum() / total
+
+    step_loss = BatchLoss(draw, loss, lambda b: b[0].numel(), batch)
 
     def validate() -> dict:
         return {"val_psnr": _psnr(call_model(model, yv, sv, cond), xv), "noisy_psnr": noisy_psnr}
@@ -286,9 +367,8 @@ def train_denoiser(model: torch.nn.Module, source: PatchSource, *,
     meta = {"batch": batch, "patch": patch, "sigma_range": [lo, hi], "sigma_dist": sigma_dist,
             "data": getattr(source, "spec", "?"), "conditional": cond}
     return _loop(model, step_loss, validate, task="denoiser", steps=steps, lr=lr,
-                             seed=seed, val_every=val_every, resume=resume,
-                             checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                             meta=meta, device=dev)
+                 seed=seed, val_every=val_every, resume=resume, checkpoint=checkpoint,
+                 checkpoint_every=checkpoint_every, meta=meta, device=dev, fast=fast)
 
 
 # ---------------------------------------------------------------- Noise2Self
@@ -341,7 +421,7 @@ def train_noise2self(model: torch.nn.Module, noisy_images: Sequence[Any] | np.nd
                      sigma: float | None = None, conditional: bool | None = None,
                      reference: Any = None, val_every: int = 50,
                      resume: str | Path | None = None, checkpoint: str | Path | None = None,
-                     checkpoint_every: int = 100) -> Iterator[TrainState]:
+                     checkpoint_every: int = 100, fast: bool = True) -> Iterator[TrainState]:
     r"""Self-supervised blind-spot training on the noisy data itself (Noise2Self).
 
     Batson & Royer (ICML 2019): for noise independent between pixels, a :math:`J`-invariant
@@ -364,7 +444,8 @@ def train_noise2self(model: torch.nn.Module, noisy_images: Sequence[Any] | np.nd
     Validation: with a clean ``reference`` (same shape as the first noisy image; for tests and
     benchmarks) ``val_psnr`` is the PSNR of :func:`blind_spot_predict` on the first image and
     ``extras["noisy_psnr"]`` that of the image itself; without one ``val_psnr`` is ``None`` and
-    ``extras["val_loss"]`` is the masked loss on fixed held-out patches and masks.
+    ``extras["val_loss"]`` is the masked loss on fixed held-out patches and masks. ``fast``:
+    as for :func:`train_denoiser`.
     """
     _check_common(steps, batch, patch, lr)
     if not 0.0 < mask_fraction < 1.0:
@@ -376,15 +457,24 @@ def train_noise2self(model: torch.nn.Module, noisy_images: Sequence[Any] | np.nd
         raise InputError("this model is noise-conditional: give sigma, the noise std of the data")
     source = ArrayPatches(noisy_images, spec="noisy-arrays", normalize=False)
 
-    def masked_loss(y: Tensor, rng: np.random.Generator) -> Tensor:
+    def mask(y: Tensor, rng: np.random.Generator) -> Tensor:
         j = torch.from_numpy(rng.random(y.shape) < mask_fraction).to(dev)
         if not bool(j.any()):
             j[..., patch // 2, patch // 2] = True
-        out = call_model(model, blind_spot_input(y, j), sigma, cond)
-        return ((out - y).square() * j).sum() / j.sum()
+        return j
 
-    def step_loss(rng: np.random.Generator) -> Tensor:
-        return masked_loss(source.sample(batch, patch, rng, dev), rng)
+    def loss(y: Tensor, j: Tensor, total: Tensor | None = None) -> Tensor:
+        out = call_model(model, blind_spot_input(y, j), sigma, cond)
+        return ((out - y).square() * j).sum() / (j.sum() if total is None else total)
+
+    def masked_loss(y: Tensor, rng: np.random.Generator) -> Tensor:
+        return loss(y, mask(y, rng))
+
+    def draw(rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        y = source.sample(batch, patch, rng, dev)
+        return y, mask(y, rng)
+
+    step_loss = BatchLoss(draw, loss, lambda b: b[1].sum(), batch)
 
     if reference is not None:
         ref = torch.as_tensor(np.asarray(reference, dtype=np.float32), device=dev)
@@ -408,6 +498,5 @@ def train_noise2self(model: torch.nn.Module, noisy_images: Sequence[Any] | np.nd
     meta = {"batch": batch, "patch": patch, "mask_fraction": mask_fraction, "sigma": sigma,
             "conditional": cond}
     return _loop(model, step_loss, validate, task="noise2self", steps=steps, lr=lr,
-                             seed=seed, val_every=val_every, resume=resume,
-                             checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                             meta=meta, device=dev)
+                 seed=seed, val_every=val_every, resume=resume, checkpoint=checkpoint,
+                 checkpoint_every=checkpoint_every, meta=meta, device=dev, fast=fast)
