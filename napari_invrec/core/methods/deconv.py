@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..geometry import spatial_dims
+from ..fourier import irfft_spatial, rfft_spatial
 from ..params import param
 from ..state import IterState
 from ..tv import grad, grad_adjoint, grad_sq_magnitude, tv
@@ -142,7 +142,7 @@ def _transfer_function(op: Any, like: Tensor) -> Tensor:
         return kf
     delta = torch.zeros((1, 1, *op.shape), dtype=like.dtype, device=like.device)
     delta[(0, 0) + (0,) * len(op.shape)] = 1.0
-    return torch.fft.rfftn(op.A(delta), dim=spatial_dims(op.shape))[0, 0]
+    return rfft_spatial(op.A(delta), len(op.shape))[0, 0]
 
 
 @register_method("wiener", WienerParams, operators=("blur",), volumes=True)
@@ -161,8 +161,7 @@ def wiener(y: Tensor, op: Any, p: WienerParams, *, x0: Tensor | None = None,
     else:
         kf = _transfer_function(op, y)
         filt = kf.conj() / (kf.real ** 2 + kf.imag ** 2 + nsr)
-        dims = spatial_dims(op.shape)
-        x = torch.fft.irfftn(torch.fft.rfftn(y, dim=dims) * filt, s=tuple(op.shape), dim=dims)
+        x = irfft_spatial(rfft_spatial(y, len(op.shape)) * filt, tuple(op.shape))
     check_finite(x, "wiener", 1, "raise nsr")
     state = IterState(1, 1, x, {}, {"residual": relative_residual(op.A(x), y)})
     yield state

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..geometry import spatial_dims
+from ..fourier import irfft_spatial, rfft_spatial
 from ..params import param
 from .base import LinearOperator
 from .registry import register_operator
@@ -234,8 +234,7 @@ class Blur(LinearOperator):
                              torch.from_numpy(keep.astype(np.float32)).to(dev), persistent=False)
 
     def _filter(self, x: Tensor, f: Tensor) -> Tensor:
-        dims = spatial_dims(self.shape)
-        return torch.fft.irfftn(torch.fft.rfftn(x, dim=dims) * f, s=self.shape, dim=dims)
+        return irfft_spatial(rfft_spatial(x, len(self.shape)) * f, self.shape)
 
     def A(self, x: Tensor) -> Tensor:  # noqa: N802
         """Blur: :math:`\\mathcal F^{-1}(K \\odot \\mathcal F x)`."""
