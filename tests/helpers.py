@@ -24,3 +24,21 @@ def run_method(method: str, y: Any, op: Any, *, x0: Any = None, generator: Any =
     spec = METHODS[method]
     return drain(spec.fn(y, op, make_params(spec.params, **params), x0=x0,
                          generator=generator))
+
+
+def reconstruct_dock(viewer: Any, truth: Any, operator: str = "blur",
+                     **op_params: Any) -> tuple[Any, Any]:
+    """``viewer`` with the ground truth ``truth`` and a measurement simulated from it (as the
+    Simulate dock makes: sigma 0.02, seed 1), and a Reconstruct dock on it."""
+    from napari_invrec import api
+    from napari_invrec._widgets.reconstruct import ReconstructWidget
+    from napari_invrec.core.operators import NoiseParams
+    from napari_invrec.engine.layers import measurement_layer
+
+    viewer.add_image(truth, name="truth")
+    op = api.make_operator(operator, truth.shape, **op_params)
+    y = api.simulate(truth, op, sigma=0.02, seed=1)
+    data, kw, _ = measurement_layer(y, op, NoiseParams(sigma=0.02, seed=1), name="y",
+                                    ground_truth="truth")
+    viewer.add_image(data, **kw)
+    return viewer, ReconstructWidget(viewer)

@@ -74,3 +74,20 @@ def test_gpu_out_of_memory_becomes_a_clear_error(blur_problem, monkeypatch):
     monkeypatch.setitem(METHODS, "tv-fista", type(spec)(**{**spec.__dict__, "fn": exhausted}))
     with pytest.raises(ResourceError, match="use device 'cpu'"):
         _drain(run(y, op, "tv-fista", spec.params()))
+
+
+@pytest.mark.parametrize("iters, frames", [(40, 64), (200, 16)])
+def test_history_is_handed_over_from_one_store_without_copies(blur_problem, iters, frames):
+    """``Result.iterates`` is a view of the history's store, sized once for the run (never more
+    than the budget holds), and after thinning each kept slice is still the iterate of its step."""
+    _, op, y = blur_problem
+    frame = 48 * 48 * 4
+    p = get_method("tv-fista").params(iters=iters)
+    progs, res = _drain(run(y, op, "tv-fista", p, preview_hz=0, budget_bytes=frames * frame))
+    store = res.iterates.base
+    assert store is not None and np.shares_memory(res.iterates, store)  # no stacked copy
+    assert store.shape[0] == min(iters + 1, frames + 1)  # reserved once, within the budget
+    previews = {q.step: q.preview for q in progs}
+    assert len(res.steps) == len(res.iterates) and res.steps[-1] == iters
+    for k, it in zip(res.steps, res.iterates):
+        np.testing.assert_array_equal(it, previews[k])

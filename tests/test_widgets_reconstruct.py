@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import reconstruct_dock
 
 from napari_invrec import api
 
@@ -23,18 +24,7 @@ def truth():
 
 def _setup(make_napari_viewer, truth, operator="blur", **op_params):
     """Viewer with the ground truth and a simulated measurement (as the Simulate widget makes)."""
-    from napari_invrec._widgets.reconstruct import ReconstructWidget
-    from napari_invrec.core.operators import NoiseParams
-    from napari_invrec.engine.layers import measurement_layer
-
-    viewer = make_napari_viewer()
-    viewer.add_image(truth.copy(), name="truth")
-    op = api.make_operator(operator, truth.shape, **op_params)
-    y = api.simulate(truth, op, sigma=0.02, seed=1)
-    data, kw, _ = measurement_layer(y, op, NoiseParams(sigma=0.02, seed=1), name="y",
-                                    ground_truth="truth")
-    viewer.add_image(data, **kw)
-    return viewer, ReconstructWidget(viewer)
+    return reconstruct_dock(make_napari_viewer(), truth.copy(), operator, **op_params)
 
 
 def _copies(viewer):

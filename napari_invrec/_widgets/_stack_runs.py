@@ -93,4 +93,4 @@ class StackRuns:
             reconstruct_eager, data, op, method, total=n, desc=self._run_info["name"],
             on_yield=on_plane, on_return=on_done, on_error=self._on_error,
             on_cancel=self._on_cancel, on_finish=self._on_finish, on_pause=self._on_pause,
-            cancellable=True, **self._stack_kwargs())
+            cancellable=True, activity=False, **self._stack_kwargs())

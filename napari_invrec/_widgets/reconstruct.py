@@ -3,8 +3,10 @@
 A measurement simulated by the plugin carries its operator (``metadata["invrec"]``), which is
 rebuilt as it is and shown read-only; for other ("real") data the user picks the operator. The
 run is :func:`napari_invrec.engine.runner.run` in a ``GeneratorWorker``: a single live layer
-follows the throttled previews (until the user removes it), and at the end the live layer is
-replaced by the result layers (:func:`napari_invrec.engine.layers.result_layers`). Cancel stops
+follows the throttled previews (until the user removes it; their pace bounds the share of GUI
+time they take, :mod:`._pacing`), and at the end the live layer becomes the result layer and the
+other result layers (:func:`napari_invrec.engine.layers.result_layers`, built in the worker
+thread) are added one per event-loop turn (:mod:`._results`). Cancel stops
 between two steps and adds nothing; errors become notifications. Run snapshots its inputs (the
 measurement, mask/kernel and reference layers are copied), so editing a layer mid-run changes
 nothing and the provenance describes what ran. Closing the viewer or the dock mid-run quits the
@@ -30,8 +32,10 @@ from ._batch import choose_and_start as batch_folder
 from ._inputs import LayerCombo, OperatorPanel, heading, labelled, layer_by_name
 from ._meta import checked_meta, layer_kind, layer_meta
 from ._notify import guarded, notify_error, notify_info, report_error
+from ._pacing import DisplayThrottle
 from ._quality import QualityRow
-from ._runs import DisplayThrottle, RunController, dock_alive
+from ._results import show_steps
+from ._runs import RunController, dock_alive
 from ._stack_runs import EAGER, LAZY, PLANE, STACK_MODES, VOLUME, StackRuns
 from ._units import UnitsPanel
 from .forms import ParamsForm, applicable_values
@@ -47,6 +51,17 @@ def _total(values: dict) -> int:
         if isinstance(values.get(k), int):
             return int(values[k])
     return 0
+
+
+def _run_shown(name: str, scale: Any, provenance: dict, *args: Any, **kwargs: Any) -> Any:
+    """:func:`run_engine` ``(*args, **kwargs)`` (looked up when called), then its result layer
+    tuples with explicit contrast limits, built here in the worker thread: returns
+    ``(result, layers)``."""
+    from ..engine.layers import result_layers, with_contrast_limits
+
+    result = yield from run_engine(*args, **kwargs)
+    result.provenance.update(provenance or {})
+    return result, with_contrast_limits(result_layers(result, name=name, scale=scale))
 
 
 def _describe(spec: dict) -> str:
@@ -107,11 +122,16 @@ class ReconstructWidget(StackRuns, Container):
         super().__init__(labels=False)
         self.viewer = viewer
         self.runs: list[dict] = []
-        self.controller = RunController(alive=dock_alive(self, viewer))
+        self._alive = dock_alive(self, viewer)
+        self.controller = RunController(alive=self._alive)
         self._live: Any = None
         self._live_dropped = False  # the user removed this run's live layer
-        self._live_throttle = DisplayThrottle(max_hz=30.0, duty=0.25)
-        self._text_throttle = DisplayThrottle(max_hz=10.0, duty=0.1)
+        self._live_blank = False  # the live layer shows no preview yet
+        # GUI updates while a run streams take at most ~15 % of the event loop's time, their
+        # repaints included: the rest is the solver's
+        self._live_throttle = DisplayThrottle(max_hz=30.0, duty=0.1, repaints=True)
+        self._text_throttle = DisplayThrottle(max_hz=10.0, duty=0.05, repaints=True)
+        self._showing: Any = None  # the Turns adding the last run's result layers
         self._run_info: dict = {}
         self.measurement = LayerCombo(viewer, (Image,), name="measurement", label="measurement",
                                       tooltip="measurement y (2-D, a (T, H, W) stack, or a "
@@ -158,7 +178,7 @@ class ReconstructWidget(StackRuns, Container):
         self.measurement.changed.connect(self._on_measurement)
         self.op_panel.operator.changed.connect(self._refresh_methods)
         self.method.changed.connect(self._on_method)
-        self.stack_mode.changed.connect(self._refresh_methods)
+        self.stack_mode.changed.connect(self._on_stack_mode)
         self.stack_mode.changed.connect(self._refresh_units)
         self.units.normalise.changed.connect(self._refresh_units)
         self.op_panel.operator.changed.connect(self._refresh_units)
@@ -329,9 +349,19 @@ class ReconstructWidget(StackRuns, Container):
 
     @guarded
     def _refresh_methods(self, *_: Any) -> None:
+        self._refresh_stack_modes()
+        self._refresh_method_choices()
+
+    @guarded
+    def _on_stack_mode(self, *_: Any) -> None:
+        """A new stack mode changes which methods apply. The mode's own choices are left alone:
+        rebuilding a combo box from inside its own change signal corrupts Qt's heap (seen as
+        segfaults and ``free(): invalid pointer`` later in the session)."""
+        self._refresh_method_choices()
+
+    def _refresh_method_choices(self) -> None:
         from ..core.methods.registry import default_method
 
-        self._refresh_stack_modes()
         self.method.reset_choices()
         operator = self.operator_name()
         if operator != getattr(self, "_methods_for", None):  # a new operator: its default
@@ -484,15 +514,17 @@ class ReconstructWidget(StackRuns, Container):
                           "scale": _pixel_size(layer, meta, op),
                           "provenance": provenance or {}, "note": note}
         self._live, self._live_dropped = None, False
+        self._add_live(tuple(op.shape))  # before the solver starts: not while it runs
         self._set_running(True)
         return self.controller.start(
-            run_engine, y, op, method, params, seed=int(self.seed.value), reference=reference,
+            _run_shown, name, self._run_info["scale"], provenance or {},
+            y, op, method, params, seed=int(self.seed.value), reference=reference,
             budget_bytes=self.budget_bytes(), noise=meta.get("noise"),
             threads=gui_thread_budget(), normalise=self.units.mode,
             ground_truth=gt, total=_total(self.method_form.values()), desc=name,
             on_yield=self._on_progress, on_return=self._on_result, on_error=self._on_error,
             on_cancel=self._on_cancel, on_finish=self._on_finish, on_pause=self._on_pause,
-            cancellable=True)
+            cancellable=True, activity=False)  # the dock's own bar: no status-bar animation
 
     def _contrast(self) -> tuple[float, float] | None:
         ref = self.reference.value
@@ -517,6 +549,8 @@ class ReconstructWidget(StackRuns, Container):
         self.quality.set_running(running)
         if running:
             self.progress.value = 0
+            self._live_throttle.reset()
+            self._text_throttle.reset()
 
     def _on_pause(self, paused: bool) -> None:
         self.pause_button.text = "Resume" if paused else "Pause"
@@ -524,10 +558,16 @@ class ReconstructWidget(StackRuns, Container):
             self.status.value = f"paused at step {self._run_info.get('step', 0)}"
 
     def _on_progress(self, prog: Any) -> None:
+        """One step: the status text and the live layer, each when its throttle allows, never
+        both in one slot but at the last step (each repaints the window: one stall, not two)."""
         self._run_info["step"] = prog.step
         last = prog.step >= prog.total
-        started = time.perf_counter()
-        if self._text_throttle.ready(last):
+        if self._live is not None and self._live not in self.viewer.layers:
+            self._live, self._live_dropped = None, True  # removed by the user: stays removed
+        live = (prog.preview is not None and not self._live_dropped
+                and self._live_throttle.ready(last))
+        if (last or not live) and self._text_throttle.ready(last):
+            started = time.perf_counter()
             self.progress.max = max(int(prog.total), 1)
             self.progress.value = min(int(prog.step), self.progress.max)
             text = [f"step {prog.step}/{prog.total}"]
@@ -536,41 +576,59 @@ class ReconstructWidget(StackRuns, Container):
                     text.append(f"{k} {prog.metrics[k]:.4g}")
             self.status.value = " · ".join(text)
             self._text_throttle.done(started)
-        if prog.preview is None or not self._live_throttle.ready(last):
-            return
-        if self._live is not None and self._live not in self.viewer.layers:
-            self._live, self._live_dropped = None, True  # removed by the user: stays removed
-        if self._live_dropped:
+        if not live:
             return
         started = time.perf_counter()
         if self._live is None:
-            kw = {"contrast_limits": self._run_info["contrast"]} if self._run_info.get(
-                "contrast") else {}
-            self._live = self.viewer.add_image(
-                prog.preview, name=f"{self._run_info['name']} [live]", colormap="gray",
-                metadata={"invrec": {"kind": "live"}}, **kw)
-        else:
-            self._live.data = prog.preview
+            self._add_live(prog.preview.shape)
+        self._live.data = prog.preview
+        if self._live_blank:  # the placeholder's limits were a guess: the first preview's
+            self._live_blank = False
+            if not self._run_info.get("contrast"):
+                self._live.reset_contrast_limits()
         self._live_throttle.done(started)
+
+    def _add_live(self, shape: tuple[int, ...]) -> None:
+        """The live layer, blank until the first preview (the reference's contrast limits)."""
+        self._live = self.viewer.add_image(
+            np.zeros(shape, np.float32), name=f"{self._run_info['name']} [live]",
+            colormap="gray", metadata={"invrec": {"kind": "live"}},
+            contrast_limits=self._run_info.get("contrast") or (0.0, 1.0))
+        self._live_blank = True
 
     def _remove_live(self) -> None:
         if self._live is not None and self._live in self.viewer.layers:
             self.viewer.layers.remove(self._live)
         self._live = None
 
-    def _on_result(self, result: Any) -> None:
-        from napari.layers import Layer
+    def _on_result(self, payload: tuple) -> None:
+        """Show the finished run: the live layer becomes the result layer, then each other
+        layer, the step slider and the closing line follow in event-loop turns of their own;
+        the run counts as running until they are all shown."""
+        from ._turns import Turns
 
-        from ..core.params import to_dict
-        from ..engine.layers import result_layers
-
-        self._remove_live()
-        info = self._run_info
-        result.provenance.update(info.get("provenance") or {})
-        added = [self.viewer.add_layer(Layer.create(*t))
-                 for t in result_layers(result, name=info["name"], scale=info.get("scale"))]
+        result, layers = payload
+        live = None if self._live_dropped else self._live
+        self._live = None
+        added: list = []
+        steps = show_steps(self.viewer, layers, live, added)
         if len(result.steps) > 1:  # history layers: show the final step, not the first
-            self.viewer.dims.set_current_step(0, len(result.steps) - 1)
+            steps.append(lambda: self.viewer.dims.set_current_step(0, len(result.steps) - 1))
+        steps.append(lambda: self._record(result, added))
+        release = self.controller.hold()
+
+        def failed(exc: BaseException) -> None:
+            report_error(exc, self.status, prefix=f"{self._run_info.get('name', 'run')}: "
+                                                  "showing the result failed: ")
+
+        self._showing = Turns(steps, alive=self._alive, on_error=failed,
+                              on_done=release).start()
+
+    def _record(self, result: Any, added: list) -> None:
+        """The finished run in :attr:`runs` and the closing notification."""
+        from ..core.params import to_dict
+
+        info = self._run_info
         secs = time.perf_counter() - info["t0"]
         self.runs.append({"method": info["method"], "params": to_dict(info["params"]),
                           "metrics": dict(result.metrics), "time_s": secs,

@@ -191,6 +191,34 @@ def measurement_from_layer(data: Any, metadata: dict | None) -> Any:
     return data
 
 
+def display_range(data: Any) -> tuple[float, float]:
+    """Contrast limits napari would compute for an in-memory array (its finite min and max),
+    so that a layer can be created without napari scanning its data on the GUI thread.
+    ``(0, 1)`` for an array without finite values; a constant array gets a unit-wide range."""
+    a = np.asarray(data)
+    if a.size == 0:
+        return (0.0, 1.0)
+    if np.iscomplexobj(a):
+        a = np.abs(a)
+    lo, hi = float(np.min(a)), float(np.max(a))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        finite = a[np.isfinite(a)]
+        if finite.size == 0:
+            return (0.0, 1.0)
+        lo, hi = float(finite.min()), float(finite.max())
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def with_contrast_limits(layers: list[tuple]) -> list[tuple]:
+    """``layers`` (layer tuples) with explicit ``contrast_limits`` on every in-memory image
+    layer that has none (:func:`display_range`); lazy (dask) data is left to napari. Meant to
+    run off the GUI thread, next to the computation that made the arrays."""
+    for data, kwargs, kind in layers:
+        if kind == "image" and "contrast_limits" not in kwargs and isinstance(data, np.ndarray):
+            kwargs["contrast_limits"] = display_range(data)
+    return layers
+
+
 def run_name(method: str, operator: str) -> str:
     """Base layer name of a run: ``"tv-fista · blur"``."""
     return f"{method} · {operator}"

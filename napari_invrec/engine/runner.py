@@ -72,7 +72,8 @@ class Result:
     x
         Final image, 2-D numpy (complex for complex operators).
     iterates
-        ``(N, H, W)`` display stack of stored iterates (magnitude for complex images).
+        ``(N, H, W)`` display stack of stored iterates (magnitude for complex images): a view
+        of the :class:`~napari_invrec.engine.history.IterateHistory` store, not a copy.
     steps
         Step number of each slice of ``iterates``.
     streams
@@ -242,6 +243,7 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
     metric_history: dict[str, list[float]] = {}
     min_dt = 1.0 / preview_hz if preview_hz > 0 else 0.0
     last_preview = -np.inf
+    reserved = False
     state: IterState | None = None
     it = spec.fn(norm.measurement(y_t, op), op, params, x0=x0_t, generator=gen)
     t_setup = time.perf_counter() - t_start
@@ -279,6 +281,9 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
                 for k, v in metrics.items():
                     metric_history.setdefault(k, []).append(float(v))
                 final = state.step >= state.total
+                if not reserved:  # one store for the whole run, no growing copies
+                    history.reserve(state.total + 1)
+                    reserved = True
                 if history.wants(state.step, final):
                     frames = {"x": image_display(_plane(state.x))}
                     for k, v in state.extras.items():
