@@ -30,9 +30,9 @@ from typing import Any
 
 from napari.qt.threading import FunctionWorker, GeneratorWorker
 
-from ._pacing import DisplayThrottle, ProgressPacer
+from ._pacing import ProgressPacer
 
-__all__ = ["RunController", "DisplayThrottle", "make_worker", "run_once", "unwrap",
+__all__ = ["RunController", "make_worker", "run_once", "unwrap",
            "viewer_open", "widget_alive", "dock_alive"]
 
 

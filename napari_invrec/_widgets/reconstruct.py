@@ -178,7 +178,7 @@ class ReconstructWidget(StackRuns, Container):
         self.measurement.changed.connect(self._on_measurement)
         self.op_panel.operator.changed.connect(self._refresh_methods)
         self.method.changed.connect(self._on_method)
-        self.stack_mode.changed.connect(self._on_stack_mode)
+        self.stack_mode.changed.connect(self._refresh_methods)
         self.stack_mode.changed.connect(self._refresh_units)
         self.units.normalise.changed.connect(self._refresh_units)
         self.op_panel.operator.changed.connect(self._refresh_units)
@@ -349,19 +349,9 @@ class ReconstructWidget(StackRuns, Container):
 
     @guarded
     def _refresh_methods(self, *_: Any) -> None:
-        self._refresh_stack_modes()
-        self._refresh_method_choices()
-
-    @guarded
-    def _on_stack_mode(self, *_: Any) -> None:
-        """A new stack mode changes which methods apply. The mode's own choices are left alone:
-        rebuilding a combo box from inside its own change signal corrupts Qt's heap (seen as
-        segfaults and ``free(): invalid pointer`` later in the session)."""
-        self._refresh_method_choices()
-
-    def _refresh_method_choices(self) -> None:
         from ..core.methods.registry import default_method
 
+        self._refresh_stack_modes()
         self.method.reset_choices()
         operator = self.operator_name()
         if operator != getattr(self, "_methods_for", None):  # a new operator: its default

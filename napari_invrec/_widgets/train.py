@@ -31,7 +31,8 @@ from magicgui.widgets import (
 from ..core.errors import InputError
 from ._inputs import LayerCombo, heading, labelled
 from ._notify import guarded, notify_info, report_error
-from ._runs import DisplayThrottle, RunController, dock_alive
+from ._pacing import DisplayThrottle
+from ._runs import RunController, dock_alive
 from .plots import DARK, PlotCanvas
 
 __all__ = ["TrainWidget", "TASK_CHOICES", "SOURCES", "LAYER", "FOLDER"]
