@@ -266,7 +266,8 @@ def test_error_reduction_recovers_a_real_image_from_four_coded_patterns():
 
 # ---------------------------------------------------------------------- engine and API
 def test_registry_and_api_run_the_nonlinear_operator():
-    assert ir.list_methods("phase") == sorted(PHASE_METHODS)
+    # the classical methods, and the generative priors that need only A (and autograd)
+    assert ir.list_methods("phase") == sorted([*PHASE_METHODS, "csgm", "dps"])
     assert not set(PHASE_METHODS) & set(ir.list_methods("blur"))
     x = shepp_logan(32)
     op = ir.make_operator("phase", x.shape, mode="coded", n_patterns=6, device="cpu")

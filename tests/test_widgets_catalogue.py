@@ -61,12 +61,27 @@ def test_coded_phase_is_not_a_stack(make_napari_viewer, truth, wait_idle):
                                  mode="coded", n_patterns=6)
     assert added[0].data.shape == (6, 32, 32)
     assert not w.stack_mode.visible
-    assert set(w.method.choices) == {"gerchberg-saxton", "hio", "wirtinger-flow"}
+    assert set(w.method.choices) == {"gerchberg-saxton", "hio", "wirtinger-flow", "csgm",
+                                     "dps"}
     _run(w, wait_idle, "wirtinger-flow", iters=200)
     res = viewer.layers["wirtinger-flow · phase"]
     assert res.data.shape == (32, 32)
     prov = res.metadata["invrec"]["provenance"]
     assert prov["metrics"]["psnr"] > 25  # magnitude PSNR: invariant to the global phase
+
+
+def test_one_coded_pattern_with_a_diffusion_prior(make_napari_viewer, truth, wait_idle):
+    """One pattern: HIO cannot place the image, dps (the phantoms score model) can; the dock
+    shows the posterior mean and its std like any sampler's."""
+    viewer, added, w = _simulate(make_napari_viewer, truth[:32, :32].copy(), "phase",
+                                 mode="coded", n_patterns=1)
+    assert added[0].data.shape == (1, 32, 32)
+    _run(w, wait_idle, "hio")
+    _run(w, wait_idle, "dps", denoiser="drunet-phantoms")
+    psnr = {m: viewer.layers[f"{m} · phase"].metadata["invrec"]["provenance"]["metrics"]["psnr"]
+            for m in ("hio", "dps")}
+    assert psnr["dps"] > psnr["hio"] + 6, psnr
+    assert any("std" in layer.name and "dps" in layer.name for layer in viewer.layers)
 
 
 def test_multicoil_views_and_real_data_with_estimated_maps(make_napari_viewer, truth,

@@ -190,7 +190,7 @@ def _grad_denoiser(den: Any) -> Any:
     return getattr(den, "differentiable", den)
 
 
-@register_method("dps", DPSParams, stochastic=True)
+@register_method("dps", DPSParams, stochastic=True, nonlinear=("phase",))
 @torch.no_grad()
 def dps(y: Tensor, op: Any, p: DPSParams, *, x0: Tensor | None = None,
         generator: torch.Generator | None = None) -> Iterator[IterState]:
@@ -206,10 +206,15 @@ def dps(y: Tensor, op: Any, p: DPSParams, *, x0: Tensor | None = None,
     as in the authors' code, i.e. their :math:`\zeta_i = \zeta/\|y - A\hat x_0\|`). Not an
     exact posterior sampler: the likelihood :math:`p(y \mid x_t)` is approximated by
     :math:`p(y \mid \hat x_0(x_t))`.
+
+    Phase retrieval (``op.name == "phase"``, intensities :math:`|G E x|^2` of :math:`K`
+    patterns): the gradient of the misfit sums over the patterns (:math:`G^H G = K I`), so the
+    step is :math:`\zeta / K`, and one :math:`\zeta` serves any number of patterns. The start
+    (``init="measurement"``) is then the magnitude of HIO (:func:`~.starts.data_start`).
     """
     den, y, sched, n = _setup(y, op, p, x0, "dps")
     dfn = _grad_denoiser(den)
-    zeta = float(p.zeta)
+    zeta = float(p.zeta) / (float(op.gram) if op.name == "phase" else 1.0)
     yy = y.repeat_interleave(n, dim=0)
     x = start_state(y, op, p.init, sched[0], n, x0, generator)
     batch = SampleBatch(y, op, n, "dps", sched)

@@ -26,7 +26,7 @@ from ..errors import InputError
 from ..linalg import bnorm
 from ..state import IterState
 from .classical import check_finite, relative_residual
-from .pnp import smooth_start
+from .starts import blank_image, data_start
 
 Tensor = torch.Tensor
 
@@ -102,7 +102,7 @@ def start_state(y: Tensor, op: Any, init: str, sigma_max: float, n: int,
     ``"noise"``: :math:`x_T = c + \sigma_{\max} n`, :math:`c = 0.5` (the middle of the data
     range; needs :math:`\sigma_{\max}` several times the data's spread). ``"measurement"``:
     :math:`x_T = x_{\mathrm{start}} + \sigma_{\max} n` with :math:`x_{\mathrm{start}}` the
-    smooth data-consistent image of :func:`~.pnp.smooth_start` (or ``x0``): the
+    data-consistent image of :func:`~.starts.data_start` (or ``x0``): the
     "come-closer-diffuses-faster" start (Chung, Sim & Ye, CVPR 2022), which starts the
     reverse process part way, so that a denoiser trained up to :math:`\sigma = 0.25` serves as
     the score model and far fewer steps are needed.
@@ -112,10 +112,9 @@ def start_state(y: Tensor, op: Any, init: str, sigma_max: float, n: int,
     if x0 is not None:
         base = x0
     elif init == "measurement":
-        base = smooth_start(y, op)
+        base = data_start(y, op)
     else:
-        like = op.A_adjoint(y)
-        base = torch.full_like(like, CENTRE)
+        base = blank_image(y, op, CENTRE)
     base = base.repeat_interleave(n, dim=0)
     return base + sigma_max * white_noise(base, generator)
 

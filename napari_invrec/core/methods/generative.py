@@ -16,16 +16,20 @@ over all restarts and steps. With Gaussian noise of std :math:`\sigma` and the V
 :math:`z \sim \mathcal N(0, I)` the objective is the MAP estimate for
 :math:`\lambda = \sigma^2`.
 
-Starts: ``init="encoder"`` encodes the smooth data-consistent image
-:math:`x_s = \arg\min_x \|Ax - y\|^2 + 0.05\|\nabla x\|^2`
-(:func:`~.pnp.smooth_start`; its magnitude for complex images, clipped to :math:`[0, 1]`):
+Starts: ``init="encoder"`` encodes the data-consistent image :math:`x_s` of
+:func:`~.starts.data_start` (for a linear operator
+:math:`\arg\min_x \|Ax - y\|^2 + 0.05\|\nabla x\|^2`, for phase retrieval the magnitude of
+HIO; its magnitude for complex images, clipped to :math:`[0, 1]`):
 restart 0 starts at the encoder mean :math:`\mu(x_s)`, the others at samples of
 :math:`q(z \mid x_s) = \mathcal N(\mu, e^{\ell})`. ``init="random"`` draws every start from
 the prior :math:`\mathcal N(0, I)`.
 
 The generator makes real images in :math:`[0, 1]` (the range it was trained on): complex-image
-operators (MRI) get the real image :math:`G(z)` with zero phase, so the data must come from a
-real, non-negative image scaled to :math:`[0, 1]`. A one-channel VAE is applied to every
+operators (MRI, phase retrieval) get the real image :math:`G(z)` with zero phase, so the data
+must come from a real, non-negative image scaled to :math:`[0, 1]`. The data loss is
+differentiated by autograd, so non-linear operators serve as well as linear ones: for phase
+retrieval, :math:`\nabla_z \|\,|G E\,G(z)|^2 - y\|^2` (see ``tests/test_phase_generative.py``
+for the gradient against finite differences). A one-channel VAE is applied to every
 channel of a multi-channel image separately.
 """
 
@@ -43,8 +47,8 @@ from ..models.registry import find_entry, load_model_file
 from ..params import param
 from ..state import IterState
 from .classical import check_finite, prepare, relative_residual
-from .pnp import smooth_start
 from .registry import register_method, weights_param
+from .starts import data_start
 
 Tensor = torch.Tensor
 
@@ -114,7 +118,7 @@ def _randn(shape: tuple[int, ...], generator: torch.Generator | None, device: An
     return torch.randn(shape, generator=generator, device=gdev).to(device)
 
 
-@register_method("csgm", CSGMParams)
+@register_method("csgm", CSGMParams, nonlinear=("phase",))
 def csgm(y: Tensor, op: Any, p: CSGMParams, *, x0: Tensor | None = None,
          generator: torch.Generator | None = None) -> Iterator[IterState]:
     r"""CSGM (Bora et al. 2017): Adam on the VAE latent, best of ``restarts`` kept.
@@ -146,7 +150,7 @@ def csgm(y: Tensor, op: Any, p: CSGMParams, *, x0: Tensor | None = None,
 
     with torch.no_grad():
         if p.init == "encoder":
-            xs = x0 if x0 is not None else smooth_start(y, op)
+            xs = x0 if x0 is not None else data_start(y, op)
             xs = (xs.abs() if xs.is_complex() else xs).to(torch.float32).clamp(0.0, 1.0)
             mu, logvar = net.encode(xs.reshape(b * fold, c // fold, h, w))
             mu = mu.reshape(b, 1, fold, *zshape).expand(b, r, fold, *zshape)

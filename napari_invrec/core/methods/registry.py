@@ -30,7 +30,8 @@ class MethodSpec:
     params
         Params dataclass.
     operators
-        Operator families it supports; ``None`` means every *linear* operator family.
+        Operator families it supports; ``None`` means every *linear* operator family and those
+        in ``nonlinear``.
     stochastic
         Draws samples: results carry a posterior mean and std.
     weights
@@ -55,6 +56,7 @@ class MethodSpec:
     description: str
     likelihood: str = "gaussian"
     volumes: bool = False
+    nonlinear: frozenset[str] = frozenset()
 
     def check_geometry(self, op: Any) -> None:
         """Raise :class:`InputError` if ``op`` works on volumes and this method does not."""
@@ -70,7 +72,8 @@ class MethodSpec:
             return operator in self.operators
         from ..operators.registry import OPERATORS
 
-        return operator in OPERATORS and OPERATORS[operator].linear
+        return operator in self.nonlinear or (operator in OPERATORS
+                                               and OPERATORS[operator].linear)
 
 
 METHODS: dict[str, MethodSpec] = {}
@@ -78,15 +81,21 @@ METHODS: dict[str, MethodSpec] = {}
 
 def register_method(name: str, params: type, *, operators: tuple[str, ...] | None = None,
                     stochastic: bool = False, likelihood: str = "gaussian",
-                    volumes: bool = False) -> Callable:
-    """Decorator adding a method generator function to :data:`METHODS`."""
+                    volumes: bool = False, nonlinear: tuple[str, ...] = ()) -> Callable:
+    """Decorator adding a method generator function to :data:`METHODS`.
+
+    ``nonlinear`` names non-linear operator families a method for every linear family
+    (``operators=None``) also supports: its maths uses only :math:`A` and autograd through it
+    (and :func:`~.starts.data_start`).
+    """
     weights = tuple(f.default for f in dataclasses.fields(params) if f.metadata.get("network"))
 
     def deco(fn: Callable) -> Callable:
         doc = (fn.__doc__ or name).strip().splitlines()[0]
         METHODS[name] = MethodSpec(name, fn, params,
                                    frozenset(operators) if operators is not None else None,
-                                   stochastic, weights, doc, likelihood, volumes)
+                                   stochastic, weights, doc, likelihood, volumes,
+                                   frozenset(nonlinear))
         return fn
 
     return deco
