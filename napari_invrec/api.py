@@ -205,10 +205,12 @@ def normalisation(y: Any, op: Any, mode: str = "auto", method: str | None = None
     """The :class:`~napari_invrec.engine.normalise.Normalisation` a run of ``method`` on
     ``y`` would use: ``offset``, ``scale`` (input units = scale * method units + offset),
     whether it is applied and why."""
-    from .engine.normalise import plan_normalisation
+    from .engine.normalise import method_normalisation, plan_normalisation
 
-    poisson = method is not None and get_method(method, op.name).likelihood == "poisson"
-    return plan_normalisation(prepare_measurement(y, op), op, mode, poisson=poisson)
+    y_t = prepare_measurement(y, op)
+    if method is None:
+        return plan_normalisation(y_t, op, mode)
+    return method_normalisation(y_t, op, mode, get_method(method, op.name))
 
 
 def estimate_noise(y: Any, op: Any, mode: str = "auto") -> dict:

@@ -52,7 +52,8 @@ def ship(name: str, src: Path, description: str) -> WeightsEntry:
         file=str(dst), train_command=side["command"], seed=side.get("seed", spec.get("seed")),
         data=str(side.get("data", spec.get("data", ""))), figures=[], sha256=sha256_file(dst),
         description=description, task=side.get("task", meta.get("task", "denoiser")),
-        operator=side.get("operator") or meta.get("operator"), metrics=figures)
+        operator=side.get("operator") or meta.get("operator"), metrics=figures,
+        training=meta.get("training", ""))
     register_weights(entry, manifest=WEIGHTS_DIR / "manifest.json")
     return entry
 

@@ -74,8 +74,23 @@ def test_noise2self_on_arrays_learns_from_noisy_images_alone(clean_atoms):
     assert entry.task == "denoiser" and "val_loss" in entry.metrics
     side = json.loads(open(entry.file + ".json").read())
     assert side["training"] == "noise2self" and abs(side["data_sigma"] - 0.1) < 0.02
+    assert entry.training == "noise2self" == read_manifest()["eng-n2s"].training
     out = get_denoiser("eng-n2s")(torch.from_numpy(noisy[:1])[None], 0.1)[0, 0].numpy()
     assert _psnr(out, clean_atoms[0]) > _psnr(noisy[0], clean_atoms[0]) + 3.0
+
+
+def test_noise2self_on_a_generator_trains_on_its_draws_with_the_given_noise():
+    from napari_invrec.core.training.datasets import make_source
+    from napari_invrec.engine.training import N2S_DRAWS, noisy_draws
+
+    draws = noisy_draws(make_source("atoms"), 24, 0.1, seed=3)
+    assert len(draws) == N2S_DRAWS and draws[0].shape == (256, 256)
+    assert abs(estimate_noise_sigma(draws) - 0.1) < 0.02  # the noise that was asked for
+    np.testing.assert_array_equal(draws[5], noisy_draws(make_source("atoms"), 24, 0.1, 3)[5])
+    _, entry = drain(run_training(_spec("eng-n2s-gen", task="noise2self", data_sigma=0.1,
+                                        steps=3)))
+    assert entry.training == "noise2self" and entry.metrics["data_sigma"] == 0.1
+    assert "--data atoms" in entry.train_command and "--data-sigma 0.1" in entry.train_command
 
 
 def test_closing_early_registers_nothing_and_resume_continues(tmp_path):

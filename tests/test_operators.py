@@ -129,6 +129,12 @@ def test_pseudo_inverse(op):
     res = nrm(op.A(op.A_pinv(ax)) - ax)
     assert torch.all(res <= 1e-4 * nrm(ax) + truncation(op) * nrm(x))
     p = op.A_pinv(y)
+    if op.name == "lensless":
+        # regularised (A^H A + rho I)^-1 A^H y: its optimality condition, to CG's tolerance
+        rho = (op.pinv_rcond * op.norm()) ** 2
+        grad = op.A_adjoint(op.A(p) - y) + rho * p
+        assert torch.all(nrm(grad) <= 1e-4 * nrm(op.A_adjoint(y)))
+        return
     assert torch.all(nrm(op.A_pinv(op.A(p)) - p) <= 1e-4 * nrm(p))
 
 
@@ -136,7 +142,12 @@ def test_null_space(op):
     x = rand_image(op)
     n = op.null_project(x)
     assert torch.all(nrm(op.A(n)) <= 1e-4 * nrm(op.A(x)) + truncation(op) * nrm(n))
-    assert torch.all(nrm(op.null_project(n) - n) <= 1e-4 * nrm(x))
+    if op.name == "lensless":
+        # the regularised pinv's null projector rho (A^H A + rho I)^-1 is a filter with gains
+        # in [0, 1] (not idempotent): <P x, x> >= ||P x||^2, to CG's tolerance
+        assert torch.all(inner(n, x).real >= nrm(n) ** 2 - 1e-4 * nrm(x) ** 2)
+    else:
+        assert torch.all(nrm(op.null_project(n) - n) <= 1e-4 * nrm(x))
     assert torch.all(nrm(op.range_project(x) + n - x) <= 1e-5 * nrm(x))
 
 

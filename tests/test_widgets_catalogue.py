@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from napari_invrec import api
+from napari_invrec.core.models import read_manifest
 
 pytestmark = pytest.mark.gui
 
@@ -19,7 +20,7 @@ def truth():
     return shepp_logan(48)
 
 
-def _simulate(make_napari_viewer, truth, operator, **params):
+def _simulate(make_napari_viewer, truth, operator, noise_sigma=0.01, **params):
     """Viewer with the truth, measured through the Simulate widget as a user would."""
     from napari_invrec._widgets.reconstruct import ReconstructWidget
     from napari_invrec._widgets.simulate import SimulateWidget
@@ -30,7 +31,7 @@ def _simulate(make_napari_viewer, truth, operator, **params):
     sim.image.value = viewer.layers["truth"]
     sim.op_panel.operator.value = operator
     sim.op_panel.form.set_values(params)
-    sim.noise_form.set_values({"sigma": 0.01})
+    sim.noise_form.set_values({"sigma": noise_sigma})
     added = sim.simulate()
     assert added, "simulate added no layer"
     return viewer, added, ReconstructWidget(viewer)
@@ -133,3 +134,34 @@ def test_blind_deconvolution_adds_the_kernel_layer(make_napari_viewer, truth, wa
     kernel = viewer.layers["blind-deconv · blind-blur [kernel]"]
     assert kernel.data.ndim == 2 and kernel.data.shape[0] < truth.shape[0]
     np.testing.assert_allclose(kernel.data.sum(), 1.0, atol=1e-4)
+
+
+@pytest.mark.skipif("learned-admm-lensless" not in read_manifest(),
+                    reason="the shipped learned-admm-lensless weights are not installed")
+def test_lensless_camera_shows_its_psf_and_runs_learned_admm(make_napari_viewer, truth,
+                                                             wait_idle):
+    viewer, added, w = _simulate(make_napari_viewer, truth, "lensless")
+    assert added[0].data.shape == truth.shape
+    psf = viewer.layers[f"{added[0].name} [psf]"]
+    assert not psf.visible and abs(float(psf.data.sum()) - 1) < 1e-4
+    assert {"learned-admm", "tv-admm", "unrolled-pgd"} <= set(w.method.choices)
+    _run(w, wait_idle, "adjoint")
+    _run(w, wait_idle, "learned-admm")
+    psnr = {m: viewer.layers[f"{m} · lensless"].metadata["invrec"]["provenance"]["metrics"]
+            ["psnr"] for m in ("adjoint", "learned-admm")}
+    assert psnr["learned-admm"] > psnr["adjoint"] + 5, psnr
+
+
+def test_noise2self_denoises_in_the_dock(make_napari_viewer, wait_idle):
+    from napari_invrec.core.data.heldout import fresh_draw
+
+    clean = fresh_draw("atoms", 64, 0)
+    viewer, added, w = _simulate(make_napari_viewer, clean, "denoise", noise_sigma=0.1)
+    w.method.value = "noise2self"
+    assert "n2s-atoms" in w.method_form.widget("weights").choices
+    _run(w, wait_idle, "noise2self")
+    res = viewer.layers["noise2self · denoise"]
+    prov = res.metadata["invrec"]["provenance"]
+    assert prov["params"]["weights"] == "n2s-atoms" and not prov["normalise"]["applied"]
+    noisy = 10 * np.log10(1 / np.mean((added[0].data - clean) ** 2))
+    assert prov["metrics"]["psnr"] > noisy + 6  # 20 dB noisy, about 31 dB denoised

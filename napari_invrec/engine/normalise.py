@@ -40,7 +40,7 @@ import torch
 
 from ..core.errors import InputError
 
-__all__ = ["NORMALISE_MODES", "Normalisation", "plan_normalisation"]
+__all__ = ["NORMALISE_MODES", "Normalisation", "plan_normalisation", "method_normalisation"]
 
 NORMALISE_MODES = ("auto", "on", "off")
 _LO, _HI = 0.5, 99.5  # percentiles of the robust range
@@ -148,6 +148,17 @@ def plan_normalisation(y: torch.Tensor, op: Any, mode: str = "auto", *,
     est, reliable = _estimate(y, op)
     return normalisation_from_estimate(est, reliable, mode, op.name, poisson=poisson,
                                        complex_data=bool(y.is_complex()))
+
+
+def method_normalisation(y: torch.Tensor, op: Any, mode: str, spec: Any) -> Normalisation:
+    """:func:`plan_normalisation` for a run of the method ``spec`` (a
+    :class:`~napari_invrec.core.methods.registry.MethodSpec`): a Poisson likelihood keeps the
+    offset at 0, and ``auto`` leaves the data of a method that runs in the data's own units
+    (``spec.own_units``: a network trained on data in those units) alone."""
+    if spec.own_units and mode == "auto":
+        return Normalisation(mode, False, reason=f"auto: {spec.name} runs in the data's own "
+                             "units (its network was trained in them): not normalised")
+    return plan_normalisation(y, op, mode, poisson=spec.likelihood == "poisson")
 
 
 def normalisation_from_estimate(est: np.ndarray, reliable: bool, mode: str, op_name: str, *,

@@ -46,7 +46,7 @@ from ..core.errors import CancelledError, InputError
 from ..core.methods import get_method
 from .execute import drain
 from .noise_level import noise_estimate
-from .normalise import Normalisation, plan_normalisation
+from .normalise import Normalisation, method_normalisation, plan_normalisation
 from .runner import prepare_measurement
 from .splitting import SPLITTABLE, split_estimate
 
@@ -313,7 +313,7 @@ def quality_steps(y: Any, op: Any, method: str, params: Any, *, seed: int = 0,
     if sig is None and est_name in ("gsure", "sure", "recorrupted"):
         raise InputError(f"{est_name} needs the noise level and this measurement gives no "
                          "estimate of it: pass sigma=")
-    norm = plan_normalisation(y_t, op, normalise, poisson=spec.likelihood == "poisson")
+    norm = method_normalisation(y_t, op, normalise, spec)
     f = reconstruction_map(op, method, params, seed=seed, norm=norm, cancel=cancel)
     gen = torch.Generator(device=op.device).manual_seed(int(estimate_seed))
     if x_hat is None:

@@ -33,7 +33,7 @@ from ..core.validation import check_image_array, check_reference
 from .history import DEFAULT_BUDGET, IterateHistory
 from .layers import image_display
 from .memory import check_run_memory, is_out_of_memory
-from .normalise import NORMALISE_MODES, plan_normalisation
+from .normalise import NORMALISE_MODES, method_normalisation
 from .provenance import make_provenance
 
 #: extras that are per-run summaries, not per-step image streams
@@ -224,7 +224,7 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
     check_run_memory(op, method, params, stochastic=spec.stochastic, budget_bytes=budget_bytes)
     t_start = time.perf_counter()
     y_t = prepare_measurement(y, op)
-    norm = plan_normalisation(y_t, op, settings.normalise, poisson=spec.likelihood == "poisson")
+    norm = method_normalisation(y_t, op, settings.normalise, spec)
     x0_t = None
     if x0 is not None:
         x0_np = check_image_array(x0, "initial image x0", complex_ok=op.complex_image,

@@ -9,7 +9,7 @@ kernel launches by one. The result equals plane-by-plane runs
 * every plane is validated as :func:`~.runner.prepare_measurement` validates a single
   measurement, and refused (naming the plane) before its batch runs;
 * every plane is normalised with its own affine map :math:`x_b = s_b u_b + o_b`
-  (:func:`~.normalise.plan_normalisation` on that plane alone), so the method sees exactly the
+  (:func:`~.normalise.method_normalisation` on that plane alone), so the method sees exactly the
   :math:`y_{u,b} = (y_b - o_b A\mathbf 1)/s_b` a single run would, and its result is mapped
   back with that plane's :math:`s_b, o_b`;
 * only methods whose maths is independent per batch element run batched
@@ -43,7 +43,7 @@ from ..core.threads import torch_threads
 from .execute import method_params_for
 from .layers import image_display
 from .memory import estimate_run_bytes, fmt_bytes, free_bytes, is_out_of_memory
-from .normalise import plan_normalisation
+from .normalise import method_normalisation
 from .runner import Progress, RunSettings, prepare_measurement
 
 __all__ = ["BATCHABLE", "STOP_ON_BATCH", "BATCH_CAP", "CPU_BATCH_BYTES", "batchable", "auto_batch",
@@ -281,7 +281,6 @@ def reconstruct_batched(y: Any, op: Any, method: str, params: Any = None, *,
         _check_batch_memory(op, method, p, batch, available)
     out = np.zeros((*lead, *op.shape), dtype=np.float32)
     indices = list(np.ndindex(*lead))
-    poisson = spec.likelihood == "poisson"
     start = 0
     while start < total:
         chunk = indices[start:start + batch]
@@ -290,8 +289,7 @@ def reconstruct_batched(y: Any, op: Any, method: str, params: Any = None, *,
         ys = [_plane_tensor(a, start + j, total, op) for j, a in enumerate(_load(y, chunk))]
         try:
             with torch.no_grad(), torch_threads(settings.threads):
-                norms = [plan_normalisation(t, op, settings.normalise, poisson=poisson)
-                         for t in ys]
+                norms = [method_normalisation(t, op, settings.normalise, spec) for t in ys]
                 y_u = torch.cat([n.measurement(t, op) for n, t in zip(norms, ys)])
                 del ys
                 x = _run_batch(y_u, op, method, p, spec, seed=settings.seed, cancel=cancel,

@@ -12,6 +12,11 @@ listed. :func:`run_training` does both.
 Closing the generator early (cancel) writes no weights and registers nothing; the checkpoint
 written so far stays, so a later run with ``resume=checkpoint`` continues where it stopped.
 
+Noise2Self on a synthetic generator (``data="atoms"`` with ``data_sigma``) trains on
+:data:`N2S_DRAWS` draws of ``max(4 patch, 256)`` px with Gaussian noise of std ``data_sigma``
+added (:func:`noisy_draws`; the clean draws are never seen): the self-supervised loop on noisy
+data the project generates, reproducible from the seed.
+
 Self-supervised (Noise2Self) training of a noise-conditional network needs the noise std
 :math:`\sigma` of the data; without ``data_sigma`` it is estimated from the finest Haar
 diagonal coefficients :math:`d = (y_{00} - y_{01} - y_{10} + y_{11})/2` of each image
@@ -273,10 +278,14 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
                              "used as a denoiser: pick drunet for noise2self")
         if arrays is None:
             src = make_source(spec.data, seed=spec.seed)
-            if not hasattr(src, "images"):
+            if hasattr(src, "images"):
+                arrays = check_training_arrays(src.images, spec.patch)
+            elif spec.data_sigma is None:
                 raise InputError("noise2self learns from noisy images: pick an image layer, "
-                                 "arrays or a folder:PATH, not synthetic data")
-            arrays = check_training_arrays(src.images, spec.patch)
+                                 "arrays or a folder:PATH, or give data_sigma to add Gaussian "
+                                 "noise of that std to draws of the synthetic generator")
+            else:
+                arrays = noisy_draws(src, spec.patch, spec.data_sigma, spec.seed)
         cond = loops.is_conditional(model)
         sigma = spec.data_sigma if spec.data_sigma is not None else (
             estimate_noise_sigma(arrays) if cond else None)
@@ -421,6 +430,7 @@ def execute_training(plan: TrainPlan, command: str | None = None, *, threads: in
     # a self-supervised denoiser is still a denoiser for plug-and-play methods
     task = "denoiser" if spec.task == "noise2self" else spec.task
     meta = {"name": spec.name, "task": task, "data": spec.data, "seed": int(spec.seed),
+            "training": spec.task if spec.task != task else "",
             "train_command": cmd, "operator": plan.operator, "metrics": metrics,
             "description": _description(spec, metrics)}
     entry = save_model(plan.model, plan.out, meta)
@@ -434,6 +444,20 @@ def execute_training(plan: TrainPlan, command: str | None = None, *, threads: in
     if spec.register:
         register_weights(entry)
     return entry
+
+
+#: noisy images Noise2Self draws from a synthetic generator
+N2S_DRAWS = 32
+
+
+def noisy_draws(src: Any, patch: int, sigma: float, seed: int) -> list[np.ndarray]:
+    """:data:`N2S_DRAWS` draws of the generator ``src`` (``max(4 patch, 256)`` px, seed
+    ``[seed, 5]``) plus Gaussian noise of std ``sigma`` (seed ``[seed, 6]``), float32."""
+    n = max(4 * int(patch), 256)
+    clean = src.sample(N2S_DRAWS, n, np.random.default_rng([int(seed), 5]))
+    rng = np.random.default_rng([int(seed), 6])
+    noisy = clean.numpy()[:, 0] + float(sigma) * rng.standard_normal((N2S_DRAWS, n, n))
+    return [a.astype(np.float32) for a in noisy]
 
 
 def run_training(spec: TrainSpec, *, arrays: Any = None, command: str | None = None

@@ -16,6 +16,7 @@ from . import (  # noqa: F401
     pdhg,
     phase,
     pnp,
+    self_supervised,
     sparsity,
     tomography,
     tv,

@@ -32,6 +32,9 @@ class MethodSpec:
     operators
         Operator families it supports; ``None`` means every *linear* operator family and those
         in ``nonlinear``.
+    own_units
+        Runs in the data's own units (a network trained on this very kind of data, in its
+        units): the engine's ``auto`` normalisation leaves the data alone.
     stochastic
         Draws samples: results carry a posterior mean and std.
     weights
@@ -57,6 +60,7 @@ class MethodSpec:
     likelihood: str = "gaussian"
     volumes: bool = False
     nonlinear: frozenset[str] = frozenset()
+    own_units: bool = False
 
     def check_geometry(self, op: Any) -> None:
         """Raise :class:`InputError` if ``op`` works on volumes and this method does not."""
@@ -81,7 +85,8 @@ METHODS: dict[str, MethodSpec] = {}
 
 def register_method(name: str, params: type, *, operators: tuple[str, ...] | None = None,
                     stochastic: bool = False, likelihood: str = "gaussian",
-                    volumes: bool = False, nonlinear: tuple[str, ...] = ()) -> Callable:
+                    volumes: bool = False, nonlinear: tuple[str, ...] = (),
+                    own_units: bool = False) -> Callable:
     """Decorator adding a method generator function to :data:`METHODS`.
 
     ``nonlinear`` names non-linear operator families a method for every linear family
@@ -95,7 +100,7 @@ def register_method(name: str, params: type, *, operators: tuple[str, ...] | Non
         METHODS[name] = MethodSpec(name, fn, params,
                                    frozenset(operators) if operators is not None else None,
                                    stochastic, weights, doc, likelihood, volumes,
-                                   frozenset(nonlinear))
+                                   frozenset(nonlinear), own_units)
         return fn
 
     return deco

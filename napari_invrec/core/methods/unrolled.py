@@ -4,6 +4,8 @@ r"""Unrolled networks as reconstruction methods: one yielded iterate per stage.
   (:class:`~..models.unrolled.UnrolledPGD`), any linear operator;
 * ``varnet``: :math:`x_{k+1} = x_k - \eta_k A^H(Ax_k - y) - U_k(x_k)`
   (:class:`~..models.unrolled.VarNet`), single- and multi-coil MRI;
+* ``learned-admm``: unrolled ADMM with a learned penalty, dual step and CNN proximal map per
+  stage (:class:`~..models.unrolled.LearnedADMM`), any linear operator;
 * ``neumann``: partial sums of :math:`\sum_j (I - \eta A^H A - R)^j \eta A^H y`
   (:class:`~..models.unrolled.NeumannNet`), any linear operator.
 
@@ -31,8 +33,8 @@ from .registry import register_method, weights_param
 
 Tensor = torch.Tensor
 
-__all__ = ["unrolled_pgd", "varnet", "neumann", "UnrolledPGDParams", "VarNetParams",
-           "NeumannParams", "load_unrolled"]
+__all__ = ["unrolled_pgd", "varnet", "learned_admm", "neumann", "UnrolledPGDParams",
+           "VarNetParams", "LearnedADMMParams", "NeumannParams", "load_unrolled"]
 
 _DOC = "installed unrolled network (train one: napari-invrec train --task unrolled)"
 
@@ -122,6 +124,34 @@ def varnet(y: Tensor, op: Any, p: VarNetParams, *, x0: Tensor | None = None,
     (real, imaginary) channels. The output is complex like the operator's images.
     """
     return (yield from _run("varnet", y, op, p.weights, x0))
+
+
+# ---------------------------------------------------------------------- learned ADMM
+@dataclass
+class LearnedADMMParams:
+    r"""Learned ADMM: data step, CNN proximal step and dual step with learned constants."""
+
+    weights: str = weights_param("learned-admm-lensless", _DOC, task="unrolled",
+                                 architecture="learned-admm")
+
+
+@register_method("learned-admm", LearnedADMMParams)
+@torch.no_grad()
+def learned_admm(y: Tensor, op: Any, p: LearnedADMMParams, *, x0: Tensor | None = None,
+                 generator: torch.Generator | None = None) -> Iterator[IterState]:
+    r"""Learned (unrolled) ADMM (ADMM-Net / Le-ADMM), one ADMM iteration per step.
+
+    .. math::
+
+        x_{k+1} = (A^H A + \rho_k I)^{-1}(A^H y + \rho_k(z_k - u_k)), \quad
+        z_{k+1} = v - R_k(v),\ v = x_{k+1} + u_k, \quad
+        u_{k+1} = u_k + \eta_k(x_{k+1} - z_{k+1}),
+
+    with learned :math:`\rho_k`, :math:`\eta_k` and CNNs :math:`R_k`
+    (:class:`~..models.unrolled.LearnedADMM`); yields :math:`z_1..z_K`. Shipped for the
+    lensless camera (``learned-admm-lensless``), the forward model it is known for.
+    """
+    return (yield from _run("learned-admm", y, op, p.weights, x0))
 
 
 # ---------------------------------------------------------------------- neumann

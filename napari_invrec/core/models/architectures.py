@@ -14,7 +14,7 @@ from .dncnn import DnCNN
 from .drunet import DRUNet
 from .mcnn import MCNN
 from .unet import UNet
-from .unrolled import NeumannNet, UnrolledPGD, VarNet
+from .unrolled import LearnedADMM, NeumannNet, UnrolledPGD, VarNet
 from .vae import VAE
 
 __all__ = ["ARCHITECTURES", "architecture_name"]
@@ -22,6 +22,7 @@ __all__ = ["ARCHITECTURES", "architecture_name"]
 ARCHITECTURES: dict[str, type[nn.Module]] = {"drunet": DRUNet, "dncnn": DnCNN, "unet": UNet,
                                              "mcnn": MCNN, "unrolled-pgd": UnrolledPGD,
                                              "varnet": VarNet, "neumann": NeumannNet,
+                                             "learned-admm": LearnedADMM,
                                              "vae": VAE}
 
 

@@ -68,6 +68,9 @@ class WeightsEntry:
     task: str = "denoiser"
     operator: dict | None = None
     metrics: dict = field(default_factory=dict)
+    #: how it was trained when that differs from its task: ``"noise2self"`` for a denoiser
+    #: trained self-supervised on noisy data (blind-spot), else empty
+    training: str = ""
 
 
 def entry_dict(entry: WeightsEntry) -> dict[str, Any]:
@@ -113,7 +116,7 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "name": (str,), "architecture": (str,), "kwargs": (dict,), "file": (str,),
     "train_command": (str,), "seed": (int, type(None)), "data": (str,), "figures": (list,),
     "sha256": (str,), "description": (str,), "task": (str,), "operator": (dict, type(None)),
-    "metrics": (dict,)}
+    "metrics": (dict,), "training": (str,)}
 
 
 @dataclass

@@ -10,6 +10,8 @@ are stored as logarithms and are relative to :math:`1/L` (:math:`\eta = e^{s} / 
 * :class:`VarNet`: the variational network (Hammernik et al., MRM 2018; Sriram et al.,
   MICCAI 2020) in image-domain form,
   :math:`x_{k+1} = x_k - \eta_k A^H(Ax_k - y) - U_k(x_k)` with a small U-Net :math:`U_k`;
+* :class:`LearnedADMM`: unrolled ADMM (ADMM-Net, Yang et al. 2016; Le-ADMM, Monakhova et
+  al. 2019) with a learned penalty, dual step and CNN proximal map per stage;
 * :class:`NeumannNet`: the Neumann network (Gilton, Ongie, Willett, IEEE TCI 2019),
   a truncated Neumann series for :math:`(A^H A + R)^{-1}`.
 
@@ -31,13 +33,14 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..linalg import normal_solver
 from .drunet import conv3
 from .padding import apply_real_network, crop, pad_to_multiple
 from .unet import UNet
 
 Tensor = torch.Tensor
 
-__all__ = ["UnrolledPGD", "VarNet", "NeumannNet", "RegCNN"]
+__all__ = ["UnrolledPGD", "VarNet", "LearnedADMM", "NeumannNet", "RegCNN"]
 
 
 class RegCNN(nn.Module):
@@ -204,6 +207,69 @@ class VarNet(_Unrolled):
             eta = torch.exp(self.log_steps[k]) * inv_l
             x = x - eta * op.A_adjoint(op.A(x) - y) - self._cnn(net, x)
             yield x
+
+
+class LearnedADMM(_Unrolled):
+    r"""Unrolled ADMM with a learned penalty, dual step and proximal CNN per stage.
+
+    ADMM for :math:`\min_x \tfrac12\|Ax - y\|^2 + g(z)` s.t. :math:`x = z`, with the
+    proximal map of :math:`g` replaced by a residual CNN and every constant learned per stage
+    :math:`k = 0..K-1`:
+
+    .. math::
+
+        x_{k+1} &= (A^H A + \rho_k I)^{-1}\big(A^H y + \rho_k (z_k - u_k)\big), \\
+        z_{k+1} &= v - R_k(v), \quad v = x_{k+1} + u_k, \\
+        u_{k+1} &= u_k + \eta_k\,(x_{k+1} - z_{k+1}),
+
+    with :math:`\rho_k = e^{r_k}\,\|A\|^2` and :math:`\eta_k = e^{e_k}`, from
+    :math:`z_0 = A^H y / \|A\|^2`, :math:`u_0 = 0`. The data step is exact where the operator
+    has a closed form (``solve_normal``, or :math:`A^H A` a projection) and ``cg_iters``
+    conjugate-gradient iterations warm-started at :math:`z_k - u_k` otherwise (a lensless
+    camera's crop), differentiated through. The CNNs' last layers start at zero, so an
+    untrained network is ADMM with no prior (least squares with a shrinking proximal term);
+    :math:`\rho` starts at :math:`0.1\|A\|^2`. Stage :math:`k` yields :math:`z_{k+1}`.
+
+    Parameters
+    ----------
+    stages
+        Number of stages :math:`K`.
+    width, depth
+        CNN feature channels and number of convolutions.
+    cg_iters
+        CG iterations of the data step when it has no closed form.
+    complex_images
+        Images are complex (fed as 2 channels).
+    """
+
+    def __init__(self, stages: int = 8, width: int = 32, depth: int = 4, cg_iters: int = 6,
+                 complex_images: bool = False) -> None:
+        super().__init__(complex_images, stages)
+        if stages < 1 or cg_iters < 1:
+            raise ValueError("LearnedADMM needs stages >= 1 and cg_iters >= 1")
+        self.config = {"stages": stages, "width": width, "depth": depth,
+                       "cg_iters": cg_iters, "complex_images": bool(complex_images)}
+        self.cg_iters = int(cg_iters)
+        self.nets = nn.ModuleList(RegCNN(self.channels, width, depth) for _ in range(stages))
+        self.log_rho = nn.Parameter(torch.full((stages,), math.log(0.1)))
+        self.log_eta = nn.Parameter(torch.zeros(stages))
+
+    def stages(self, y: Tensor, op: Any, x0: Tensor | None = None) -> Iterator[Tensor]:
+        r"""Yield :math:`z_1, \dots, z_K`."""
+        z, inv_l = self._start(y, op, x0)
+        if x0 is None:
+            z = z * inv_l
+        aty = op.A_adjoint(y)
+        solve = normal_solver(op, aty, self.cg_iters)
+        u = torch.zeros_like(z)
+        for k, net in enumerate(self.nets):
+            rho = torch.exp(self.log_rho[k]) / inv_l
+            w = z - u
+            x = solve(aty + rho * w, rho, w)
+            v = x + u
+            z = v - self._cnn(net, v)
+            u = u + torch.exp(self.log_eta[k]) * (x - z)
+            yield z
 
 
 class NeumannNet(_Unrolled):

@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     ct,
     denoise,
     inpaint,
+    lensless,
     mri,
     mri_multicoil,
     phase,

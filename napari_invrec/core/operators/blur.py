@@ -267,11 +267,12 @@ class Blur(LinearOperator):
         self.check_image(x)
         return self._filter(self.as_image(x), self._passband)
 
-    def solve_normal(self, b: Tensor, rho: float) -> Tensor:
+    def solve_normal(self, b: Tensor, rho: float | Tensor) -> Tensor:
         r"""Exact :math:`(A^H A + \rho I)^{-1} b = \mathcal F^{-1}\big(\mathcal F b /
-        (|K|^2 + \rho)\big)` (used by the splitting methods' data steps)."""
+        (|K|^2 + \rho)\big)` (used by the splitting methods' data steps; ``rho`` may be a
+        scalar tensor that carries gradients, a learned penalty)."""
         self.check_image(b)
-        denom = self.transfer_function.abs().square() + float(rho)
+        denom = self.transfer_function.abs().square() + rho
         return self._filter(self.as_image(b), 1.0 / denom)
 
     def norm(self) -> float:

@@ -32,6 +32,7 @@ import inspect
 import math
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +58,7 @@ from .speed import (
 )
 
 __all__ = ["TrainState", "train_denoiser", "train_noise2self", "cosine_lr", "is_conditional",
-           "call_model", "blind_spot_input",
+           "call_model", "blind_spot_input", "blind_spot_passes",
            "blind_spot_predict", "drain", "step_operator"]
 
 Tensor = torch.Tensor
@@ -392,6 +393,24 @@ def blind_spot_input(x: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask, interp, x)
 
 
+def blind_spot_passes(model: torch.nn.Module, y: Tensor, *, grid: int = 4,
+                      sigma: float | None = None, conditional: bool = False
+                      ) -> Iterator[Tensor]:
+    r"""The passes of :func:`blind_spot_predict`: after pass :math:`(a, b)` (row-major, ``grid**2``
+    in all) the estimate holds :math:`f(\tilde y_{J_{ab}})` on every subset done so far and
+    :math:`y` elsewhere; the last one is the whole :math:`J`-invariant prediction."""
+    h, w = y.shape[-2:]
+    rows = torch.arange(h, device=y.device)[:, None] % grid
+    cols = torch.arange(w, device=y.device)[None, :] % grid
+    out = y.clone()
+    for a in range(grid):
+        for b in range(grid):
+            j = ((rows == a) & (cols == b)).expand_as(y)
+            out = torch.where(j, call_model(model, blind_spot_input(y, j), sigma, conditional),
+                              out)
+            yield out
+
+
 def blind_spot_predict(model: torch.nn.Module, y: Tensor, *, grid: int = 4,
                        sigma: float | None = None, conditional: bool = False) -> Tensor:
     r"""The :math:`J`-invariant prediction of Noise2Self on the whole noisy image ``y``.
@@ -401,18 +420,11 @@ def blind_spot_predict(model: torch.nn.Module, y: Tensor, *, grid: int = 4,
     on :func:`blind_spot_input` (pixels of :math:`J_{ab}` replaced by neighbour values) and its
     output is kept on :math:`J_{ab}`:
     :math:`\hat x = \sum_{a,b} \mathbb 1_{J_{ab}} \odot f(\tilde y_{J_{ab}})`. No output
-    pixel depends on its own noisy value (``grid**2`` forward passes).
+    pixel depends on its own noisy value (``grid**2`` forward passes,
+    :func:`blind_spot_passes`).
     """
-    h, w = y.shape[-2:]
-    rows = torch.arange(h, device=y.device)[:, None] % grid
-    cols = torch.arange(w, device=y.device)[None, :] % grid
-    out = torch.zeros_like(y)
-    for a in range(grid):
-        for b in range(grid):
-            j = ((rows == a) & (cols == b)).expand_as(y)
-            out = torch.where(j, call_model(model, blind_spot_input(y, j), sigma, conditional),
-                              out)
-    return out
+    return deque(blind_spot_passes(model, y, grid=grid, sigma=sigma, conditional=conditional),
+                 maxlen=1)[0]
 
 
 def train_noise2self(model: torch.nn.Module, noisy_images: Sequence[Any] | np.ndarray, *,
