@@ -42,9 +42,10 @@ __all__ = ["list_operators", "list_methods", "make_operator", "simulate", "solve
            "reconstruct_tiled"]
 
 
-def list_operators() -> list[str]:
-    """Names of the registered operator families."""
-    return sorted(OPERATORS)
+def list_operators(*, linear: bool | None = None) -> list[str]:
+    """Names of the registered operator families (``linear=True``: the linear ones only,
+    ``False``: the non-linear ones)."""
+    return sorted(n for n, s in OPERATORS.items() if linear is None or s.linear == linear)
 
 
 def list_methods(operator: str | None = None) -> list[str]:

@@ -97,14 +97,15 @@ def test_tv_recovers_what_the_adjoint_smears():
 
 
 def test_untrained_learned_admm_is_the_proximal_point_iteration():
-    """Zero CNNs (their initial state): u stays 0 and z_{k+1} = (A^H A + rho I)^{-1}
-    (A^H y + rho z_k), exact for the blur (closed-form data step), and rho gets gradients."""
+    """Zero CNNs (their initial state): from the Tikhonov start, u stays 0 and
+    z_{k+1} = (A^H A + rho I)^{-1}(A^H y + rho z_k), exact for the blur (closed-form data
+    step), and rho gets gradients."""
     op = make_operator("blur", (24, 24), sigma=1.5)
     y = op.A(torch.rand((1, 1, 24, 24), generator=torch.Generator().manual_seed(0)))
     net = LearnedADMM(stages=3, width=4, depth=2)
     zs = list(net.stages(y, op))
     rho = 0.1 * op.norm() ** 2
-    z = op.A_adjoint(y) / op.norm() ** 2
+    z = op.solve_normal(op.A_adjoint(y), 0.01 * op.norm() ** 2)
     for got in zs:
         z = op.solve_normal(op.A_adjoint(y) + rho * z, rho)
         torch.testing.assert_close(got, z, rtol=1e-5, atol=1e-6)

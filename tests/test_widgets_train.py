@@ -224,3 +224,37 @@ def test_train_widget_is_a_plugin_dock_widget(make_napari_viewer):
     viewer = make_napari_viewer()
     _, w = viewer.window.add_plugin_dock_widget("napari-invrec", "Train network")
     assert isinstance(w, TrainWidget)
+
+
+def test_unrolled_network_for_an_operator(make_napari_viewer, wait_idle, notes):
+    """The unrolled task: the operator's own form and a noise level; the network is at once
+    the weights choice of its method for that operator, and runs there."""
+    from napari_invrec._widgets.train import UNROLLED_ARCHS, TrainWidget
+    from napari_invrec.core.models import read_manifest
+
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    assert not w.op_panel.visible
+    w.task.value = "unrolled"
+    assert tuple(w.arch.choices) == UNROLLED_ARCHS and w.arch.value == "learned-admm"
+    assert "lensless" in w.op_panel.operator.choices and "phase" not in \
+        w.op_panel.operator.choices
+    w.op_panel.operator.value = "blur"
+    w.op_panel.form.set_values({"sigma": 1.5})
+    _set(w, source="phantoms", steps=20, batch=4, patch=32, net_width=8, lr="0.002",
+         noise_sigma=0.02, weights_name="gui-ladmm")
+    w.train()
+    wait_idle(w, 60000)
+    e = read_manifest()["gui-ladmm"]
+    assert e.task == "unrolled" and e.architecture == "learned-admm"
+    assert e.operator["operator"] == "blur" and e.operator["params"]["sigma"] == 1.5
+    assert "--operator blur" in e.train_command and "--noise-sigma 0.02" in e.train_command
+    assert any("gui-ladmm" in n and "learned-admm for blur" in n for n in notes())
+    x = np.zeros((32, 32), np.float32)
+    x[8:24, 8:24] = 1.0
+    op = api.make_operator("blur", x.shape, sigma=1.5)
+    res = api.reconstruct(api.simulate(x, op, sigma=0.02, seed=0), op, "learned-admm",
+                          weights="gui-ladmm")
+    assert res.x.shape == (32, 32) and np.isfinite(res.x).all()
+    w.task.value = "denoiser"
+    assert not w.op_panel.visible and list(w.arch.choices) == ["drunet", "dncnn"]

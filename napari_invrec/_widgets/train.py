@@ -29,7 +29,7 @@ from magicgui.widgets import (
 )
 
 from ..core.errors import InputError
-from ._inputs import LayerCombo, heading, labelled
+from ._inputs import LayerCombo, OperatorPanel, heading, labelled
 from ._notify import guarded, notify_info, report_error
 from ._pacing import DisplayThrottle
 from ._runs import RunController, dock_alive
@@ -39,12 +39,15 @@ __all__ = ["TrainWidget", "TASK_CHOICES", "SOURCES", "LAYER", "FOLDER"]
 
 TASK_CHOICES = [("supervised denoiser", "denoiser"),
                 ("self-supervised (Noise2Self)", "noise2self"),
-                ("generative prior: VAE (csgm)", "vae")]
+                ("generative prior: VAE (csgm)", "vae"),
+                ("unrolled network for one operator", "unrolled")]
 LAYER, FOLDER = "image layer", "folder"
 SOURCES = ("atoms", "phantoms", "mixed", "natural", "general", LAYER, FOLDER)
 _WIDTH_KW = {"drunet": {"scales": 3, "blocks": 1}, "dncnn": {"depth": 8},
-             "vae": {"latent_channels": 8}}
+             "vae": {"latent_channels": 8}, "learned-admm": {"stages": 6, "depth": 4},
+             "unrolled-pgd": {"stages": 6, "depth": 4}}
 DENOISER_ARCHS, VAE_ARCHS = ("drunet", "dncnn"), ("vae",)
+UNROLLED_ARCHS = ("learned-admm", "unrolled-pgd")
 
 
 class TrainWidget(Container):
@@ -64,6 +67,7 @@ class TrainWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from napari.layers import Image
 
+        from ..api import list_operators
         from ..engine.device import available_devices
         from ..engine.training import SIGMA_DISTS
 
@@ -88,6 +92,12 @@ class TrainWidget(Container):
                                tooltip="folder of .tif/.png/.npy images")
         self.arch = ComboBox(value="drunet", choices=list(DENOISER_ARCHS), name="arch",
                              label="network")
+        self.op_panel = OperatorPanel(viewer, list_operators(linear=True), name="op_panel",
+                                      visible=False)
+        self.noise_sigma = FloatSpinBox(value=0.01, min=0.0, max=10.0, step=0.005,
+                                        name="noise_sigma", label="measurement noise std",
+                                        visible=False, tooltip="Gaussian noise of the "
+                                        "simulated training measurements (images in [0, 1])")
         self.net_width = SpinBox(value=16, min=1, max=256, name="net_width", label="width",
                              tooltip="feature channels at the finest scale")
         self.steps = SpinBox(value=1000, min=1, max=10 ** 7, name="steps", label="steps")
@@ -125,6 +135,7 @@ class TrainWidget(Container):
         self.extend([labelled(self.task, name="task_box"), heading("data"),
                      labelled(self.source, self.layer, self.folder, name="data_box"),
                      heading("network"), labelled(self.arch, self.net_width, name="net_box"),
+                     self.op_panel, labelled(self.noise_sigma, name="noise_box"),
                      heading("schedule"),
                      labelled(self.steps, self.batch, self.patch, self.sigma_min,
                               self.sigma_max, self.sigma_dist, self.beta, self.lr, self.seed,
@@ -146,16 +157,19 @@ class TrainWidget(Container):
 
     # ------------------------------------------------------------------ form state
     def _on_task(self, *_: Any) -> None:
-        n2s, vae = self.task.value == "noise2self", self.task.value == "vae"
+        task = self.task.value
+        n2s, vae, unrolled = task == "noise2self", task == "vae", task == "unrolled"
         if n2s and self.source.value not in (LAYER, FOLDER):
             self.source.value = LAYER
-        archs = VAE_ARCHS if vae else ("drunet",) if n2s else DENOISER_ARCHS
+        archs = (VAE_ARCHS if vae else ("drunet",) if n2s else UNROLLED_ARCHS if unrolled
+                 else DENOISER_ARCHS)
         if tuple(self.arch.choices) != archs:
             self.arch.choices = archs
             self.arch.value = archs[0]
-        noisy = not (n2s or vae)
+        noisy = task == "denoiser"
         self.sigma_min.visible = self.sigma_max.visible = self.sigma_dist.visible = noisy
         self.beta.visible = vae
+        self.op_panel.visible = self.noise_sigma.visible = unrolled
 
     def _on_source(self, *_: Any) -> None:
         self.layer.visible = self.source.value == LAYER
@@ -203,7 +217,11 @@ class TrainWidget(Container):
                              "0.001") from None
         arch = str(self.arch.value)
         data = self._data_spec()
-        return TrainSpec(task=str(self.task.value), arch=arch,
+        unrolled = self.task.value == "unrolled"
+        operator = {"operator": self.op_panel.name_value,
+                    "op_params": dict(self.op_panel.form.values()),
+                    "noise_sigma": float(self.noise_sigma.value)} if unrolled else {}
+        return TrainSpec(task=str(self.task.value), arch=arch, **operator,
                          arch_kwargs={"width": int(self.net_width.value), **_WIDTH_KW[arch]},
                          data=data, steps=int(self.steps.value), batch=int(self.batch.value),
                          patch=int(self.patch.value), lr=lr, seed=int(self.seed.value),
@@ -281,7 +299,11 @@ class TrainWidget(Container):
                 fig += f" (noisy {m['noisy_psnr']:.2f} dB)"
         else:
             fig = f"val loss {m.get('val_loss', m['final_loss']):.4g}"
-        use = "the csgm generator" if entry.task == "vae" else "a denoiser"
+        op = (entry.operator or {}).get("operator")
+        use = ("the csgm generator" if entry.task == "vae" else
+               f"the weights of {entry.architecture} for {op}" if entry.task == "unrolled" else
+               "the noise2self method's network" if entry.training == "noise2self" else
+               "a denoiser")
         notify_info(f"trained {entry.name}: {fig}; now selectable as {use}", self.status)
 
     def _on_error(self, exc: BaseException) -> None:
