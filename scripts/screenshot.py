@@ -11,7 +11,9 @@ hallucinations widget instead of Compare: langevin-tv on a 50 % inpainting of th
 trust maps, the std layer with a hotspot Labels overlay and calibrated bands
 (``screenshots/napari_invrec_trust.png``). ``--scene diffusion``: a diffpir run on 4x MRI of the
 camera image, its ``x_t`` and ``x0_hat`` stacks at the same step mid-way, std and a hotspot
-overlay (``screenshots/napari_invrec_diffusion.png``).
+overlay (``screenshots/napari_invrec_diffusion.png``). ``--scene lensless``: the camera image
+through the simulated diffuser camera, its caustic PSF, tv-admm and learned-admm
+(``screenshots/napari_invrec_lensless.png``).
 """
 
 from __future__ import annotations
@@ -65,13 +67,15 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "screenshots" / "napari_invrec_overview.png"))
     ap.add_argument("--size", default="1900x1150", help="window size WxH")
     ap.add_argument("--dock-width", type=int, default=560, help="width of the right docks")
-    ap.add_argument("--scene", choices=("overview", "catalogue", "train", "trust", "diffusion"),
+    ap.add_argument("--scene", choices=("overview", "catalogue", "train", "trust", "diffusion",
+                                        "lensless"),
                     default="overview",
                     help="overview: atoms, langevin-tv and tv-fista; catalogue: CT sinogram "
                          "with fbp/tv-fista and multi-coil MRI coil images with sense-cg; "
                          "train: the Train widget mid-training; trust: std + hotspots of a "
                          "langevin-tv inpainting run; diffusion: a diffpir MRI run, its x_t "
-                         "and x0_hat stacks mid-way, std and a hotspot overlay")
+                         "and x0_hat stacks mid-way, std and a hotspot overlay; lensless: a "
+                         "diffuser camera, its PSF, tv-admm and learned-admm")
     args = ap.parse_args()
     if args.scene != "overview" and args.out.endswith("overview.png"):
         args.out = args.out.replace("overview.png", f"{args.scene}.png")
@@ -102,6 +106,10 @@ def main() -> None:
     if args.scene == "catalogue":
         _catalogue_scene(app, viewer, widgets["Simulate measurement"], rec)
         _save(app, viewer, args.out, "catalogue scene")
+        return
+    if args.scene == "lensless":
+        _lensless_scene(app, viewer, widgets["Simulate measurement"], rec)
+        _save(app, viewer, args.out, "lensless scene")
         return
     if args.scene == "train":
         _train_scene(app, viewer, widgets["Train network"], docked["Reconstruct"][0], args.out)
@@ -195,6 +203,27 @@ def _catalogue_scene(app, viewer, sim, rec) -> None:
     shown = [sino, viewer.layers["fbp · ct"], viewer.layers["tv-fista · ct"], coils, rss,
              viewer.layers["sense-cg · mri-multicoil"]]
     _show_grid(app, viewer, shown, coils, (2, 3), 2)
+
+
+def _lensless_scene(app, viewer, sim, rec) -> None:
+    """The camera image through a simulated diffuser camera: measurement, its caustic PSF,
+    tv-admm and learned-admm."""
+    viewer.layers.clear()
+    viewer.open_sample("napari-invrec", "camera")
+    truth = viewer.layers[-1]
+    sim.image.value = truth
+    sim.op_panel.operator.value = "lensless"
+    sim.noise_form.set_values({"sigma": 0.01})
+    meas = sim.simulate()[0]
+    psf = next(lay for lay in viewer.layers if lay.name.endswith("[psf]"))
+    psf.visible = True
+    psf.contrast_limits = (0.0, float(psf.data.max()) * 0.5)
+    rec.measurement.value = meas
+    _run(app, rec, "tv-admm", {})
+    _run(app, rec, "learned-admm", {})
+    result = viewer.layers["learned-admm · lensless"]
+    shown = [meas, psf, viewer.layers["tv-admm · lensless"], result]
+    _show_grid(app, viewer, shown, result, (2, 2), 2)
 
 
 def _trust_scene(app, viewer, sim, rec, trust_docked, rec_dock, width: int) -> None:

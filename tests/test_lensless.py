@@ -75,12 +75,12 @@ def test_caustic_psf_is_a_deterministic_normalised_caustic():
 def test_custom_psf_and_bad_parameters_are_refused_in_one_line():
     k = np.zeros((5, 5))
     k[2, 2], k[0, 4] = 2.0, 2.0
-    op = make_operator("lensless", (16, 16), psf="custom", psf_array=k)
+    op = make_operator("lensless", (16, 16), psf="custom", kernel_array=k)
     assert abs(op.psf_image().sum() - 1) < 1e-6
-    for bad, match in ((None, "needs psf_array"), (np.ones((20, 4)), "at most"),
+    for bad, match in ((None, "needs kernel_array"), (np.ones((20, 4)), "at most"),
                        (np.full((3, 3), np.nan), "finite"), (np.zeros((3, 3)), "positive")):
         with pytest.raises(InputError, match=match):
-            make_operator("lensless", (16, 16), psf="custom", psf_array=bad)
+            make_operator("lensless", (16, 16), psf="custom", kernel_array=bad)
     with pytest.raises(InputError, match="feature"):
         make_operator("lensless", (16, 16), feature=0.0)
 

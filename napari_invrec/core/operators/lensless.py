@@ -75,7 +75,7 @@ class LenslessParams:
                             max=0.5, step=0.01, when={"psf": "caustic"})
     seed: int = param(0, "seed of the diffuser surface", min=0, max=2**31 - 1,
                       when={"psf": "caustic"})
-    psf_array: Any = param(None, "measured PSF (2-D, at most the scene's size; normalised to "
+    kernel_array: Any = param(None, "measured PSF (2-D, at most the scene's size; normalised to "
                            "sum 1)", gui=False, when={"psf": "custom"})
 
 
@@ -138,9 +138,10 @@ def lensless_psf(p: LenslessParams, shape: tuple[int, int]) -> np.ndarray:
                            seed=p.seed)
     if p.psf != "custom":
         raise InputError(f"lensless psf must be one of {PSFS}, got {p.psf!r}")
-    if p.psf_array is None:
-        raise InputError("a custom lensless PSF needs psf_array (a measured 2-D PSF)")
-    k = np.asarray(p.psf_array, dtype=np.float64)
+    if p.kernel_array is None:
+        raise InputError("a custom lensless PSF needs kernel_array (a measured 2-D PSF; in the "
+                         "GUI: an Image layer in 'kernel from layer')")
+    k = np.asarray(p.kernel_array, dtype=np.float64)
     if k.ndim != 2 or k.shape[0] > shape[0] or k.shape[1] > shape[1]:
         raise InputError(f"the PSF must be 2-D and at most the scene's size {shape}, got shape "
                          f"{k.shape}")
