@@ -30,12 +30,7 @@ EPS = torch.finfo(torch.float32).eps
 ROUND = 64 * EPS
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _misfit(op, x, y):

