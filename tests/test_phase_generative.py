@@ -20,6 +20,7 @@ from helpers import run_method
 
 import napari_invrec.api as ir
 from napari_invrec.core.data.heldout import fresh_draw
+from napari_invrec.core.errors import InputError
 from napari_invrec.core.methods import METHODS
 from napari_invrec.core.methods.starts import data_start
 from napari_invrec.core.operators import NoiseParams, make_operator
@@ -103,3 +104,21 @@ def test_one_step_size_serves_two_patterns():
     hio = ir.reconstruct(y, op, "hio", reference=x).metrics["psnr"]
     dps = ir.reconstruct(y, op, "dps", reference=x, denoiser="drunet-phantoms").metrics["psnr"]
     assert dps > hio + 3, (dps, hio)
+
+
+def test_trust_maps_of_a_phase_run_are_the_std_alone():
+    """Phase retrieval has no null space: a sampler's run gets its std; the null-space maps
+    are refused in one line."""
+    from napari_invrec.engine.compare import hallucination_map
+    from napari_invrec.engine.trust import trust_maps
+
+    x, op, y = _problem(32, k=2)
+    res = ir.reconstruct(y, op, "dps", denoiser="drunet-phantoms", steps=4, n_samples=3)
+    maps = trust_maps(res.provenance, res.x, std=res.std, samples=res.samples, reference=x,
+                      measurement=y)
+    assert list(maps) == ["std"] and maps["std"].shape == x.shape
+    with pytest.raises(InputError, match="no null space"):
+        hallucination_map("null-space (vs reference)", res.provenance, res.x, x, None)
+    hio = ir.reconstruct(y, op, "hio", iters=5)
+    with pytest.raises(InputError, match="not linear"):
+        trust_maps(hio.provenance, hio.x, reference=x, measurement=y)

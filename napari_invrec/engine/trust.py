@@ -70,14 +70,24 @@ def trust_maps(run_meta: dict, result: np.ndarray, *, std: Any = None, samples: 
                ) -> dict[str, np.ndarray]:
     """Every available map of a run (see :func:`available_maps`), 2-D float32 by kind.
 
+    A run of a non-linear operator (phase retrieval) has no null space: its only map is the
+    std.
+
     Raises
     ------
     InputError
-        Shapes that do not match, or real samples of a complex-image run (magnitudes have no
-        null-space decomposition).
+        Shapes that do not match, real samples of a complex-image run (magnitudes have no
+        null-space decomposition), or a non-linear run without samples.
     """
     kinds = available_maps(std=std, samples=samples, reference=reference,
                            dc_reference=dc_reference, measurement=measurement)
+    op = run_operator(run_meta)
+    if not getattr(op, "linear", False):  # no null space: the std alone says something
+        if STD not in kinds:
+            raise InputError(f"the {op.name} operator is not linear, so it has no null space: "
+                             "only the std over posterior samples is available; run a "
+                             "stochastic method (dps)")
+        kinds = [STD]
     out: dict[str, np.ndarray] = {}
     for kind in kinds:
         if kind == STD:

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError
 from .stats import Welford
 
 Tensor = torch.Tensor
@@ -39,13 +40,21 @@ def _img(op: Any, x: Any) -> Tensor:
     return op.as_image(torch.as_tensor(x))
 
 
+def _linear(op: Any, what: str) -> Any:
+    """``op``, checked to be linear: null and range spaces belong to a linear operator."""
+    if not getattr(op, "linear", False):
+        raise InputError(f"the {what} needs a linear operator; {op.name} is not (it has no "
+                         "null space): use the std over posterior samples or the error map")
+    return op
+
+
 @torch.no_grad()
 def null_space_map(op: Any, x_hat: Any, x_true: Any) -> Tensor:
     r"""Null-space hallucination map :math:`(I - A^+ A)(\hat x - x_\mathrm{true})`.
 
     The part of the error the measurements cannot see (nor correct). Needs the ground truth.
     """
-    return op.null_project(_img(op, x_hat) - _img(op, x_true))
+    return _linear(op, "null-space map").null_project(_img(op, x_hat) - _img(op, x_true))
 
 
 @torch.no_grad()
@@ -56,7 +65,7 @@ def measurement_space_map(op: Any, x_hat: Any, y: Any) -> Tensor:
     say; zero for any data-consistent :math:`\hat x` (:math:`A\hat x = y`). Needs only the
     measurement :math:`y`, no ground truth.
     """
-    yt = op.as_measurement(torch.as_tensor(y))
+    yt = _linear(op, "measurement-space map").as_measurement(torch.as_tensor(y))
     return op.range_project(_img(op, x_hat)) - op.A_pinv(yt)
 
 
@@ -67,7 +76,7 @@ def null_space_difference(op: Any, x_hat: Any, x_ref: Any) -> Tensor:
     Without ground truth: compares a (learned) result with a data-consistent reference such as
     the minimum-norm or TV solution; large values are null-space content one of them invented.
     """
-    return op.null_project(_img(op, x_hat) - _img(op, x_ref))
+    return _linear(op, "null-space difference").null_project(_img(op, x_hat) - _img(op, x_ref))
 
 
 @torch.no_grad()
@@ -83,7 +92,7 @@ def null_space_spread(op: Any, samples: Any) -> Tensor:
     truth: where the samples disagree on invisible structure, the prior is guessing.
     """
     w = Welford()
-    w.update(op.null_project(_img(op, samples)))
+    w.update(_linear(op, "null-space spread").null_project(_img(op, samples)))
     return w.std.unsqueeze(0)
 
 
