@@ -168,3 +168,28 @@ def test_noise2self_denoises_in_the_dock(make_napari_viewer, wait_idle):
     assert prov["params"]["weights"] == "n2s-atoms" and not prov["normalise"]["applied"]
     noisy = 10 * np.log10(1 / np.mean((added[0].data - clean) ** 2))
     assert prov["metrics"]["psnr"] > noisy + 6  # 20 dB noisy, about 31 dB denoised
+
+
+def test_lensless_with_a_measured_psf_from_a_layer(make_napari_viewer, truth):
+    """A measured PSF comes from an Image layer ('kernel from layer'), as for a custom blur;
+    the layer is read, never modified."""
+    from napari_invrec._widgets.simulate import SimulateWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(truth.copy(), name="truth")
+    psf = np.zeros((9, 9), np.float32)
+    psf[4, 4], psf[0, 8] = 3.0, 1.0
+    viewer.add_image(psf.copy(), name="measured psf")
+    sim = SimulateWidget(viewer)
+    sim.image.value = viewer.layers["truth"]
+    sim.op_panel.operator.value = "lensless"
+    sim.op_panel.form.set_values({"psf": "custom"})
+    assert not sim.op_panel.kernel_layer.native.isHidden()
+    assert sim.op_panel.mask_layer.native.isHidden()
+    sim.op_panel.kernel_layer.value = viewer.layers["measured psf"]
+    sim.noise_form.set_values({"sigma": 0.0, "model": "none"})
+    y = sim.simulate()[0].data
+    # two copies of the scene: 3/4 of the light at the centre, 1/4 shifted by (-4, +4)
+    want = 0.75 * truth[8:40, 8:40] + 0.25 * truth[12:44, 4:36]
+    np.testing.assert_allclose(y[8:40, 8:40], want, atol=1e-5)
+    np.testing.assert_array_equal(viewer.layers["measured psf"].data, psf)
