@@ -32,9 +32,6 @@ class MethodSpec:
     operators
         Operator families it supports; ``None`` means every *linear* operator family and those
         in ``nonlinear``.
-    own_units
-        Runs in the data's own units (a network trained on this very kind of data, in its
-        units): the engine's ``auto`` normalisation leaves the data alone.
     stochastic
         Draws samples: results carry a posterior mean and std.
     weights
@@ -48,6 +45,11 @@ class MethodSpec:
     volumes
         Runs on 3-D volumes ``(D, H, W)`` as well as 2-D images (its maths is written for any
         number of spatial axes, or its networks run slice by slice).
+    nonlinear
+        Non-linear operator families a method for every linear family also supports.
+    own_units
+        Runs in the data's own units (a network trained on this very kind of data, in its
+        units): the engine's ``auto`` normalisation leaves the data alone.
     """
 
     name: str

@@ -226,8 +226,8 @@ class LearnedADMM(_Unrolled):
     and the Tikhonov image :math:`z_0 = (A^H A + 0.01\|A\|^2 I)^{-1} A^H y` (``start_iters``
     CG iterations, not differentiated: a fixed, cheap data-consistent start that spares the
     stages the slow directions of an ill-conditioned operator). The data step is exact where
-    the operator
-    has a closed form (``solve_normal``, or :math:`A^H A` a projection) and ``cg_iters``
+    the operator has a closed form (``solve_normal``, or :math:`A^H A` a projection) and
+    ``cg_iters``
     conjugate-gradient iterations warm-started at :math:`z_k - u_k` otherwise (a lensless
     camera's crop), differentiated through. The CNNs' last layers start at zero, so an
     untrained network is ADMM with no prior (least squares with a shrinking proximal term);
@@ -262,8 +262,8 @@ class LearnedADMM(_Unrolled):
 
     def stages(self, y: Tensor, op: Any, x0: Tensor | None = None) -> Iterator[Tensor]:
         r"""Yield :math:`z_1, \dots, z_K`."""
-        z, inv_l = self._start(y, op, x0)
-        aty = op.A_adjoint(y)
+        z, inv_l = self._start(y, op, x0)  # A^H y unless x0 is given
+        aty = z if x0 is None else op.A_adjoint(y)
         if x0 is None:
             with torch.no_grad():
                 rho0 = 0.01 / inv_l

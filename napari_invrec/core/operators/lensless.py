@@ -75,17 +75,17 @@ class LenslessParams:
                             max=0.5, step=0.01, when={"psf": "caustic"})
     seed: int = param(0, "seed of the diffuser surface", min=0, max=2**31 - 1,
                       when={"psf": "caustic"})
-    kernel_array: Any = param(None, "measured PSF (2-D, at most the scene's size; normalised to "
-                           "sum 1)", gui=False, when={"psf": "custom"})
+    kernel_array: Any = param(None, "measured PSF (2-D, at most the scene's size; normalised "
+                              "to sum 1)", gui=False, when={"psf": "custom"})
 
 
 def caustic_psf(shape: tuple[int, int], *, aperture: float = 0.7, feature: float = 0.03,
                 strength: float = 0.03, seed: int = 0, rays: int = 3) -> np.ndarray:
     r"""A simulated diffuser caustic of ``shape`` (float64, sum 1, centred).
 
-    A height map :math:`h` (white noise smoothed by a Gaussian of std ``feature`` times the
-    shorter side, drawn from ``seed``) bends a ray entering at :math:`r` inside a circular
-    aperture (diameter ``aperture`` times the shorter side) to
+    A height map :math:`h` (white noise drawn from ``seed``, smoothed periodically by a
+    Gaussian of std ``feature`` times the shorter side) bends a ray entering at :math:`r`
+    inside a circular aperture (diameter ``aperture`` times the shorter side) to
     :math:`r + d\,\nabla h(r) / \mathrm{rms}|\nabla h|`, :math:`d` = ``strength`` times the
     shorter side; ``rays`` x ``rays`` rays per pixel are splatted bilinearly and the density
     smoothed by a Gaussian of 0.6 px. Deterministic for the same arguments (numpy only).
@@ -94,8 +94,11 @@ def caustic_psf(shape: tuple[int, int], *, aperture: float = 0.7, feature: float
     n = min(h, w)
     rng = np.random.default_rng([int(seed), 17])
     s = int(rays)
-    surface = ndimage.gaussian_filter(rng.standard_normal((h * s, w * s)),
-                                      sigma=max(float(feature) * n * s, 0.5), mode="wrap")
+    sig = max(float(feature) * n * s, 0.5)  # periodic Gaussian smoothing, done in Fourier
+    fy, fx = np.fft.fftfreq(h * s)[:, None], np.fft.rfftfreq(w * s)[None, :]
+    surface = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((h * s, w * s)))
+                            * np.exp(-2 * math.pi ** 2 * sig ** 2 * (fy ** 2 + fx ** 2)),
+                            s=(h * s, w * s))
     gy, gx = np.gradient(surface)
     rms = math.sqrt(float(np.mean(gy ** 2 + gx ** 2))) or 1.0
     d = float(strength) * n
@@ -105,15 +108,15 @@ def caustic_psf(shape: tuple[int, int], *, aperture: float = 0.7, feature: float
     inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= (float(aperture) * n / 2) ** 2
     ty = (yy + d * gy / rms)[inside]
     tx = (xx + d * gx / rms)[inside]
-    out = np.zeros((h, w))
     y0, x0 = np.floor(ty).astype(int), np.floor(tx).astype(int)
-    fy, fx = ty - y0, tx - x0
-    for dy, wy in ((0, 1 - fy), (1, fy)):
-        for dx, wx in ((0, 1 - fx), (1, fx)):
+    ry, rx = ty - y0, tx - x0
+    out = np.zeros(h * w)
+    for dy, wy in ((0, 1 - ry), (1, ry)):
+        for dx, wx in ((0, 1 - rx), (1, rx)):
             r, c = y0 + dy, x0 + dx
             ok = (r >= 0) & (r < h) & (c >= 0) & (c < w)
-            np.add.at(out, (r[ok], c[ok]), (wy * wx)[ok])
-    out = ndimage.gaussian_filter(out, 0.6, mode="constant")
+            out += np.bincount((r * w + c)[ok], weights=(wy * wx)[ok], minlength=h * w)
+    out = ndimage.gaussian_filter(out.reshape(h, w), 0.6, mode="constant")
     total = out.sum()
     if not total > 0:
         raise InputError("the diffuser sends no light onto the PSF grid; lower strength")
