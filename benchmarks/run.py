@@ -9,7 +9,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 SECTIONS = ("solver", "gui", "catalogue", "learned", "diffusion", "formats", "quality",
-            "calibration", "batch", "volumes", "tiles", "slices", "versus", "train", "phase")
+            "calibration", "batch", "volumes", "tiles", "slices", "versus", "train", "phase",
+            "acquisition")
 NO_FLAGS = ("solver", "gui")  # sections whose main() takes no flags
 
 

@@ -13,7 +13,9 @@ trust maps, the std layer with a hotspot Labels overlay and calibrated bands
 camera image, its ``x_t`` and ``x0_hat`` stacks at the same step mid-way, std and a hotspot
 overlay (``screenshots/napari_invrec_diffusion.png``). ``--scene lensless``: the camera image
 through the simulated diffuser camera, its caustic PSF, tv-admm and learned-admm
-(``screenshots/napari_invrec_lensless.png``).
+(``screenshots/napari_invrec_lensless.png``). ``--scene acquisition``: the learned MRI
+pattern next to a random one and their reconstructions
+(``screenshots/napari_invrec_acquisition.png``).
 """
 
 from __future__ import annotations
@@ -68,14 +70,16 @@ def main() -> None:
     ap.add_argument("--size", default="1900x1150", help="window size WxH")
     ap.add_argument("--dock-width", type=int, default=560, help="width of the right docks")
     ap.add_argument("--scene", choices=("overview", "catalogue", "train", "trust", "diffusion",
-                                        "lensless"),
+                                        "lensless", "acquisition"),
                     default="overview",
                     help="overview: atoms, langevin-tv and tv-fista; catalogue: CT sinogram "
                          "with fbp/tv-fista and multi-coil MRI coil images with sense-cg; "
                          "train: the Train widget mid-training; trust: std + hotspots of a "
                          "langevin-tv inpainting run; diffusion: a diffpir MRI run, its x_t "
                          "and x0_hat stacks mid-way, std and a hotspot overlay; lensless: a "
-                         "diffuser camera, its PSF, tv-admm and learned-admm")
+                         "diffuser camera, its PSF, tv-admm and learned-admm; acquisition: the "
+                         "learned MRI pattern next to a random one and their varnet "
+                         "reconstructions")
     args = ap.parse_args()
     if args.scene != "overview" and args.out.endswith("overview.png"):
         args.out = args.out.replace("overview.png", f"{args.scene}.png")
@@ -110,6 +114,10 @@ def main() -> None:
     if args.scene == "lensless":
         _lensless_scene(app, viewer, widgets["Simulate measurement"], rec)
         _save(app, viewer, args.out, "lensless scene")
+        return
+    if args.scene == "acquisition":
+        _acquisition_scene(app, viewer, widgets["Simulate measurement"], rec)
+        _save(app, viewer, args.out, "acquisition scene")
         return
     if args.scene == "train":
         _train_scene(app, viewer, widgets["Train network"], docked["Reconstruct"][0], args.out)
@@ -224,6 +232,28 @@ def _lensless_scene(app, viewer, sim, rec) -> None:
     result = viewer.layers["learned-admm · lensless"]
     shown = [meas, psf, viewer.layers["tv-admm · lensless"], result]
     _show_grid(app, viewer, shown, result, (2, 2), 2)
+
+
+def _acquisition_scene(app, viewer, sim, rec) -> None:
+    """4x MRI of the phantom through the learned pattern and through a random one of the same
+    budget: both sampling masks (top) and their varnet reconstructions (bottom)."""
+    viewer.layers.clear()
+    viewer.open_sample("napari-invrec", "phantom")
+    truth = viewer.layers[-1]
+    sim.image.value = truth
+    sim.op_panel.operator.value = "mri"
+    sim.noise_form.set_values({"sigma": 0.01})
+    masks, results = [], []
+    for pattern, weights in (("learned", "varnet-loupe-mri4x"), ("random", "varnet-mri4x")):
+        sim.op_panel.form.set_values({"acceleration": 4, "pattern": pattern})
+        meas = sim.simulate()[0]
+        mask = [lay for lay in viewer.layers if lay.name.endswith("[sampling mask]")][-1]
+        mask.visible = True
+        masks.append(mask)
+        rec.measurement.value = meas
+        _run(app, rec, "varnet", {"weights": weights})
+        results.append(viewer.layers[-1])
+    _show_grid(app, viewer, masks + results, results[0], (2, 2), 0)
 
 
 def _trust_scene(app, viewer, sim, rec, trust_docked, rec_dock, width: int) -> None:

@@ -9,6 +9,11 @@ validation figures ``napari-invrec train`` recorded) to
 ``napari_invrec/models/weights/NAME.pt[.json]`` and adds or replaces the manifest entry, with
 the sha256 of the copied file. Nothing else is edited by hand: every manifest field comes from
 the training run's own record.
+
+Weights from ``--task acquisition`` carry their learned MRI sampling design; it is written
+to the operator's design file (``mri.LEARNED_DESIGN``, the ``learned`` pattern of Simulate)
+with the training command, and the entry's operator becomes that ``learned`` pattern (at the
+training width it is the very pattern the network was tuned to).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from napari_invrec.core.models.registry import (  # noqa: E402
     register_weights,
     sha256_file,
 )
+from napari_invrec.core.operators.mri import LEARNED_DESIGN  # noqa: E402
 
 #: training settings a method reads back from the entry's metrics (end-to-end: the init)
 SETTING_KEYS = ("init", "noise_sigma", "data_sigma")
@@ -47,12 +53,18 @@ def ship(name: str, src: Path, description: str) -> WeightsEntry:
     meta = blob.get("meta", {})
     figures = side.get("metrics") or {k: side[k] for k in METRIC_KEYS if side.get(k) is not None}
     figures |= {k: side[k] for k in SETTING_KEYS if k in side and k not in figures}
+    operator = side.get("operator") or meta.get("operator")
+    if "sampling_design" in side:
+        design = {**side["sampling_design"], "weights": name, "command": side["command"]}
+        LEARNED_DESIGN.write_text(json.dumps(design, indent=1) + "\n")
+        params = {k: v for k, v in operator["params"].items() if k != "mask_array"}
+        operator = {**operator, "params": {**params, "pattern": "learned"}}
     entry = WeightsEntry(
         name=name, architecture=blob["architecture"], kwargs=dict(blob.get("kwargs", {})),
         file=str(dst), train_command=side["command"], seed=side.get("seed", spec.get("seed")),
         data=str(side.get("data", spec.get("data", ""))), figures=[], sha256=sha256_file(dst),
         description=description, task=side.get("task", meta.get("task", "denoiser")),
-        operator=side.get("operator") or meta.get("operator"), metrics=figures,
+        operator=operator, metrics=figures,
         training=meta.get("training", ""))
     register_weights(entry, manifest=WEIGHTS_DIR / "manifest.json")
     return entry

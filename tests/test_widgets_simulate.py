@@ -134,6 +134,26 @@ def test_simulate_mri_keeps_complex_data_and_adds_mask(make_napari_viewer, image
     assert 0.15 < mask.data.mean() < 0.35
 
 
+@pytest.mark.skipif(not __import__("napari_invrec.core.operators.mri", fromlist=["x"])
+                    .LEARNED_DESIGN.is_file(), reason="no shipped learned sampling design")
+def test_simulate_mri_with_the_learned_pattern(make_napari_viewer, image64):
+    from napari_invrec.core.operators.mri import MRIParams, column_mask, n_columns
+
+    viewer, w = _widget(make_napari_viewer)
+    w.image.value = viewer.add_image(image64, name="truth")
+    w.op_panel.operator.value = "mri"
+    w.op_panel.form.set_values({"acceleration": 8.0, "pattern": "learned"})
+    assert not _shown(w.op_panel.form.widget("seed"))  # no seed: the pattern is fixed
+    meas, mask = w.simulate()
+    cols = mask.data[0] > 0
+    # exactly the acceleration's budget, the learned design's columns, every row alike
+    assert cols.sum() == n_columns(64, 8, round(0.08 * 64))
+    np.testing.assert_array_equal(cols, column_mask(MRIParams(acceleration=8,
+                                                              pattern="learned"), 64))
+    assert np.all(mask.data == mask.data[0])
+    assert meas.metadata["invrec"]["operator"]["params"]["pattern"] == "learned"
+
+
 @pytest.mark.parametrize("case, expected", [
     ("rgb", "RGB"),
     ("nan", "NaN"),

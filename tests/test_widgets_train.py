@@ -258,3 +258,34 @@ def test_unrolled_network_for_an_operator(make_napari_viewer, wait_idle, notes):
     assert res.x.shape == (32, 32) and np.isfinite(res.x).all()
     w.task.value = "denoiser"
     assert not w.op_panel.visible and list(w.arch.choices) == ["drunet", "dncnn"]
+
+
+def test_mri_network_with_a_learned_sampling_pattern(make_napari_viewer, wait_idle, notes):
+    """The acquisition task: varnet on single-coil MRI, its pattern learned with it; the
+    weights carry the pattern they were tuned to, at exactly the acceleration's budget."""
+    from napari_invrec._widgets.train import ACQUISITION_ARCHS, TrainWidget
+    from napari_invrec.core.models import read_manifest
+    from napari_invrec.core.operators.mri import n_columns
+
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    w.task.value = "acquisition"
+    assert tuple(w.arch.choices) == ACQUISITION_ARCHS and not w.op_panel.native.isHidden()
+    assert w.op_panel.operator.value == "mri"
+    w.op_panel.form.set_values({"acceleration": 4.0})
+    _set(w, source="phantoms", steps=6, batch=2, patch=32, net_width=4, lr="0.002",
+         noise_sigma=0.01, weights_name="gui-loupe")
+    w.train()
+    wait_idle(w, 60000)
+    e = read_manifest()["gui-loupe"]
+    assert e.task == "unrolled" and e.architecture == "varnet"
+    cols = np.asarray(e.operator["params"]["mask_array"], dtype=bool)
+    assert cols.shape == (32,) and cols.sum() == n_columns(32, 4)
+    assert "--task acquisition" in e.train_command
+    assert any("gui-loupe" in n for n in notes())
+    x = np.zeros((32, 32), np.float32)
+    x[8:24, 8:24] = 1.0
+    op = api.make_operator("mri", x.shape, mask_array=cols)
+    res = api.reconstruct(api.simulate(x, op, sigma=0.01, seed=0), op, "varnet",
+                          weights="gui-loupe")
+    assert res.x.shape == (32, 32) and np.isfinite(res.x).all()

@@ -40,14 +40,16 @@ __all__ = ["TrainWidget", "TASK_CHOICES", "SOURCES", "LAYER", "FOLDER"]
 TASK_CHOICES = [("supervised denoiser", "denoiser"),
                 ("self-supervised (Noise2Self)", "noise2self"),
                 ("generative prior: VAE (csgm)", "vae"),
-                ("unrolled network for one operator", "unrolled")]
+                ("unrolled network for one operator", "unrolled"),
+                ("MRI network + learned sampling pattern", "acquisition")]
 LAYER, FOLDER = "image layer", "folder"
 SOURCES = ("atoms", "phantoms", "mixed", "natural", "general", LAYER, FOLDER)
 _WIDTH_KW = {"drunet": {"scales": 3, "blocks": 1}, "dncnn": {"depth": 8},
              "vae": {"latent_channels": 8}, "learned-admm": {"stages": 6, "depth": 4},
-             "unrolled-pgd": {"stages": 6, "depth": 4}}
+             "unrolled-pgd": {"stages": 6, "depth": 4}, "varnet": {"cascades": 6, "scales": 3}}
 DENOISER_ARCHS, VAE_ARCHS = ("drunet", "dncnn"), ("vae",)
 UNROLLED_ARCHS = ("learned-admm", "unrolled-pgd")
+ACQUISITION_ARCHS = ("varnet",)
 
 
 class TrainWidget(Container):
@@ -159,17 +161,20 @@ class TrainWidget(Container):
     def _on_task(self, *_: Any) -> None:
         task = self.task.value
         n2s, vae, unrolled = task == "noise2self", task == "vae", task == "unrolled"
+        acquisition = task == "acquisition"
         if n2s and self.source.value not in (LAYER, FOLDER):
             self.source.value = LAYER
+        if acquisition:  # a sampling design is learned for single-coil MRI
+            self.op_panel.operator.value = "mri"
         archs = (VAE_ARCHS if vae else ("drunet",) if n2s else UNROLLED_ARCHS if unrolled
-                 else DENOISER_ARCHS)
+                 else ACQUISITION_ARCHS if acquisition else DENOISER_ARCHS)
         if tuple(self.arch.choices) != archs:
             self.arch.choices = archs
             self.arch.value = archs[0]
         noisy = task == "denoiser"
         self.sigma_min.visible = self.sigma_max.visible = self.sigma_dist.visible = noisy
         self.beta.visible = vae
-        self.op_panel.visible = self.noise_sigma.visible = unrolled
+        self.op_panel.visible = self.noise_sigma.visible = unrolled or acquisition
 
     def _on_source(self, *_: Any) -> None:
         self.layer.visible = self.source.value == LAYER
@@ -217,7 +222,7 @@ class TrainWidget(Container):
                              "0.001") from None
         arch = str(self.arch.value)
         data = self._data_spec()
-        unrolled = self.task.value == "unrolled"
+        unrolled = self.task.value in ("unrolled", "acquisition")
         operator = {"operator": self.op_panel.name_value,
                     "op_params": dict(self.op_panel.form.values()),
                     "noise_sigma": float(self.noise_sigma.value)} if unrolled else {}

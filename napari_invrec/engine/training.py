@@ -47,9 +47,10 @@ from ..core.training.loops import SIGMA_DISTS, TrainState
 __all__ = ["TASKS", "SIGMA_DISTS", "TrainSpec", "TrainPlan", "prepare_training", "execute_training",
            "run_training", "train_command", "estimate_noise_sigma", "check_training_arrays"]
 
-TASKS = ("denoiser", "noise2self", "end-to-end", "unrolled", "vae")
-"""Training tasks: supervised denoiser, self-supervised denoiser, end-to-end, unrolled, and
-the variational auto-encoder whose decoder is the generator of ``csgm``."""
+TASKS = ("denoiser", "noise2self", "end-to-end", "unrolled", "acquisition", "vae")
+"""Training tasks: supervised denoiser, self-supervised denoiser, end-to-end, unrolled, an
+unrolled MRI network with its learned sampling design (acquisition), and the variational
+auto-encoder whose decoder is the generator of ``csgm``."""
 
 #: architectures with an identity skip (output = input - predicted noise): a blind-spot
 #: (Noise2Self) network of this kind passes the noise through when applied to a whole image
@@ -106,6 +107,8 @@ class TrainPlan:
     checkpoint: Path
     operator: dict | None = None
     extra_meta: dict = field(default_factory=dict)
+    #: the learned sampling design of an ``acquisition`` run (saved in the sidecar)
+    design: Any = None
 
 
 # ---------------------------------------------------------------- checks
@@ -263,7 +266,8 @@ def _operator_factory(spec: TrainSpec) -> Any:
 # ---------------------------------------------------------------- plan and run
 def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any,
           ckpt: Path) -> tuple[Any, dict | None, dict]:
-    """The loop generator of ``spec.task``, the operator spec (operator tasks) and extra meta."""
+    """The loop generator of ``spec.task``, the operator spec (operator tasks) and extra meta
+    (for ``acquisition``, ``extra["design"]`` is the design being learned)."""
     from ..core.training import loops
     from ..core.training.datasets import ArrayPatches, make_source
 
@@ -312,6 +316,12 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
     factory = _operator_factory(spec)
     op = factory((spec.patch, spec.patch), dev)
     op_spec = op.spec()
+    if spec.task == "acquisition":
+        from ..core.training.acquisition import train_acquisition
+
+        loop, design = train_acquisition(model, source, factory,
+                                         noise_sigma=spec.noise_sigma, **common)
+        return loop, op_spec, {"noise_sigma": spec.noise_sigma, "design": design}
     if spec.task == "end-to-end":
         loop = train_end_to_end(model, source, factory, init=spec.init,
                                 noise_sigma=spec.noise_sigma, **common)
@@ -350,8 +360,9 @@ def prepare_training(spec: TrainSpec, *, arrays: Any = None) -> TrainPlan:
     dev = choose_device(spec.device)
     model = _model(spec)
     loop, op_spec, extra = _loop(spec, model, checked, dev, ckpt)
+    design = extra.pop("design", None)
     return TrainPlan(spec=spec, model=model, loop=loop, out=out, checkpoint=ckpt,
-                     operator=op_spec, extra_meta=extra)
+                     operator=op_spec, extra_meta=extra, design=design)
 
 
 def train_command(spec: TrainSpec, out: str | Path | None = None) -> str:
@@ -369,7 +380,7 @@ def train_command(spec: TrainSpec, out: str | Path | None = None) -> str:
         args += ["--beta", f"{s.beta:g}"]
     if s.task == "noise2self" and s.data_sigma is not None:
         args += ["--data-sigma", f"{s.data_sigma:g}"]
-    if s.task in ("end-to-end", "unrolled"):
+    if s.task in ("end-to-end", "unrolled", "acquisition"):
         args += ["--operator", str(s.operator), "--op-params",
                  json.dumps(s.op_params, sort_keys=True, default=str),
                  "--noise-sigma", f"{s.noise_sigma:g}", "--init", s.init]
@@ -395,6 +406,8 @@ def _description(spec: TrainSpec, metrics: dict) -> str:
             "noise2self": "self-supervised (Noise2Self) denoiser",
             "end-to-end": f"end-to-end network for {spec.operator}",
             "unrolled": f"unrolled network for {spec.operator}",
+            "acquisition": f"unrolled network for {spec.operator} with its learned sampling "
+                           "pattern",
             "vae": "variational auto-encoder (generator for csgm)"}[spec.task]
     fig = (f", validation PSNR {metrics['val_psnr']:.2f} dB" if "val_psnr" in metrics else "")
     return f"{spec.arch} {what} trained on {spec.data} ({spec.steps} steps{fig})"
@@ -427,19 +440,27 @@ def execute_training(plan: TrainPlan, command: str | None = None, *, threads: in
     metrics = _metrics(last, spec.task) | plan.extra_meta  # figures and the init/noise used
     metrics["wall_seconds"] = time.perf_counter() - t0
     cmd = command or train_command(spec, plan.out)
-    # a self-supervised denoiser is still a denoiser for plug-and-play methods
-    task = "denoiser" if spec.task == "noise2self" else spec.task
+    # a self-supervised denoiser is still a denoiser for plug-and-play methods; an
+    # acquisition run's network is an unrolled network for its learned pattern
+    task = {"noise2self": "denoiser", "acquisition": "unrolled"}.get(spec.task, spec.task)
+    operator = plan.operator
+    if plan.design is not None:
+        # the network was tuned to its design's pattern (at the training width)
+        operator = {**operator, "params": {**operator["params"],
+                                           "mask_array": plan.design.pattern().tolist()}}
     meta = {"name": spec.name, "task": task, "data": spec.data, "seed": int(spec.seed),
             "training": spec.task if spec.task != task else "",
-            "train_command": cmd, "operator": plan.operator, "metrics": metrics,
+            "train_command": cmd, "operator": operator, "metrics": metrics,
             "description": _description(spec, metrics)}
     entry = save_model(plan.model, plan.out, meta)
     entry.file = str(plan.out)
     record = {"kind": "weights", "package": "napari-invrec", "version": package_version(),
               "command": cmd, "spec": dataclasses.asdict(spec), "training": spec.task,
               "architecture": entry.architecture, "kwargs": entry.kwargs,
-              "operator": plan.operator, "metrics": metrics, "checkpoint": str(plan.checkpoint),
+              "operator": operator, "metrics": metrics, "checkpoint": str(plan.checkpoint),
               "sha256": entry.sha256, **plan.extra_meta}
+    if plan.design is not None:
+        record["sampling_design"] = plan.design.record()
     Path(str(plan.out) + ".json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     if spec.register:
         register_weights(entry)

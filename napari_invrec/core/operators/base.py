@@ -236,6 +236,11 @@ class SampleMask:
     """Mixin of operators that measure a 0/1 mask of samples (buffer ``_mask``, the image
     shape): inpainting pixels, single-coil k-space."""
 
+    def mask_tensor(self) -> Tensor:
+        """The mask as a tensor on the operator's device (``(K, 1, *shape)`` for a stack;
+        differentiable when the stack was built from a differentiable design)."""
+        return self._mask
+
     def with_mask_stack(self, masks: Tensor) -> Any:
         """A copy whose batch element ``k`` is measured through ``masks[k]`` (``(K, *shape)``,
         each a subset of this operator's samples), so that ``K`` reconstructions from ``K``

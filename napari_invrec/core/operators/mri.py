@@ -21,8 +21,11 @@ zeros on unsampled lines; simulated noise is circular complex Gaussian on sample
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +39,9 @@ from .noise import NoiseParams
 from .registry import register_operator
 
 Tensor = torch.Tensor
-PATTERNS = ("random", "equispaced")
+PATTERNS = ("random", "equispaced", "learned")
+#: the shipped learned sampling design (:func:`learned_density`), trained with its network
+LEARNED_DESIGN = Path(__file__).with_name("mri_design_loupe_4x.json")
 _DIMS = (-2, -1)
 
 
@@ -77,13 +82,59 @@ class MRIParams:
                             "pattern", gui=False)
 
 
+def n_columns(width: int, acceleration: float, n_centre: int = 0) -> int:
+    """Columns sampled in all at acceleration R: ``max(n_centre, max(1, round(W / R)))``."""
+    return max(int(n_centre), max(1, int(round(width / float(acceleration)))))
+
+
+@lru_cache(maxsize=4)
+def _design(path: str) -> tuple[np.ndarray, np.ndarray]:
+    if not Path(path).is_file():
+        raise InputError("the learned sampling design is not installed (reinstall "
+                         "napari-invrec); pick pattern 'random' or 'equispaced'")
+    rec = json.loads(Path(path).read_text())
+    return (np.asarray(rec["frequencies"], dtype=np.float64),
+            np.asarray(rec["density"], dtype=np.float64))
+
+
+def learned_density(width: int, design: str | Path = LEARNED_DESIGN) -> np.ndarray:
+    r"""Sampling density of each of ``width`` columns under a learned design.
+
+    A design (:mod:`napari_invrec.core.training.acquisition`) is a density :math:`p(|f|)` over
+    the absolute normalised frequency :math:`|f| = |c - W/2| / W \in [0, 1/2]` (symmetric:
+    real images have Hermitian k-space, so a line and its mirror carry the same information
+    only for real images, and the design does not rely on that). It is interpolated linearly
+    to the columns ``c`` of any width.
+    """
+    f, d = _design(str(design))
+    c = np.arange(width)
+    return np.interp(np.abs(c - width // 2) / width, f, d)
+
+
+def ranked_columns(density: np.ndarray, n: int, keep: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of exactly ``n`` columns: ``keep`` (always sampled) and then the highest
+    ``density``, ties broken towards the centre column ``W // 2`` and then to the left."""
+    w = len(density)
+    c = np.arange(w)
+    order = np.lexsort((c, np.abs(c - w // 2), -np.asarray(density, dtype=np.float64)))
+    lines = np.zeros(w, dtype=bool) if keep is None else np.asarray(keep, dtype=bool).copy()
+    for i in order:
+        if lines.sum() >= n:
+            break
+        lines[i] = True
+    return lines
+
+
 def column_mask(p: MRIParams, width: int) -> np.ndarray:
     """Boolean ``(W,)`` array of sampled columns for ``p.pattern``.
 
     ``round(center_fraction * W)`` columns around the DC column ``W // 2`` are always kept (at
     least the DC column when ``center_fraction > 0``). ``random`` adds columns drawn without
     replacement (CPU generator seeded by ``seed``) up to ``max(n_centre, round(W / R))`` in all;
-    ``equispaced`` keeps columns ``round(W // 2 + k R)`` for integer ``k``, plus the centre.
+    ``equispaced`` keeps columns ``round(W // 2 + k R)`` for integer ``k``, plus the centre;
+    ``learned`` adds the columns of highest density under the shipped learned design
+    (:func:`learned_density`, learned at R = 4 together with its reconstruction network) up to
+    exactly ``max(n_centre, round(W / R))`` in all (at other accelerations: the same ranking).
 
     Raises
     ------
@@ -101,8 +152,10 @@ def column_mask(p: MRIParams, width: int) -> np.ndarray:
     centre = centre_columns(width, cf)
     n_centre = centre.stop - centre.start
     lines[centre] = True
+    if p.pattern == "learned":
+        return ranked_columns(learned_density(width), n_columns(width, r, n_centre), lines)
     if p.pattern == "random":
-        extra = max(n_centre, max(1, int(round(width / r)))) - n_centre
+        extra = n_columns(width, r, n_centre) - n_centre
         others = np.flatnonzero(~lines)
         g = torch.Generator().manual_seed(int(p.seed))
         pick = torch.randperm(len(others), generator=g)[:extra].numpy()
@@ -170,7 +223,7 @@ class MRI(SampleMask, LinearOperator):
         return self.A_adjoint(y)
 
     def norm(self) -> float:
-        return float(self._mask.max())
+        return float(self._mask.detach().max())
 
     def measure(self, x: Tensor, noise: NoiseParams | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
