@@ -68,6 +68,9 @@ def add_train_parser(sub: Any) -> None:
                    help='operator parameters as JSON, e.g. \'{"sigma": 2.0}\'')
     g.add_argument("--noise-sigma", type=float, default=0.01,
                    help="Gaussian noise std of the simulated measurements (default 0.01)")
+    g.add_argument("--supervision", default="supervised", choices=["supervised", "ssdu"],
+                   help="unrolled: learn from ground truth (default) or from the measurements "
+                   "alone by splitting their samples (ssdu; inpaint and mri)")
     g.add_argument("--init", default="pinv", choices=["pinv", "adjoint"],
                    help="initial reconstruction fed to an end-to-end network (default pinv)")
     g = p.add_argument_group("vae")
@@ -123,7 +126,8 @@ def spec_from_args(ns: argparse.Namespace) -> tuple[Any, Any]:
                      sigma_min=ns.sigma_min, sigma_max=ns.sigma_max,
                      sigma_dist=ns.sigma_dist, data_sigma=ns.data_sigma,
                      operator=ns.operator, op_params=op_params, noise_sigma=ns.noise_sigma,
-                     init=ns.init, beta=ns.beta, device=ns.device, val_every=ns.val_every,
+                     init=ns.init, supervision=ns.supervision, beta=ns.beta,
+                     device=ns.device, val_every=ns.val_every,
                      checkpoint_every=ns.checkpoint_every, name=name, out=ns.out,
                      checkpoint=ns.checkpoint, resume=ns.resume, register=ns.register)
     return spec, arrays

@@ -289,3 +289,27 @@ def test_mri_network_with_a_learned_sampling_pattern(make_napari_viewer, wait_id
     res = api.reconstruct(api.simulate(x, op, sigma=0.01, seed=0), op, "varnet",
                           weights="gui-loupe")
     assert res.x.shape == (32, 32) and np.isfinite(res.x).all()
+
+
+def test_unrolled_network_from_measurements_only(make_napari_viewer, wait_idle):
+    """'learn from: measurements only' trains by SSDU: the weights end with a
+    data-consistency step and record how they were trained."""
+    from napari_invrec._widgets.train import TrainWidget
+    from napari_invrec.core.models import read_manifest
+
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    w.task.value = "unrolled"
+    assert not w.supervision.native.isHidden()
+    w.arch.value = "varnet"
+    w.op_panel.operator.value = "mri"
+    w.supervision.value = "ssdu"
+    _set(w, source="phantoms", steps=4, batch=2, patch=32, net_width=4, lr="0.002",
+         weights_name="gui-ssdu")
+    w.train()
+    wait_idle(w, 60000)
+    e = read_manifest()["gui-ssdu"]
+    assert e.training == "ssdu" and e.kwargs["final_dc"] is True
+    assert e.kwargs["complex_images"] is True and "--supervision ssdu" in e.train_command
+    w.task.value = "denoiser"
+    assert w.supervision.native.isHidden()

@@ -29,6 +29,7 @@ from magicgui.widgets import (
 )
 
 from ..core.errors import InputError
+from ..core.operators.registry import OPERATORS
 from ._inputs import LayerCombo, OperatorPanel, heading, labelled
 from ._notify import guarded, notify_info, report_error
 from ._pacing import DisplayThrottle
@@ -48,8 +49,9 @@ _WIDTH_KW = {"drunet": {"scales": 3, "blocks": 1}, "dncnn": {"depth": 8},
              "vae": {"latent_channels": 8}, "learned-admm": {"stages": 6, "depth": 4},
              "unrolled-pgd": {"stages": 6, "depth": 4}, "varnet": {"cascades": 6, "scales": 3}}
 DENOISER_ARCHS, VAE_ARCHS = ("drunet", "dncnn"), ("vae",)
-UNROLLED_ARCHS = ("learned-admm", "unrolled-pgd")
+UNROLLED_ARCHS = ("learned-admm", "unrolled-pgd", "varnet")
 ACQUISITION_ARCHS = ("varnet",)
+SUPERVISION_CHOICES = [("ground truth", "supervised"), ("measurements only (SSDU)", "ssdu")]
 
 
 class TrainWidget(Container):
@@ -100,6 +102,11 @@ class TrainWidget(Container):
                                         name="noise_sigma", label="measurement noise std",
                                         visible=False, tooltip="Gaussian noise of the "
                                         "simulated training measurements (images in [0, 1])")
+        self.supervision = ComboBox(value="supervised", choices=SUPERVISION_CHOICES,
+                                    name="supervision", label="learn from", visible=False,
+                                    tooltip="ground truth, or the simulated measurements alone "
+                                    "(SSDU: their samples split into input and loss; inpaint "
+                                    "and mri)")
         self.net_width = SpinBox(value=16, min=1, max=256, name="net_width", label="width",
                              tooltip="feature channels at the finest scale")
         self.steps = SpinBox(value=1000, min=1, max=10 ** 7, name="steps", label="steps")
@@ -137,7 +144,8 @@ class TrainWidget(Container):
         self.extend([labelled(self.task, name="task_box"), heading("data"),
                      labelled(self.source, self.layer, self.folder, name="data_box"),
                      heading("network"), labelled(self.arch, self.net_width, name="net_box"),
-                     self.op_panel, labelled(self.noise_sigma, name="noise_box"),
+                     self.op_panel,
+                     labelled(self.noise_sigma, self.supervision, name="noise_box"),
                      heading("schedule"),
                      labelled(self.steps, self.batch, self.patch, self.sigma_min,
                               self.sigma_max, self.sigma_dist, self.beta, self.lr, self.seed,
@@ -175,6 +183,7 @@ class TrainWidget(Container):
         self.sigma_min.visible = self.sigma_max.visible = self.sigma_dist.visible = noisy
         self.beta.visible = vae
         self.op_panel.visible = self.noise_sigma.visible = unrolled or acquisition
+        self.supervision.visible = unrolled
 
     def _on_source(self, *_: Any) -> None:
         self.layer.visible = self.source.value == LAYER
@@ -226,8 +235,14 @@ class TrainWidget(Container):
         operator = {"operator": self.op_panel.name_value,
                     "op_params": dict(self.op_panel.form.values()),
                     "noise_sigma": float(self.noise_sigma.value)} if unrolled else {}
+        if self.task.value == "unrolled":
+            operator["supervision"] = str(self.supervision.value)
+        arch_kwargs = {"width": int(self.net_width.value), **_WIDTH_KW[arch]}
+        if operator:  # an unrolled network works on the operator's real or complex images
+            arch_kwargs["complex_images"] = bool(
+                OPERATORS[operator["operator"]].complex_image)
         return TrainSpec(task=str(self.task.value), arch=arch, **operator,
-                         arch_kwargs={"width": int(self.net_width.value), **_WIDTH_KW[arch]},
+                         arch_kwargs=arch_kwargs,
                          data=data, steps=int(self.steps.value), batch=int(self.batch.value),
                          patch=int(self.patch.value), lr=lr, seed=int(self.seed.value),
                          sigma_min=float(self.sigma_min.value),

@@ -85,6 +85,7 @@ class TrainSpec:
     op_params: dict = field(default_factory=dict)
     noise_sigma: float = 0.01
     init: str = "pinv"
+    supervision: str = "supervised"
     beta: float = 1e-3
     device: str = "auto"
     val_every: int = 50
@@ -179,6 +180,9 @@ def _check_scalars(spec: TrainSpec) -> None:
     if (spec.task == "vae") != (spec.arch == "vae"):
         raise InputError("task 'vae' trains the 'vae' architecture and only that: use "
                          "--task vae --arch vae")
+    if spec.supervision != "supervised" and spec.task != "unrolled":
+        raise InputError(f"supervision {spec.supervision!r} trains unrolled networks; use "
+                         f"task 'unrolled' (or supervision 'supervised' for {spec.task!r})")
     if spec.data_sigma is not None and not spec.data_sigma > 0:
         raise InputError(f"data_sigma must be > 0 (or empty: estimated), got {spec.data_sigma}")
     for n in ("val_every", "checkpoint_every"):
@@ -326,8 +330,12 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
         loop = train_end_to_end(model, source, factory, init=spec.init,
                                 noise_sigma=spec.noise_sigma, **common)
         return loop, op_spec, {"init": spec.init, "noise_sigma": spec.noise_sigma}
-    loop = train_unrolled(model, source, factory, noise_sigma=spec.noise_sigma, **common)
-    return loop, op_spec, {"noise_sigma": spec.noise_sigma}
+    loop = train_unrolled(model, source, factory, noise_sigma=spec.noise_sigma,
+                          supervision=spec.supervision, **common)
+    extra = {"noise_sigma": spec.noise_sigma}
+    if spec.supervision != "supervised":
+        extra["supervision"] = spec.supervision
+    return loop, op_spec, extra
 
 
 def prepare_training(spec: TrainSpec, *, arrays: Any = None) -> TrainPlan:
@@ -347,6 +355,9 @@ def prepare_training(spec: TrainSpec, *, arrays: Any = None) -> TrainPlan:
     spec = dataclasses.replace(spec, arch_kwargs=_parse_kwargs(spec.arch_kwargs, "arch_kwargs"),
                                op_params=_parse_kwargs(spec.op_params, "op_params"))
     _check_scalars(spec)
+    if spec.supervision == "ssdu" and spec.arch in ("varnet", "unrolled-pgd"):
+        # measurement splitting needs the final data-consistency step (recorded in kwargs)
+        spec.arch_kwargs.setdefault("final_dc", True)
     _check_arch(spec)
     is_arrays = spec.data == "arrays" or spec.data.startswith("arrays:")
     if is_arrays and arrays is None:
@@ -384,6 +395,8 @@ def train_command(spec: TrainSpec, out: str | Path | None = None) -> str:
         args += ["--operator", str(s.operator), "--op-params",
                  json.dumps(s.op_params, sort_keys=True, default=str),
                  "--noise-sigma", f"{s.noise_sigma:g}", "--init", s.init]
+        if s.supervision != "supervised":
+            args += ["--supervision", s.supervision]
     args += ["--name", s.name, "--out", str(out or s.out or f"{s.name}.pt")]
     if s.resume:
         args += ["--resume", str(s.resume)]
@@ -449,7 +462,8 @@ def execute_training(plan: TrainPlan, command: str | None = None, *, threads: in
         operator = {**operator, "params": {**operator["params"],
                                            "mask_array": plan.design.pattern().tolist()}}
     meta = {"name": spec.name, "task": task, "data": spec.data, "seed": int(spec.seed),
-            "training": spec.task if spec.task != task else "",
+            "training": spec.task if spec.task != task else (
+                spec.supervision if spec.supervision != "supervised" else ""),
             "train_command": cmd, "operator": operator, "metrics": metrics,
             "description": _description(spec, metrics)}
     entry = save_model(plan.model, plan.out, meta)

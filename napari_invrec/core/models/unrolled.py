@@ -81,9 +81,12 @@ class _Unrolled(nn.Module):
     noise_conditional = False
     multiple = 1
 
-    def __init__(self, complex_images: bool, n_stages: int) -> None:
+    def __init__(self, complex_images: bool, n_stages: int, final_dc: bool = False) -> None:
         super().__init__()
         self.complex_images = bool(complex_images)
+        #: end with a data-consistency step (networks trained by SSDU, see
+        #: :meth:`_data_consistent`)
+        self.final_dc = bool(final_dc)
         self.channels = 2 if self.complex_images else 1
         #: number of stages :math:`K` (images yielded by :meth:`stages`)
         self.n_stages = int(n_stages)
@@ -112,6 +115,16 @@ class _Unrolled(nn.Module):
         if not math.isfinite(n) or n <= 0:
             raise InputError(f"operator norm {n} is not positive; check the operator")
         return x, 1.0 / (n * n)
+
+    def _data_consistent(self, x: Tensor, y: Tensor, op: Any, last: bool) -> Tensor:
+        r""":math:`x - A^H(Ax - y) / \|A\|^2` after the last stage when :attr:`final_dc`
+        (else ``x``): for an operator that measures a mask of samples (inpainting, MRI) the
+        measured samples of the output are the data's, so a network trained by measurement
+        splitting keeps all the measured samples at inference."""
+        if not (last and self.final_dc):
+            return x
+        n = float(op.norm())
+        return x - op.A_adjoint(op.A(x) - y) / (n * n)
 
     def stages(self, y: Tensor, op: Any, x0: Tensor | None = None) -> Iterator[Tensor]:
         """Yield the image after each of the :attr:`n_stages` stages."""
@@ -143,15 +156,21 @@ class UnrolledPGD(_Unrolled):
         Images are complex (fed as 2 channels).
     shared
         One CNN for every stage (fewer parameters).
+    final_dc
+        End with the data-consistency step of :meth:`_Unrolled._data_consistent` (networks
+        trained from measurements alone, SSDU).
     """
 
     def __init__(self, stages: int = 8, width: int = 32, depth: int = 4,
-                 complex_images: bool = False, shared: bool = False) -> None:
-        super().__init__(complex_images, stages)
+                 complex_images: bool = False, shared: bool = False,
+                 final_dc: bool = False) -> None:
+        super().__init__(complex_images, stages, final_dc)
         if stages < 1:
             raise ValueError("UnrolledPGD needs stages >= 1")
         self.config = {"stages": stages, "width": width, "depth": depth,
                        "complex_images": bool(complex_images), "shared": bool(shared)}
+        if final_dc:
+            self.config["final_dc"] = True
         n_nets = 1 if shared else stages
         self.nets = nn.ModuleList(RegCNN(self.channels, width, depth) for _ in range(n_nets))
         self.log_steps = nn.Parameter(torch.zeros(stages))
@@ -163,7 +182,7 @@ class UnrolledPGD(_Unrolled):
             net = self.nets[0 if len(self.nets) == 1 else k]
             eta = torch.exp(self.log_steps[k]) * inv_l
             x = x - eta * (op.A_adjoint(op.A(x) - y) + self._cnn(net, x))
-            yield x
+            yield self._data_consistent(x, y, op, k == self.n_stages - 1)
 
 
 class VarNet(_Unrolled):
@@ -186,15 +205,20 @@ class VarNet(_Unrolled):
         U-Net width and number of scales.
     complex_images
         Images are complex (MRI; fed as 2 channels).
+    final_dc
+        End with the data-consistency step of :meth:`_Unrolled._data_consistent` (networks
+        trained from measurements alone, SSDU).
     """
 
     def __init__(self, cascades: int = 6, width: int = 16, scales: int = 3,
-                 complex_images: bool = True) -> None:
-        super().__init__(complex_images, cascades)
+                 complex_images: bool = True, final_dc: bool = False) -> None:
+        super().__init__(complex_images, cascades, final_dc)
         if cascades < 1 or scales < 1:
             raise ValueError("VarNet needs cascades >= 1 and scales >= 1")
         self.config = {"cascades": cascades, "width": width, "scales": scales,
                        "complex_images": bool(complex_images)}
+        if final_dc:
+            self.config["final_dc"] = True
         self.multiple = 2 ** (scales - 1)
         self.nets = nn.ModuleList(_zero_unet(self.channels, width, scales)
                                   for _ in range(cascades))
@@ -206,7 +230,7 @@ class VarNet(_Unrolled):
         for k, net in enumerate(self.nets):
             eta = torch.exp(self.log_steps[k]) * inv_l
             x = x - eta * op.A_adjoint(op.A(x) - y) - self._cnn(net, x)
-            yield x
+            yield self._data_consistent(x, y, op, k == self.n_stages - 1)
 
 
 class LearnedADMM(_Unrolled):

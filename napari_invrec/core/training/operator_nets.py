@@ -28,13 +28,21 @@ from .loops import (
     step_operator,
 )
 
-__all__ = ["train_end_to_end", "train_unrolled", "simulate_pairs"]
+__all__ = ["train_end_to_end", "train_unrolled", "simulate_pairs", "SUPERVISIONS",
+           "split_samples"]
+
+#: how :func:`train_unrolled` learns: from ground truth, or from the measurements alone
+SUPERVISIONS = ("supervised", "ssdu")
 
 Tensor = torch.Tensor
 
 
 def _mag(x: Tensor) -> Tensor:
     return x.abs() if x.is_complex() else x
+
+
+def _sq(d: Tensor) -> Tensor:
+    return d.abs().square() if d.is_complex() else d.square()
 
 
 def simulate_pairs(source: PatchSource, n: int, patch: int, rng: np.random.Generator,
@@ -104,8 +112,20 @@ def train_end_to_end(model: torch.nn.Module, source: PatchSource,
                  checkpoint_every=checkpoint_every, meta=meta, device=dev)
 
 
+def split_samples(mask: Tensor, fraction: float, generator: torch.Generator,
+                  columns: bool = False) -> Tensor:
+    r"""A random subset :math:`\Lambda` of the samples of ``mask`` (``(B, 1, H, W)`` or
+    ``(1, H, W)`` 0/1, broadcast to ``B``), each sample kept independently with probability
+    ``fraction``, drawn per batch element: returns the ``(B, 1, H, W)`` float mask
+    :math:`\Lambda \subseteq M` (the loss samples of SSDU; :math:`\Theta = M - \Lambda`)."""
+    shape = (*mask.shape[:-2], 1, mask.shape[-1]) if columns else mask.shape
+    u = torch.rand(shape, generator=generator).to(mask.device)
+    return mask * (u < fraction).to(mask.dtype)
+
+
 def train_unrolled(model: torch.nn.Module, source: PatchSource,
                    operator_factory: Callable[[tuple[int, int], torch.device], Any], *,
+                   supervision: str = "supervised", split: float = 0.4,
                    noise_sigma: float = 0.01, steps: int = 1000, batch: int = 8,
                    patch: int = 48, lr: float = 1e-3, seed: int = 0, device: Any = None,
                    val_every: int = 50, val_size: int = 8, resume: str | Path | None = None,
@@ -123,8 +143,30 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
         \mathcal L = \frac{1}{B\,HW} \sum_b \big| f_\theta(y_b, A) - x_b \big|^2,
 
     with :math:`x` cast to the operator's image dtype (complex for MRI); operators with a
-    random pattern draw a new one every step (:func:`.loops.step_operator`). Validation: PSNR of
-    the magnitude :math:`|f_\theta(y, A)|` on ``val_size`` fixed held-out pairs;
+    random pattern draw a new one every step (:func:`.loops.step_operator`).
+
+    ``supervision="ssdu"`` learns from the measurements alone (self-supervision via data
+    undersampling, Yaman et al. 2020), for operators that measure a mask of samples
+    (inpainting, single-coil MRI): the samples :math:`M` of each measurement are split at
+    random into :math:`\Lambda` (each sample with probability ``split``,
+    :func:`split_samples`) and :math:`\Theta = M \setminus \Lambda`; the network
+    reconstructs from :math:`y_\Theta` through :math:`A_\Theta` and is scored on the held-out
+    samples,
+
+    .. math::
+
+        \mathcal L = \frac1B \sum_b \frac{\| \Lambda_b \odot (A_M f_\theta(y_{\Theta,b},
+        A_\Theta) - y_b) \|^2}{\|\Lambda_b \odot y_b\|^2}
+
+    (the normalised error of Yaman et al., so that k-space's large low frequencies and an
+    image's pixels weigh alike),
+
+    so :math:`x` is used only to simulate :math:`y` (and to report the validation PSNR, which
+    the optimisation never sees). At inference the network sees all of :math:`M`; it must end
+    with a data-consistency step (``final_dc=True``), which at inference puts back every
+    measured sample (a network that only learned to add the :math:`\Lambda` part would
+    otherwise add it on top of the measured samples). Validation: PSNR of the magnitude
+    :math:`|f_\theta(y, A)|` on ``val_size`` fixed held-out pairs;
     ``extras["adjoint_psnr"]`` is the PSNR of :math:`|A^H y|` on the same pairs. Steps, data
     and checkpoints follow :mod:`.loops` (same seed, same losses; ``resume`` continues a run
     exactly).
@@ -147,6 +189,11 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
     if getattr(model, "kind", None) != "unrolled":
         raise InputError(f"{type(model).__name__} is not an unrolled network (UnrolledPGD, "
                          "VarNet, NeumannNet); use train_end_to_end for post-processing nets")
+    if supervision not in SUPERVISIONS:
+        raise InputError(f"supervision must be one of {', '.join(SUPERVISIONS)}, got "
+                         f"{supervision!r}")
+    if not 0 < split < 1:
+        raise InputError(f"the SSDU loss fraction split must be in (0, 1), got {split}")
 
     dev = _resolve_device(model, device)
     model.to(dev)
@@ -155,6 +202,12 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
         kind = "complex" if op.complex_image else "real"
         raise InputError(f"operator {op.name!r} has {kind} images; build the network with "
                          f"complex_images={bool(op.complex_image)}")
+    if supervision == "ssdu" and not getattr(model, "final_dc", False):
+        raise InputError(f"a network trained by SSDU must end with a data-consistency step: "
+                         f"build {type(model).__name__} with final_dc=True")
+    if supervision == "ssdu" and not hasattr(op, "with_mask_stack"):
+        raise InputError(f"SSDU splits measured samples: it needs an operator that measures a "
+                         f"mask of samples (inpaint, mri), not {op.name!r}")
 
     def pairs(n: int, rng: np.random.Generator, op_n: Any) -> tuple[Tensor, Tensor]:
         return simulate_pairs(source, n, patch, rng, op_n, noise_sigma, dev)
@@ -166,13 +219,20 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
     def step_loss(rng: np.random.Generator) -> Tensor:
         op_k = step_operator(op, rng)
         y, x = pairs(batch, rng, op_k)
-        d = model(y, op_k) - x
-        return (d.abs().square() if d.is_complex() else d.square()).mean()
+        if supervision == "ssdu":
+            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            m = op_k.mask_tensor().expand(batch, 1, *op_k.shape)
+            lam = split_samples(m, split, gen, columns=op.name == "mri")
+            theta = op_k.with_mask_stack((m - lam)[:, 0])
+            d = _sq(lam * (op_k.A(model((m - lam) * y, theta)) - y)).flatten(1).sum(1)
+            return (d / _sq(lam * y).flatten(1).sum(1).clamp_min(1e-12)).mean()
+        return _sq(model(y, op_k) - x).mean()
 
     def validate() -> dict:
         return {"val_psnr": _psnr(_mag(model(yv, op)), _mag(xv)), "adjoint_psnr": adjoint_psnr}
 
     meta = {"batch": batch, "patch": patch, "noise_sigma": noise_sigma,
+            "supervision": supervision, "split": split,
             "data": getattr(source, "spec", "?"),
             "operator": _operator_meta(op)}
     return _loop(model, step_loss, validate, task="unrolled", steps=steps, lr=lr, seed=seed,
