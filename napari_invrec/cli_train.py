@@ -22,6 +22,7 @@ __all__ = ["add_train_parser", "cmd_train", "spec_from_args"]
 
 def add_train_parser(sub: Any) -> None:
     """Add the ``train`` sub-command to the sub-parsers ``sub``."""
+    from .core.training.operator_nets import SUPERVISIONS
     from .engine.training import TASKS
 
     p = sub.add_parser(
@@ -31,7 +32,9 @@ def add_train_parser(sub: Any) -> None:
         "manifest. Data: atoms, phantoms, mixed (synthetic), natural (the allowed "
         "scikit-image images), general (natural and synthetic), skimage:NAME[,NAME...], "
         "folder:PATH, or file:PATH (a .tif/.png/.npy image or (N, H, W) stack, e.g. the "
-        "noisy data itself for noise2self).")
+        "noisy data itself for noise2self); for an unrolled network learning by ssdu or ei, "
+        "measurements:PATH (a .npy stack of measurements, complex for k-space, all taken "
+        "through --operator/--op-params/--mask-array).")
     p.add_argument("--task", default="denoiser", choices=list(TASKS),
                    help="denoiser: supervised Gaussian denoiser (default); noise2self: "
                    "self-supervised denoiser from noisy images; end-to-end: post-processing "
@@ -68,9 +71,13 @@ def add_train_parser(sub: Any) -> None:
                    help='operator parameters as JSON, e.g. \'{"sigma": 2.0}\'')
     g.add_argument("--noise-sigma", type=float, default=0.01,
                    help="Gaussian noise std of the simulated measurements (default 0.01)")
-    g.add_argument("--supervision", default="supervised", choices=["supervised", "ssdu"],
+    g.add_argument("--supervision", default="supervised", choices=list(SUPERVISIONS),
                    help="unrolled: learn from ground truth (default) or from the measurements "
-                   "alone by splitting their samples (ssdu; inpaint and mri)")
+                   "alone, by splitting their samples (ssdu; inpaint and mri) or by "
+                   "equivariance to rotations and shifts (ei; any linear operator)")
+    g.add_argument("--mask-array", metavar="FILE",
+                   help="with --data measurements:PATH: the operator's measured-sample mask "
+                   "(.npy/.tif; nonzero = measured)")
     g.add_argument("--init", default="pinv", choices=["pinv", "adjoint"],
                    help="initial reconstruction fed to an end-to-end network (default pinv)")
     g = p.add_argument_group("vae")
@@ -103,9 +110,32 @@ def _json_object(text: str, option: str, example: str) -> dict:
     return value
 
 
-def spec_from_args(ns: argparse.Namespace) -> tuple[Any, Any]:
-    """The :class:`~napari_invrec.engine.training.TrainSpec` of the parsed options, and the
-    images of a ``file:PATH`` data spec (``None`` otherwise)."""
+def _measurement_stack(path: str, ns: argparse.Namespace, op_params: dict) -> Any:
+    """The :class:`~napari_invrec.engine.training.MeasurementStack` of ``--data
+    measurements:PATH``: the file's ``(N, ...)`` stack (one measurement if 2-D) and the
+    operator of ``--operator``/``--op-params``/``--mask-array`` at its size."""
+    import numpy as np
+
+    from .core.errors import InputError
+    from .core.operators.registry import measurement_spec
+    from .engine.training import MeasurementStack
+
+    if Path(path).suffix.lower() != ".npy":
+        raise CLIError(f"measurements file {path!r}: give a .npy stack (N, ...) of measurements")
+    data = read_array(path, "measurements")
+    mshape = data.shape if data.ndim == 2 else data.shape[1:]
+    arrays = {"mask_array": read_array(ns.mask_array, "mask-array")} if ns.mask_array else {}
+    try:
+        spec = measurement_spec(ns.operator, tuple(mshape), **op_params, **arrays)
+    except InputError as e:
+        raise CLIError(str(e)) from e
+    return MeasurementStack(np.asarray(data), spec, arrays)
+
+
+def spec_from_args(ns: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """The :class:`~napari_invrec.engine.training.TrainSpec` of the parsed options, the images
+    of a ``file:PATH`` data spec and the measurement stack of ``measurements:PATH`` (each
+    ``None`` otherwise)."""
     from .engine.training import TrainSpec
 
     arch_kwargs = _json_object(ns.arch_kwargs, "--arch-kwargs", '{"width": 16}')
@@ -116,11 +146,16 @@ def spec_from_args(ns: argparse.Namespace) -> tuple[Any, Any]:
     name = ns.name or (Path(ns.out).stem if ns.out else None)
     if not name:
         raise CLIError("give --name (the weights' name) or --out FILE.pt")
-    data, arrays = ns.data, None
+    data, arrays, stack = ns.data, None, None
     if data.startswith("file:"):
         path = data[len("file:"):]
         arrays = read_array(path, "training image")
         data = f"arrays:{Path(path).name}"
+    elif data.startswith("measurements:"):
+        stack = _measurement_stack(data[len("measurements:"):], ns, op_params)
+    elif ns.mask_array:
+        raise CLIError("--mask-array goes with --data measurements:PATH (the measurements' "
+                       "mask); simulated training draws its masks from --op-params")
     spec = TrainSpec(task=ns.task, arch=ns.arch, arch_kwargs=arch_kwargs, data=data,
                      steps=ns.steps, batch=ns.batch, patch=ns.patch, lr=ns.lr, seed=ns.seed,
                      sigma_min=ns.sigma_min, sigma_max=ns.sigma_max,
@@ -130,7 +165,7 @@ def spec_from_args(ns: argparse.Namespace) -> tuple[Any, Any]:
                      device=ns.device, val_every=ns.val_every,
                      checkpoint_every=ns.checkpoint_every, name=name, out=ns.out,
                      checkpoint=ns.checkpoint, resume=ns.resume, register=ns.register)
-    return spec, arrays
+    return spec, arrays, stack
 
 
 def _progress(state: Any) -> str:
@@ -143,9 +178,9 @@ def cmd_train(ns: argparse.Namespace, argv: list[str]) -> int:
     """Run ``napari-invrec train``: build the spec, train on the engine, report."""
     from .engine.training import run_training
 
-    spec, arrays = spec_from_args(ns)
+    spec, arrays, stack = spec_from_args(ns)
     command = "napari-invrec " + shlex.join(argv)
-    gen = run_training(spec, arrays=arrays, command=command)
+    gen = run_training(spec, arrays=arrays, measurements=stack, command=command)
     every = max(1, spec.steps // 20)
     entry = None
     while True:

@@ -128,3 +128,36 @@ def test_train_vae_writes_and_registers_weights(tmp_path, capsys):
     # a VAE task with another architecture is refused with one clear line
     assert cli.main(argv[:4] + ["dncnn"] + argv[5:]) == 2
     assert "--task vae --arch vae" in capsys.readouterr().err
+
+
+def test_train_unrolled_from_a_file_of_kspace_measurements(tmp_path, capsys):
+    """MRI k-space (complex .npy stack) and its sampling mask from files: a varnet learns by
+    SSDU from them alone, the weights record the mask's operator; a mask that does not fit
+    the measurements is one error line."""
+    from napari_invrec.core.operators.noise import NoiseParams
+    from napari_invrec.core.operators.registry import make_operator
+    from napari_invrec.core.training.datasets import SyntheticPatches
+
+    cols = np.zeros(32, np.float32)
+    cols[[0, 3, 7, 12, 14, 15, 16, 17, 18, 22, 27]] = 1
+    op = make_operator("mri", (32, 32), mask_array=cols)
+    x = op.as_image(SyntheticPatches("phantoms").patches(3, 32, seed=1))
+    y = op.measure(x, NoiseParams(model="gaussian", sigma=0.01),
+                   torch.Generator().manual_seed(0))[:, 0].numpy()
+    np.save(tmp_path / "k.npy", y)
+    np.save(tmp_path / "cols.npy", cols)
+    argv = ["train", "--task", "unrolled", "--supervision", "ssdu", "--arch", "varnet",
+            "--arch-kwargs", '{"cascades": 2, "width": 4, "scales": 2}', "--operator", "mri",
+            "--data", f"measurements:{tmp_path / 'k.npy'}", "--mask-array",
+            str(tmp_path / "cols.npy"), "--steps", "2", "--batch", "2", "--device", "cpu",
+            "--val-every", "2", "--name", "k-ssdu", "--out", str(tmp_path / "k.pt"),
+            "--no-register"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    side = json.loads((tmp_path / "k.pt.json").read_text())
+    assert side["training"] == "unrolled" and side["supervision"] == "ssdu"
+    assert side["operator"]["operator"] == "mri" and side["metrics"]["measurements"] == 3
+    assert side["kwargs"]["complex_images"] is True and side["kwargs"]["final_dc"] is True
+    np.save(tmp_path / "cols.npy", cols[:30])
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "(32,)" in err and len(err.splitlines()) == 1, err

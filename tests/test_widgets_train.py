@@ -218,6 +218,43 @@ def test_bad_layer_is_a_notification_and_leaves_the_layer_alone(make_napari_view
     assert "gui-bad" not in read_manifest()
 
 
+def test_unrolled_network_from_a_stack_of_measurement_layers(make_napari_viewer, wait_idle,
+                                                            notes):
+    """Data 'measurement layer': a stack of 4 inpainting measurements (no image anywhere) and
+    the operator it carries; the network learns by EI, the weights record the layer's mask;
+    the layer is only read. An image layer without an operator is refused in one line."""
+    from napari_invrec._widgets.train import MEASUREMENTS, TrainWidget
+    from napari_invrec.core.data.phantoms import shepp_logan
+    from napari_invrec.core.models import read_manifest
+    from napari_invrec.core.operators import NoiseParams
+    from napari_invrec.engine.layers import measurement_layer
+
+    op = api.make_operator("inpaint", (32, 32), keep=0.5, seed=9)
+    x = np.stack([np.roll(shepp_logan(32), 4 * k, axis=1) for k in range(4)])
+    y = np.stack([api.simulate(xi.astype(np.float32), op, sigma=0.01, seed=k)
+                  for k, xi in enumerate(x)])
+    data, kw, _ = measurement_layer(y, op, NoiseParams(sigma=0.01), name="scans")
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(data, **kw)
+    plain = viewer.add_image(x[0].astype(np.float32), name="plain")
+    w = TrainWidget(viewer)
+    w.task.value = "unrolled"
+    w.arch.value = "unrolled-pgd"
+    _set(w, source=MEASUREMENTS, steps=3, batch=2, net_width=4, weights_name="gui-ei")
+    assert w.op_panel.native.isHidden() and w.supervision.value == "ssdu"
+    w.supervision.value = "ei"
+    w.layer.value = plain
+    assert w.train() is None and any("not a measurement" in m for m in notes())
+    w.layer.value = layer
+    w.train()
+    wait_idle(w, 60000)
+    e = read_manifest()["gui-ei"]
+    assert e.training == "ei" and e.operator["operator"] == "inpaint"
+    assert e.operator["params"]["seed"] == 9 and e.metrics["measurements"] == 4
+    assert "val loss" in w.status.value
+    np.testing.assert_array_equal(layer.data, y)
+
+
 def test_train_widget_is_a_plugin_dock_widget(make_napari_viewer):
     from napari_invrec._widgets.train import TrainWidget
 

@@ -9,6 +9,10 @@ Cancel between two steps). A live plot shows the training loss and the validatio
 the weights are saved and registered, every open parameter form re-reads its choices
 (:func:`~napari_invrec._widgets.forms.refresh_choices`), so the new network appears at once in
 the Reconstruct widget's ``denoiser`` combo. Input layers are only read.
+
+With data "measurement layer" an unrolled network learns from the user's own measurements (a
+measurement layer, one or a stack, with the operator it carries) by SSDU or equivariant
+imaging: no image is needed anywhere.
 """
 
 from __future__ import annotations
@@ -43,15 +47,16 @@ TASK_CHOICES = [("supervised denoiser", "denoiser"),
                 ("generative prior: VAE (csgm)", "vae"),
                 ("unrolled network for one operator", "unrolled"),
                 ("MRI network + learned sampling pattern", "acquisition")]
-LAYER, FOLDER = "image layer", "folder"
-SOURCES = ("atoms", "phantoms", "mixed", "natural", "general", LAYER, FOLDER)
+LAYER, FOLDER, MEASUREMENTS = "image layer", "folder", "measurement layer"
+SOURCES = ("atoms", "phantoms", "mixed", "natural", "general", LAYER, FOLDER, MEASUREMENTS)
 _WIDTH_KW = {"drunet": {"scales": 3, "blocks": 1}, "dncnn": {"depth": 8},
              "vae": {"latent_channels": 8}, "learned-admm": {"stages": 6, "depth": 4},
              "unrolled-pgd": {"stages": 6, "depth": 4}, "varnet": {"cascades": 6, "scales": 3}}
 DENOISER_ARCHS, VAE_ARCHS = ("drunet", "dncnn"), ("vae",)
 UNROLLED_ARCHS = ("learned-admm", "unrolled-pgd", "varnet")
 ACQUISITION_ARCHS = ("varnet",)
-SUPERVISION_CHOICES = [("ground truth", "supervised"), ("measurements only (SSDU)", "ssdu")]
+SUPERVISION_CHOICES = [("ground truth", "supervised"), ("measurements only (SSDU)", "ssdu"),
+                       ("measurements only (EI)", "ei")]
 
 
 class TrainWidget(Container):
@@ -88,10 +93,12 @@ class TrainWidget(Container):
                                      "the generator of csgm, from clean images")
         self.source = ComboBox(value="mixed", choices=list(SOURCES), name="source",
                                label="data", tooltip="synthetic atoms/phantoms, the allowed "
-                               "scikit-image images, an image layer or a folder of images")
+                               "scikit-image images, an image layer or a folder of images; "
+                               "for an unrolled network, your measurements (a measurement "
+                               "layer: one or a stack, with its operator)")
         self.layer = LayerCombo(viewer, (Image,), name="layer", label="layer",
                                 tooltip="2-D single-channel image (for Noise2Self: the noisy "
-                                        "data); only read")
+                                        "data), or a measurement layer; only read")
         self.folder = LineEdit(value="", name="folder", label="folder",
                                tooltip="folder of .tif/.png/.npy images")
         self.arch = ComboBox(value="drunet", choices=list(DENOISER_ARCHS), name="arch",
@@ -104,9 +111,10 @@ class TrainWidget(Container):
                                         "simulated training measurements (images in [0, 1])")
         self.supervision = ComboBox(value="supervised", choices=SUPERVISION_CHOICES,
                                     name="supervision", label="learn from", visible=False,
-                                    tooltip="ground truth, or the simulated measurements alone "
-                                    "(SSDU: their samples split into input and loss; inpaint "
-                                    "and mri)")
+                                    tooltip="ground truth, or the measurements alone (SSDU: "
+                                    "their samples split into input and loss, inpaint and "
+                                    "mri; EI: consistency and equivariance to rotations and "
+                                    "shifts, any linear operator)")
         self.net_width = SpinBox(value=16, min=1, max=256, name="net_width", label="width",
                              tooltip="feature channels at the finest scale")
         self.steps = SpinBox(value=1000, min=1, max=10 ** 7, name="steps", label="steps")
@@ -182,16 +190,24 @@ class TrainWidget(Container):
         noisy = task == "denoiser"
         self.sigma_min.visible = self.sigma_max.visible = self.sigma_dist.visible = noisy
         self.beta.visible = vae
-        self.op_panel.visible = self.noise_sigma.visible = unrolled or acquisition
+        measured = self.source.value == MEASUREMENTS  # the operator is the layer's
+        self.op_panel.visible = self.noise_sigma.visible = (unrolled or acquisition) \
+            and not measured
         self.supervision.visible = unrolled
+        if unrolled and measured and self.supervision.value == "supervised":
+            self.supervision.value = "ssdu"
 
     def _on_source(self, *_: Any) -> None:
-        self.layer.visible = self.source.value == LAYER
+        self.layer.visible = self.source.value in (LAYER, MEASUREMENTS)
         self.folder.visible = self.source.value == FOLDER
+        self._on_task()
 
     def _data_spec(self) -> str:
-        """The data spec of the current settings (``arrays:LAYER`` for a layer)."""
+        """The data spec of the current settings (``arrays:LAYER`` for an image layer,
+        ``measurements:LAYER`` for a measurement layer)."""
         src = str(self.source.value)
+        if src == MEASUREMENTS:
+            return f"measurements:{self._measurement_layer().name}"
         if src == LAYER:
             layer = self.layer.value
             if layer is None:
@@ -203,6 +219,33 @@ class TrainWidget(Container):
                 raise InputError("give the folder of training images")
             return f"folder:{self.folder.value.strip()}"
         return src
+
+    def _measurement_layer(self) -> Any:
+        """The chosen layer, checked to be a measurement (with its operator)."""
+        from ..engine.layers import invrec_meta
+
+        layer = self.layer.value
+        if layer is None:
+            raise InputError("no measurement layer to learn from: simulate one (Simulate) or "
+                             "open a measurement file")
+        if invrec_meta(layer.metadata).get("kind") != "measurement":
+            raise InputError(f"layer {layer.name!r} is not a measurement (it carries no "
+                             "operator): pick a layer made by Simulate or read from a "
+                             "measurement file")
+        return layer
+
+    def _measurements(self) -> Any:
+        """A copy of the chosen measurement layer's data with its operator (``None`` unless
+        the source is a measurement layer)."""
+        from ..engine.layers import invrec_meta, measurement_from_layer
+        from ..engine.training import MeasurementStack
+
+        if str(self.source.value) != MEASUREMENTS:
+            return None
+        layer = self._measurement_layer()
+        meta = invrec_meta(layer.metadata)
+        data = np.array(measurement_from_layer(layer.data, layer.metadata), copy=True)
+        return MeasurementStack(data, dict(meta["operator"]), dict(meta.get("arrays") or {}))
 
     def _arrays(self) -> np.ndarray | None:
         """A copy of the chosen layer's data (``None`` unless the source is a layer)."""
@@ -231,14 +274,15 @@ class TrainWidget(Container):
                              "0.001") from None
         arch = str(self.arch.value)
         data = self._data_spec()
-        unrolled = self.task.value in ("unrolled", "acquisition")
+        unrolled = self.task.value in ("unrolled", "acquisition") \
+            and not data.startswith("measurements:")  # else the layer's operator, in the engine
         operator = {"operator": self.op_panel.name_value,
                     "op_params": dict(self.op_panel.form.values()),
                     "noise_sigma": float(self.noise_sigma.value)} if unrolled else {}
         if self.task.value == "unrolled":
             operator["supervision"] = str(self.supervision.value)
         arch_kwargs = {"width": int(self.net_width.value), **_WIDTH_KW[arch]}
-        if operator:  # an unrolled network works on the operator's real or complex images
+        if "operator" in operator:  # an unrolled network: the operator's real/complex images
             arch_kwargs["complex_images"] = bool(
                 OPERATORS[operator["operator"]].complex_image)
         return TrainSpec(task=str(self.task.value), arch=arch, **operator,
@@ -264,7 +308,7 @@ class TrainWidget(Container):
         if self.controller.running:
             raise InputError("a training run is in progress; wait for it or Cancel it first")
         spec = self.spec()
-        plan = prepare_training(spec, arrays=self._arrays())
+        plan = prepare_training(spec, arrays=self._arrays(), measurements=self._measurements())
         self._info = {"name": spec.name, "step": 0, "t0": time.perf_counter(),
                       "total": spec.steps}
         self.history = {"step": [], "loss": [], "val_step": [], "val_psnr": []}

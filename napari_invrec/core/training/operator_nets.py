@@ -1,10 +1,12 @@
-r"""Supervised training of networks for one operator: end-to-end post-processing networks
+r"""Training of networks for one operator: end-to-end post-processing networks
 (:func:`train_end_to_end`) and unrolled networks (:func:`train_unrolled`,
-:mod:`..models.unrolled`).
+:mod:`..models.unrolled`), with ground truth or from measurements alone (:func:`ssdu_loss`,
+:func:`ei_loss`), on simulated measurements or on a stack of real ones
+(:func:`train_from_measurements`).
 
-Each step simulates :math:`y = A x + \sigma n` from clean patches (:func:`simulate_pairs`), so
-a network is trained for one operator configuration :math:`A` (family and parameters) and the
-manifest entry records its ``spec()``.
+Each step of the simulated path draws :math:`y = A x + \sigma n` from clean patches
+(:func:`simulate_pairs`), so a network is trained for one operator configuration :math:`A`
+(family and parameters) and the manifest entry records its ``spec()``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..operators.noise import NoiseParams
 from .datasets import PatchSource
 from .loops import (
     TrainState,
@@ -28,11 +31,14 @@ from .loops import (
     step_operator,
 )
 
-__all__ = ["train_end_to_end", "train_unrolled", "simulate_pairs", "SUPERVISIONS",
-           "split_samples"]
+__all__ = ["train_end_to_end", "train_unrolled", "train_from_measurements", "simulate_pairs",
+           "SUPERVISIONS", "SELF_SUPERVISIONS", "split_samples", "ssdu_loss", "ei_loss",
+           "random_transform"]
 
-#: how :func:`train_unrolled` learns: from ground truth, or from the measurements alone
-SUPERVISIONS = ("supervised", "ssdu")
+#: how :func:`train_unrolled` learns: from ground truth, or from the measurements alone by
+#: splitting their samples (SSDU) or by equivariance (EI)
+SUPERVISIONS = ("supervised", "ssdu", "ei")
+SELF_SUPERVISIONS = ("ssdu", "ei")
 
 Tensor = torch.Tensor
 
@@ -49,8 +55,6 @@ def simulate_pairs(source: PatchSource, n: int, patch: int, rng: np.random.Gener
                    op: Any, sigma: float, device: Any) -> tuple[Tensor, Tensor]:
     r"""``n`` pairs :math:`(y, x)`: clean patches :math:`x` from ``source`` (cast to the
     operator's image dtype) and :math:`y = A x + \sigma n`, the noise seeded from ``rng``."""
-    from ..operators.noise import NoiseParams
-
     x = op.as_image(source.sample(n, patch, rng, device))
     gen = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
     with torch.no_grad():
@@ -113,14 +117,122 @@ def train_end_to_end(model: torch.nn.Module, source: PatchSource,
 
 
 def split_samples(mask: Tensor, fraction: float, generator: torch.Generator,
-                  columns: bool = False) -> Tensor:
+                  columns: bool = False, keep: Tensor | None = None) -> Tensor:
     r"""A random subset :math:`\Lambda` of the samples of ``mask`` (``(B, 1, H, W)`` or
-    ``(1, H, W)`` 0/1, broadcast to ``B``), each sample kept independently with probability
-    ``fraction``, drawn per batch element: returns the ``(B, 1, H, W)`` float mask
-    :math:`\Lambda \subseteq M` (the loss samples of SSDU; :math:`\Theta = M - \Lambda`)."""
+    ``(1, H, W)`` 0/1, broadcast to ``B``), each sample (each column with ``columns``) kept
+    independently with probability ``fraction``, drawn per batch element, never one of the
+    columns ``keep`` (``(W,)`` bool; they stay in the input): returns the ``(B, 1, H, W)``
+    float mask :math:`\Lambda \subseteq M` (the loss samples of SSDU;
+    :math:`\Theta = M - \Lambda`)."""
     shape = (*mask.shape[:-2], 1, mask.shape[-1]) if columns else mask.shape
     u = torch.rand(shape, generator=generator).to(mask.device)
-    return mask * (u < fraction).to(mask.dtype)
+    lam = mask * (u < fraction).to(mask.dtype)
+    return lam if keep is None else lam * (~keep.to(mask.device)).to(mask.dtype)
+
+
+def ssdu_loss(model: torch.nn.Module, y: Tensor, op: Any, split: float,
+              generator: torch.Generator) -> Tensor:
+    r"""The SSDU loss of ``model`` on measurements ``y`` ``(B, 1, ...)`` of ``op`` (an operator
+    that measures a mask :math:`M` of samples): :math:`M` is split into :math:`\Lambda`
+    (:func:`split_samples`, whole k-space columns for MRI) and :math:`\Theta = M - \Lambda`,
+    and
+
+    .. math::
+
+        \mathcal L = \frac1B \sum_b \frac{\| \Lambda_b \odot (A_M f_\theta(y_{\Theta,b},
+        A_\Theta) - y_b) \|^2}{\|\Lambda_b \odot y_b\|^2}
+
+    (the normalised error of Yaman et al. 2020, so that k-space's large low frequencies and an
+    image's pixels weigh alike). For MRI the fully sampled centre columns always stay in
+    :math:`\Theta`, as in Yaman et al.: the network then always sees the k-space centre, as
+    it will at inference, and learns to predict the outer columns. It estimates the error of
+    predicting samples the network did not see; it never looks at an image."""
+    batch = y.shape[0]
+    m = op.mask_tensor().expand(batch, 1, *op.shape)
+    keep = None
+    if op.name == "mri":
+        from ..operators.mri import centre_columns
+
+        keep = torch.zeros(op.shape[-1], dtype=torch.bool)
+        keep[centre_columns(op.shape[-1], op.params.center_fraction)] = True
+    lam = split_samples(m, split, generator, columns=op.name == "mri", keep=keep)
+    theta = op.with_mask_stack((m - lam)[:, 0])
+    d = _sq(lam * (op.A(model((m - lam) * y, theta)) - y)).flatten(1).sum(1)
+    return (d / _sq(lam * y).flatten(1).sum(1).clamp_min(1e-12)).mean()
+
+
+def random_transform(x: Tensor, generator: torch.Generator) -> Tensor:
+    r""":math:`T_g x` per batch element: a rotation by a random multiple of 90 degrees (of 180
+    for a non-square image) followed by a random circular shift, both drawn from
+    ``generator``. These maps keep the set of images (the equivariance of equivariant
+    imaging) and move the null space of masks, k-space lines and few-angle projections."""
+    h, w = x.shape[-2:]
+    out = []
+    for xb in x:
+        k = int(torch.randint(4 if h == w else 2, (1,), generator=generator)) * (1 if h == w
+                                                                                  else 2)
+        dy, dx = (int(v) for v in torch.randint(max(h, w), (2,), generator=generator))
+        out.append(torch.roll(torch.rot90(xb, k, dims=(-2, -1)), (dy % h, dx % w), (-2, -1)))
+    return torch.stack(out)
+
+
+def ei_loss(model: torch.nn.Module, y: Tensor, op: Any, sigma: float,
+            generator: torch.Generator) -> Tensor:
+    r"""The equivariant-imaging loss (Chen, Tachella & Davies 2021) of ``model`` on
+    measurements ``y`` of ``op``:
+
+    .. math::
+
+        x_1 = f_\theta(y, A), \quad x_2 = T_g x_1, \quad
+        x_3 = f_\theta(A x_2 + \sigma n, A), \qquad
+        \mathcal L = \frac{\|A x_1 - y\|^2}{m} + \frac{\|x_3 - x_2\|^2}{n}
+
+    with :math:`T_g` a random rotation and shift (:func:`random_transform`). The first term
+    (measurement consistency) sees only the range of :math:`A^H`; the second asks the network
+    to be equivariant to transforms that move the null space, which is how it learns the
+    missing part. It is blind where no transform moves the null space (e.g. the frequencies a
+    shift-invariant blur removes)."""
+    x1 = model(y, op)
+    mc = _sq(op.A(x1) - y).mean()
+    x2 = random_transform(x1, generator)
+    z = op.A(x2)
+    if z.is_complex():  # drawn on the CPU generator, then moved: the same on any device
+        re, im = torch.randn((2, *z.shape), generator=generator)
+        noise = torch.complex(re, im) * (float(sigma) / 2 ** 0.5)
+    else:
+        noise = torch.randn(z.shape, generator=generator) * float(sigma)
+    return mc + _sq(model(z + noise.to(device=z.device, dtype=z.dtype), op) - x2).mean()
+
+
+def _check_unrolled(model: torch.nn.Module, op: Any, supervision: str, split: float) -> None:
+    """Refuse a model, operator or supervision :func:`train_unrolled` cannot train."""
+    if getattr(model, "kind", None) != "unrolled":
+        raise InputError(f"{type(model).__name__} is not an unrolled network (UnrolledPGD, "
+                         "VarNet, NeumannNet); use train_end_to_end for post-processing nets")
+    if supervision not in SUPERVISIONS:
+        raise InputError(f"supervision must be one of {', '.join(SUPERVISIONS)}, got "
+                         f"{supervision!r}")
+    if not 0 < split < 1:
+        raise InputError(f"the SSDU loss fraction split must be in (0, 1), got {split}")
+    if bool(op.complex_image) != bool(getattr(model, "complex_images", False)):
+        kind = "complex" if op.complex_image else "real"
+        raise InputError(f"operator {op.name!r} has {kind} images; build the network with "
+                         f"complex_images={bool(op.complex_image)}")
+    if supervision == "ssdu" and not getattr(model, "final_dc", False):
+        raise InputError(f"a network trained by SSDU must end with a data-consistency step: "
+                         f"build {type(model).__name__} with final_dc=True")
+    if supervision == "ssdu" and not hasattr(op, "with_mask_stack"):
+        raise InputError(f"SSDU splits measured samples: it needs an operator that measures a "
+                         f"mask of samples (inpaint, mri), not {op.name!r}; learn by "
+                         "equivariance (ei) instead")
+
+
+def _self_supervised_loss(model: torch.nn.Module, y: Tensor, op: Any, supervision: str,
+                          split: float, sigma: float, rng: np.random.Generator) -> Tensor:
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    if supervision == "ssdu":
+        return ssdu_loss(model, y, op, split, gen)
+    return ei_loss(model, y, op, sigma, gen)
 
 
 def train_unrolled(model: torch.nn.Module, source: PatchSource,
@@ -147,29 +259,22 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
 
     ``supervision="ssdu"`` learns from the measurements alone (self-supervision via data
     undersampling, Yaman et al. 2020), for operators that measure a mask of samples
-    (inpainting, single-coil MRI): the samples :math:`M` of each measurement are split at
-    random into :math:`\Lambda` (each sample with probability ``split``,
-    :func:`split_samples`) and :math:`\Theta = M \setminus \Lambda`; the network
-    reconstructs from :math:`y_\Theta` through :math:`A_\Theta` and is scored on the held-out
-    samples,
+    (inpainting, single-coil MRI): the samples of each measurement are split into an input set
+    and a loss set and the network is scored on predicting the held-out samples
+    (:func:`ssdu_loss`, ``split`` the loss fraction). At inference the network sees all the
+    samples; it must end with a data-consistency step (``final_dc=True``), which puts back
+    every measured sample (a network that only learned to add the held-out part would
+    otherwise add it on top of the measured samples). ``supervision="ei"`` learns by
+    equivariant imaging (:func:`ei_loss`: measurement consistency plus equivariance to
+    rotations and shifts, for any linear operator whose null space they move). In both, the
+    clean :math:`x` is used only to simulate :math:`y` (and to report the validation PSNR,
+    which the optimisation never sees); :func:`train_from_measurements` learns from a stack
+    of real measurements instead.
 
-    .. math::
-
-        \mathcal L = \frac1B \sum_b \frac{\| \Lambda_b \odot (A_M f_\theta(y_{\Theta,b},
-        A_\Theta) - y_b) \|^2}{\|\Lambda_b \odot y_b\|^2}
-
-    (the normalised error of Yaman et al., so that k-space's large low frequencies and an
-    image's pixels weigh alike),
-
-    so :math:`x` is used only to simulate :math:`y` (and to report the validation PSNR, which
-    the optimisation never sees). At inference the network sees all of :math:`M`; it must end
-    with a data-consistency step (``final_dc=True``), which at inference puts back every
-    measured sample (a network that only learned to add the :math:`\Lambda` part would
-    otherwise add it on top of the measured samples). Validation: PSNR of the magnitude
-    :math:`|f_\theta(y, A)|` on ``val_size`` fixed held-out pairs;
-    ``extras["adjoint_psnr"]`` is the PSNR of :math:`|A^H y|` on the same pairs. Steps, data
-    and checkpoints follow :mod:`.loops` (same seed, same losses; ``resume`` continues a run
-    exactly).
+    Validation: PSNR of the magnitude :math:`|f_\theta(y, A)|` on ``val_size`` fixed held-out
+    pairs; ``extras["adjoint_psnr"]`` is the PSNR of :math:`|A^H y|` on the same pairs. Steps,
+    data and checkpoints follow :mod:`.loops` (same seed, same losses; ``resume`` continues a
+    run exactly).
 
     Returns
     -------
@@ -186,28 +291,10 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
     _check_common(steps, batch, patch, lr)
     if not noise_sigma >= 0:
         raise InputError(f"noise_sigma must be >= 0, got {noise_sigma}")
-    if getattr(model, "kind", None) != "unrolled":
-        raise InputError(f"{type(model).__name__} is not an unrolled network (UnrolledPGD, "
-                         "VarNet, NeumannNet); use train_end_to_end for post-processing nets")
-    if supervision not in SUPERVISIONS:
-        raise InputError(f"supervision must be one of {', '.join(SUPERVISIONS)}, got "
-                         f"{supervision!r}")
-    if not 0 < split < 1:
-        raise InputError(f"the SSDU loss fraction split must be in (0, 1), got {split}")
-
     dev = _resolve_device(model, device)
     model.to(dev)
     op = operator_factory((patch, patch), dev)
-    if bool(op.complex_image) != bool(getattr(model, "complex_images", False)):
-        kind = "complex" if op.complex_image else "real"
-        raise InputError(f"operator {op.name!r} has {kind} images; build the network with "
-                         f"complex_images={bool(op.complex_image)}")
-    if supervision == "ssdu" and not getattr(model, "final_dc", False):
-        raise InputError(f"a network trained by SSDU must end with a data-consistency step: "
-                         f"build {type(model).__name__} with final_dc=True")
-    if supervision == "ssdu" and not hasattr(op, "with_mask_stack"):
-        raise InputError(f"SSDU splits measured samples: it needs an operator that measures a "
-                         f"mask of samples (inpaint, mri), not {op.name!r}")
+    _check_unrolled(model, op, supervision, split)
 
     def pairs(n: int, rng: np.random.Generator, op_n: Any) -> tuple[Tensor, Tensor]:
         return simulate_pairs(source, n, patch, rng, op_n, noise_sigma, dev)
@@ -219,13 +306,8 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
     def step_loss(rng: np.random.Generator) -> Tensor:
         op_k = step_operator(op, rng)
         y, x = pairs(batch, rng, op_k)
-        if supervision == "ssdu":
-            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            m = op_k.mask_tensor().expand(batch, 1, *op_k.shape)
-            lam = split_samples(m, split, gen, columns=op.name == "mri")
-            theta = op_k.with_mask_stack((m - lam)[:, 0])
-            d = _sq(lam * (op_k.A(model((m - lam) * y, theta)) - y)).flatten(1).sum(1)
-            return (d / _sq(lam * y).flatten(1).sum(1).clamp_min(1e-12)).mean()
+        if supervision != "supervised":
+            return _self_supervised_loss(model, y, op_k, supervision, split, noise_sigma, rng)
         return _sq(model(y, op_k) - x).mean()
 
     def validate() -> dict:
@@ -235,6 +317,74 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
             "supervision": supervision, "split": split,
             "data": getattr(source, "spec", "?"),
             "operator": _operator_meta(op)}
+    return _loop(model, step_loss, validate, task="unrolled", steps=steps, lr=lr, seed=seed,
+                 val_every=val_every, resume=resume, checkpoint=checkpoint,
+                 checkpoint_every=checkpoint_every, meta=meta, device=dev)
+
+
+def train_from_measurements(model: torch.nn.Module, measurements: Tensor, op: Any, *,
+                            supervision: str = "ssdu", split: float = 0.4,
+                            noise_sigma: float = 0.01, steps: int = 1000, batch: int = 4,
+                            lr: float = 1e-3, seed: int = 0, device: Any = None,
+                            val_every: int = 50, val_size: int = 8,
+                            resume: str | Path | None = None,
+                            checkpoint: str | Path | None = None, checkpoint_every: int = 100
+                            ) -> Iterator[TrainState]:
+    r"""Train an unrolled network on a stack of measurements alone, with no image anywhere.
+
+    ``measurements`` is ``(N, *op.measurement_shape)`` (real, or complex for k-space), all
+    taken through the one operator ``op`` (its mask, at the images' full size), in the units
+    the network will run in (images in about :math:`[0, 1]`; the engine normalises them as a
+    run would). Each step draws ``batch`` of them (with replacement when there are fewer) and
+    minimises the SSDU loss (:func:`ssdu_loss`) or the equivariant-imaging loss
+    (:func:`ei_loss`, re-measuring with Gaussian noise of std ``noise_sigma``).
+
+    Validation has no ground truth: ``extras["val_loss"]`` is the same loss on up to
+    ``val_size`` of the measurements with one fixed draw of splits / transforms, so that
+    successive values compare (for SSDU: the normalised error of predicting held-out
+    samples). The state's ``val_psnr`` is ``None``.
+
+    Raises
+    ------
+    InputError
+        ``supervision`` ``"supervised"`` (there is no ground truth), measurements of the wrong
+        shape or with NaN/inf, or what :func:`train_unrolled` refuses.
+    """
+    _check_common(steps, batch, 8, lr)
+    if supervision not in SELF_SUPERVISIONS:
+        raise InputError(f"measurements alone have no ground truth: learn by "
+                         f"{' or '.join(SELF_SUPERVISIONS)}, not {supervision!r}")
+    if not noise_sigma >= 0:
+        raise InputError(f"noise_sigma must be >= 0, got {noise_sigma}")
+    dev = _resolve_device(model, device)
+    model.to(dev)
+    op = op.to(dev)
+    _check_unrolled(model, op, supervision, split)
+    y_all = torch.as_tensor(measurements)
+    mshape = tuple(op.measurement_shape)
+    if y_all.dim() == len(mshape):
+        y_all = y_all[None]
+    if tuple(y_all.shape[1:]) != mshape:
+        raise InputError(f"measurements of {op.name} are {mshape}; got a stack of "
+                         f"{tuple(y_all.shape[1:])}")
+    if not bool(torch.isfinite(y_all).all()):
+        raise InputError("the measurements contain NaN or inf; remove or fill those samples")
+    y_all = y_all.to(device=dev, dtype=op.measurement_dtype)[:, None]
+    n = y_all.shape[0]
+    yv = y_all[:val_size]
+
+    def step_loss(rng: np.random.Generator) -> Tensor:
+        idx = rng.choice(n, size=batch, replace=n < batch)
+        return _self_supervised_loss(model, y_all[torch.as_tensor(idx, device=dev)], op,
+                                     supervision, split, noise_sigma, rng)
+
+    def validate() -> dict:
+        rng = np.random.default_rng([int(seed), 2])  # the same draw at every validation
+        return {"val_loss": float(_self_supervised_loss(model, yv, op, supervision, split,
+                                                        noise_sigma, rng))}
+
+    meta = {"batch": batch, "noise_sigma": noise_sigma, "supervision": supervision,
+            "split": split, "data": f"{n} measurements", "operator": _operator_meta(op)}
     return _loop(model, step_loss, validate, task="unrolled", steps=steps, lr=lr, seed=seed,
                  val_every=val_every, resume=resume, checkpoint=checkpoint,
                  checkpoint_every=checkpoint_every, meta=meta, device=dev)
