@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 SECTIONS = ("solver", "gui", "catalogue", "learned", "diffusion", "formats", "quality",
             "calibration", "batch", "volumes", "tiles", "slices", "versus", "train", "phase",
-            "acquisition")
+            "acquisition", "selfsup")
 NO_FLAGS = ("solver", "gui")  # sections whose main() takes no flags
 
 

@@ -236,7 +236,8 @@ def _lensless_scene(app, viewer, sim, rec) -> None:
 
 def _acquisition_scene(app, viewer, sim, rec) -> None:
     """4x MRI of the phantom through the learned pattern and through a random one of the same
-    budget: both sampling masks (top) and their varnet reconstructions (bottom)."""
+    budget: each row a sampling mask and its varnet reconstruction (last cascade), the
+    learned pattern with its own network on top, the random one with varnet-mri4x below."""
     viewer.layers.clear()
     viewer.open_sample("napari-invrec", "phantom")
     truth = viewer.layers[-1]
@@ -253,7 +254,11 @@ def _acquisition_scene(app, viewer, sim, rec) -> None:
         rec.measurement.value = meas
         _run(app, rec, "varnet", {"weights": weights})
         results.append(viewer.layers[-1])
-    _show_grid(app, viewer, masks + results, results[0], (2, 2), 0)
+    last = int(viewer.dims.range[0].stop) - 1  # the last cascade of the iterate stacks
+    _show_grid(app, viewer, masks + results, results[0], (2, 2), last)
+    for layer in results:  # contrast of the shown (last) cascade, not of the first
+        layer.reset_contrast_limits()
+    app.processEvents()
 
 
 def _trust_scene(app, viewer, sim, rec, trust_docked, rec_dock, width: int) -> None:

@@ -59,6 +59,7 @@ def test_straight_through_masks_are_binary_with_the_budget_in_expectation():
     d = SamplingDesign(width, r, generator=torch.Generator().manual_seed(2))
     m = d.sample(n_draws, torch.Generator().manual_seed(3))
     assert set(torch.unique(m.detach()).tolist()) <= {0.0, 1.0}
+    assert torch.all(m.detach()[:, 30:35] == 1)  # the 5 centre columns (8 % of 64), always
     # each mask's column count is a sum of independent Bernoulli(p_c) (mirrored pairs: at
     # most 2x the variance); the mean over draws is within 5 standard errors of n
     var = 2 * float((d.probabilities() * (1 - d.probabilities())).sum())

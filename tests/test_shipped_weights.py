@@ -29,6 +29,7 @@ DOMAINS = ("natural", "atoms", "phantoms", "general")
 METHOD_OF = {("end-to-end", "unet"): "unet", ("end-to-end", "mcnn"): "mcnn",
              ("unrolled", "unrolled-pgd"): "unrolled-pgd", ("unrolled", "varnet"): "varnet",
              ("unrolled", "neumann"): "neumann", ("unrolled", "learned-admm"): "learned-admm",
+             ("unrolled", "humus-net"): "humus-net",
              ("vae", "vae"): "csgm"}
 
 
@@ -175,9 +176,19 @@ KNOWN_BELOW_TV: dict[str, str] = {
                              "smeared lensless data about 2x; with normalise off 28.8 on moon)",
     "unrolled-pgd-lensless": "learned ADMM's comparator at the same budget: 26.9 vs TV 31.2 dB "
                              "on moon, 19.5 vs 29.3 on clock",
+    "humus-net-mri4x": "the budget of varnet-mri4x (3000 CPU steps, 64 px): 32.3 vs TV 36.0 dB "
+                       "on moon, 36.7 vs 38.4 on clock (above TV on cell: 36.9 vs 35.5)",
+    "unrolled-pgd-ei-inpaint50": "trained without ground truth (EI): 37.1 vs TV 38.3 dB on moon "
+                                 "(level on clock 38.85 vs 38.84, above on cell 39.1 vs 38.4)",
+    "varnet-ssdu-mri4x": "trained without ground truth (SSDU): 30.5 vs TV 36.0 dB on moon",
+    "varnet-loupe-mri4x": "its pattern was learned on 64 px patches; at 128 px 35.1 vs TV 37.0 "
+                          "dB on moon, 39.1 vs 39.7 on clock (at 64 px +4.3 dB over random "
+                          "patterns with TV, benchmarks/run.py acquisition --quick)",
 }
 #: shipped operator networks whose mean gain over the adjoint is under 2 dB: a strict xfail
 KNOWN_WEAK_GAIN: dict[str, str] = {
+    "varnet-ssdu-mri4x": "trained without ground truth (SSDU): 30.50 vs the adjoint's 30.66 dB on "
+                         "moon, +1.9 on clock, +2.2 on cell",
     "unrolled-pgd-lensless": "6 gradient stages cannot undo the lensless smear: +1.3 / +2.7 / "
                              "+0.8 dB over the adjoint on moon / clock / cell (learned ADMM "
                              "+1.3 / +8.6 / +6.0)",

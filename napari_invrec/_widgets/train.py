@@ -51,9 +51,10 @@ LAYER, FOLDER, MEASUREMENTS = "image layer", "folder", "measurement layer"
 SOURCES = ("atoms", "phantoms", "mixed", "natural", "general", LAYER, FOLDER, MEASUREMENTS)
 _WIDTH_KW = {"drunet": {"scales": 3, "blocks": 1}, "dncnn": {"depth": 8},
              "vae": {"latent_channels": 8}, "learned-admm": {"stages": 6, "depth": 4},
-             "unrolled-pgd": {"stages": 6, "depth": 4}, "varnet": {"cascades": 6, "scales": 3}}
+             "unrolled-pgd": {"stages": 6, "depth": 4}, "varnet": {"cascades": 6, "scales": 3},
+             "humus-net": {"cascades": 6, "scales": 3, "blocks": 2, "heads": 4, "window": 8}}
 DENOISER_ARCHS, VAE_ARCHS = ("drunet", "dncnn"), ("vae",)
-UNROLLED_ARCHS = ("learned-admm", "unrolled-pgd", "varnet")
+UNROLLED_ARCHS = ("learned-admm", "unrolled-pgd", "varnet", "humus-net")
 ACQUISITION_ARCHS = ("varnet",)
 SUPERVISION_CHOICES = [("ground truth", "supervised"), ("measurements only (SSDU)", "ssdu"),
                        ("measurements only (EI)", "ei")]

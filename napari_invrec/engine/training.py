@@ -473,7 +473,7 @@ def prepare_training(spec: TrainSpec, *, arrays: Any = None,
                                op_params=_parse_kwargs(spec.op_params, "op_params"))
     _check_scalars(spec)
     spec = _stack_spec(spec, measurements)
-    if spec.supervision == "ssdu" and spec.arch in ("varnet", "unrolled-pgd"):
+    if spec.supervision == "ssdu" and spec.arch in ("varnet", "unrolled-pgd", "humus-net"):
         # measurement splitting needs the final data-consistency step (recorded in kwargs)
         spec.arch_kwargs.setdefault("final_dc", True)
     _check_arch(spec)

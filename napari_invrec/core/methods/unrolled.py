@@ -4,6 +4,8 @@ r"""Unrolled networks as reconstruction methods: one yielded iterate per stage.
   (:class:`~..models.unrolled.UnrolledPGD`), any linear operator;
 * ``varnet``: :math:`x_{k+1} = x_k - \eta_k A^H(Ax_k - y) - U_k(x_k)`
   (:class:`~..models.unrolled.VarNet`), single- and multi-coil MRI;
+* ``humus-net``: the VarNet cascades with hybrid convolution / shifted-window attention
+  denoisers (:class:`~..models.humus.HumusNet`), single- and multi-coil MRI;
 * ``learned-admm``: unrolled ADMM with a learned penalty, dual step and CNN proximal map per
   stage (:class:`~..models.unrolled.LearnedADMM`), any linear operator;
 * ``neumann``: partial sums of :math:`\sum_j (I - \eta A^H A - R)^j \eta A^H y`
@@ -33,8 +35,9 @@ from .registry import register_method, weights_param
 
 Tensor = torch.Tensor
 
-__all__ = ["unrolled_pgd", "varnet", "learned_admm", "neumann", "UnrolledPGDParams",
-           "VarNetParams", "LearnedADMMParams", "NeumannParams", "load_unrolled"]
+__all__ = ["unrolled_pgd", "varnet", "humus_net", "learned_admm", "neumann",
+           "UnrolledPGDParams", "VarNetParams", "HumusNetParams", "LearnedADMMParams",
+           "NeumannParams", "load_unrolled"]
 
 _DOC = "installed unrolled network (train one: napari-invrec train --task unrolled)"
 
@@ -124,6 +127,34 @@ def varnet(y: Tensor, op: Any, p: VarNetParams, *, x0: Tensor | None = None,
     (real, imaginary) channels. The output is complex like the operator's images.
     """
     return (yield from _run("varnet", y, op, p.weights, x0))
+
+
+# ---------------------------------------------------------------------- humus-net
+@dataclass
+class HumusNetParams:
+    r"""HUMUS-Net: VarNet cascades whose denoisers mix convolutions and shifted-window
+    self-attention."""
+
+    weights: str = weights_param("humus-net-mri4x", _DOC, task="unrolled",
+                                 architecture="humus-net")
+
+
+@register_method("humus-net", HumusNetParams, operators=("mri", "mri-multicoil"))
+@torch.no_grad()
+def humus_net(y: Tensor, op: Any, p: HumusNetParams, *, x0: Tensor | None = None,
+              generator: torch.Generator | None = None) -> Iterator[IterState]:
+    r"""Hybrid unrolled MRI network (HUMUS-Net style, Fabian et al. 2022), one cascade per
+    step.
+
+    .. math::
+
+        x_{k+1} = x_k - \eta_k A^H(A x_k - y) - D_k(x_k),
+
+    from :math:`x_0 = A^H y` (or ``x0``), :math:`D_k` a U-Net with convolutions at the fine
+    scales and Swin (shifted-window self-attention) blocks at the coarsest
+    (:class:`~..models.humus.HumusNet`). The output is complex like the operator's images.
+    """
+    return (yield from _run("humus-net", y, op, p.weights, x0))
 
 
 # ---------------------------------------------------------------------- learned ADMM

@@ -12,6 +12,7 @@ from torch import nn
 from ..errors import InputError
 from .dncnn import DnCNN
 from .drunet import DRUNet
+from .humus import HumusNet
 from .mcnn import MCNN
 from .unet import UNet
 from .unrolled import LearnedADMM, NeumannNet, UnrolledPGD, VarNet
@@ -23,7 +24,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"drunet": DRUNet, "dncnn": DnCNN, "
                                              "mcnn": MCNN, "unrolled-pgd": UnrolledPGD,
                                              "varnet": VarNet, "neumann": NeumannNet,
                                              "learned-admm": LearnedADMM,
-                                             "vae": VAE}
+                                             "humus-net": HumusNet, "vae": VAE}
 
 
 def architecture_name(model: nn.Module) -> str:

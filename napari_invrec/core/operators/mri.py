@@ -75,7 +75,8 @@ class MRIParams:
                                 min=1.0, max=64.0, step=1.0)
     center_fraction: float = param(0.08, "fraction of columns fully sampled at the k-space "
                                    "centre", min=0.0, max=1.0, step=0.01)
-    pattern: str = param("random", "how the other columns are chosen", choices=PATTERNS)
+    pattern: str = param("random", "how the other columns are chosen (learned: the shipped "
+                         "LOUPE design, learned on 64 px images)", choices=PATTERNS)
     seed: int = param(0, "seed of the random pattern", min=0, max=2**31 - 1,
                       when={"pattern": "random"})
     mask_array: Any = param(None, "custom mask: (W,) sampled columns or (H, W); overrides the "

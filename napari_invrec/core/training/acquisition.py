@@ -5,16 +5,20 @@ The design is a density over the absolute normalised frequency of the k-space co
 :math:`p_j = \sigma(5 \ell_j)` (LOUPE's slope, so that Adam moves the logits at a useful
 rate) for bins :math:`j = 0..W/2` (:math:`|f_j| = j / W`), mirrored to
 the :math:`W` columns (a symmetric design: it does not exploit the Hermitian symmetry of real
-training images, which measured complex MR images lack). Before each step it is rescaled to
-the budget :math:`\alpha = n / W` of :math:`n = \mathrm{round}(W / R)` columns,
+training images, which measured complex MR images lack). The :math:`n_c` centre columns
+(``center_fraction``) are sampled in every mask, as in the deterministic pattern (masks
+without the k-space centre would teach the network a case it never meets); the density of the
+other columns is rescaled before each step to their budget
+:math:`\alpha = (n - n_c) / (W - n_c)`, :math:`n = \mathrm{round}(W / R)` columns in all,
 
 .. math::
 
-    \bar p = \tfrac1W \textstyle\sum_c p_c, \qquad
+    \bar p = \operatorname{mean}_{c \notin C} p_c, \qquad
     p'_c = \begin{cases} \alpha\,p_c / \bar p & \bar p \ge \alpha \\
     1 - (1 - \alpha)(1 - p_c) / (1 - \bar p) & \bar p < \alpha \end{cases}
 
-so that :math:`\mathbb E\,|M| = n` exactly, and each training image gets its own mask
+over the columns outside the centre :math:`C`, so that :math:`\mathbb E\,|M| = n` exactly,
+and each training image gets its own mask
 :math:`m_c = [u_c < p'_c]`, :math:`u \sim U(0, 1)` (mirrored), with the straight-through
 gradient of the relaxation :math:`\sigma(s\,(p'_c - u_c))`, slope :math:`s` = ``slope``. The
 loss is the reconstruction error :math:`|f_\theta(y, A_m) - x|^2`, so the gradient reaches the
@@ -79,7 +83,8 @@ class SamplingDesign(nn.Module):
         super().__init__()
         self.width, self.acceleration = int(width), float(acceleration)
         self.center_fraction, self.slope = float(center_fraction), float(slope)
-        self.n = n_columns(self.width, self.acceleration)
+        self.n = n_columns(self.width, self.acceleration,
+                           len(range(self.width)[centre_columns(self.width, center_fraction)]))
         if self.n >= self.width:
             raise InputError(f"acceleration {acceleration} samples every column of {width}; "
                              "learn a design at an acceleration > 1")
@@ -87,34 +92,41 @@ class SamplingDesign(nn.Module):
         self.logits = nn.Parameter(0.1 * torch.randn(bins, generator=generator))
         c = torch.arange(self.width)
         self.register_buffer("_bin", (c - self.width // 2).abs(), persistent=False)
+        keep = torch.zeros(self.width, dtype=torch.bool)
+        keep[centre_columns(self.width, self.center_fraction)] = True
+        self.register_buffer("_keep", keep, persistent=False)
 
     @property
     def alpha(self) -> float:
-        """Budget :math:`\\alpha = n / W`."""
-        return self.n / self.width
+        """Budget of the other columns: :math:`\\alpha = (n - n_c) / (W - n_c)` with
+        :math:`n_c` centre columns, always sampled."""
+        n_c = int(self._keep.sum())
+        return max(self.n - n_c, 0) / (self.width - n_c)
 
     def frequencies(self) -> np.ndarray:
         """The bins' absolute normalised frequencies :math:`j / W`."""
         return np.arange(self.width // 2 + 1) / self.width
 
-    def bin_probabilities(self) -> Tensor:
-        """Per-bin sampling probability :math:`p'_j` after the budget rescaling (the column
-        mean of :math:`p` sets the rescaling) ``(W // 2 + 1,)``."""
-        p = torch.sigmoid(5.0 * self.logits)
-        return budget_rescale(p, self.alpha, p[self._bin].mean())
-
     def probabilities(self) -> Tensor:
-        """Per-column sampling probability :math:`p'_c` ``(W,)``; its sum is :math:`n`."""
-        return self.bin_probabilities()[self._bin]
+        """Per-column sampling probability :math:`p'_c` ``(W,)``: 1 on the centre columns,
+        the budget-rescaled density elsewhere (the mean over those columns sets the
+        rescaling); its sum is :math:`n`."""
+        p = torch.sigmoid(5.0 * self.logits)[self._bin]
+        rest = budget_rescale(p, self.alpha, p[~self._keep].mean())
+        return torch.where(self._keep, torch.ones_like(rest), rest)
 
     def density(self) -> np.ndarray:
-        """Per-bin density :math:`p'_j` (what a design file stores)."""
-        return self.bin_probabilities().detach().cpu().numpy().astype(np.float64)
+        """Per-bin density :math:`p'_j` (what a design file stores): that of column
+        :math:`W/2 + j` (column 0 for the last bin of an even width)."""
+        p = self.probabilities().detach().cpu().numpy().astype(np.float64)
+        j = np.arange(self.width // 2 + 1)
+        return p[(self.width // 2 + j) % self.width]
 
     def sample(self, batch: int, generator: torch.Generator) -> Tensor:
         """``(batch, W)`` masks, binary in the forward pass, straight-through gradient."""
         p = self.probabilities()
         u_bins = torch.rand(batch, self.width // 2 + 1, generator=generator).to(p.device)
+        # (centre columns: p = 1 > u, sampled in every mask)
         u = u_bins[:, self._bin]
         hard = (u < p).to(p.dtype)
         soft = torch.sigmoid(self.slope * (p - u))
