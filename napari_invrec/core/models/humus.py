@@ -37,7 +37,7 @@ from torch import nn
 
 from .drunet import conv3
 from .padding import crop, pad_to_multiple
-from .unrolled import _Unrolled
+from .unrolled import VarNet, _Unrolled
 
 Tensor = torch.Tensor
 
@@ -223,8 +223,4 @@ class HumusNet(_Unrolled):
 
     def stages(self, y: Tensor, op: Any, x0: Tensor | None = None) -> Iterator[Tensor]:
         """Yield :math:`x_1, \\dots, x_K`."""
-        x, inv_l = self._start(y, op, x0)
-        for k, net in enumerate(self.nets):
-            eta = torch.exp(self.log_steps[k]) * inv_l
-            x = x - eta * op.A_adjoint(op.A(x) - y) - self._cnn(net, x)
-            yield self._data_consistent(x, y, op, k == self.n_stages - 1)
+        return VarNet._cascades(self, y, op, x0)

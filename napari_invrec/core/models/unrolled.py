@@ -226,6 +226,11 @@ class VarNet(_Unrolled):
 
     def stages(self, y: Tensor, op: Any, x0: Tensor | None = None) -> Iterator[Tensor]:
         """Yield :math:`x_1, \\dots, x_K`."""
+        return self._cascades(y, op, x0)
+
+    def _cascades(self, y: Tensor, op: Any, x0: Tensor | None) -> Iterator[Tensor]:
+        """The cascades :math:`x - \\eta_k A^H(Ax - y) - U_k(x)` over ``self.nets`` (shared
+        with the hybrid :class:`~.humus.HumusNet`)."""
         x, inv_l = self._start(y, op, x0)
         for k, net in enumerate(self.nets):
             eta = torch.exp(self.log_steps[k]) * inv_l
