@@ -118,7 +118,7 @@ def _measurement_stack(path: str, ns: argparse.Namespace, op_params: dict) -> An
 
     from .core.errors import InputError
     from .core.operators.registry import measurement_spec
-    from .engine.training import MeasurementStack
+    from .engine.measurement_training import MeasurementStack
 
     if Path(path).suffix.lower() != ".npy":
         raise CLIError(f"measurements file {path!r}: give a .npy stack (N, ...) of measurements")

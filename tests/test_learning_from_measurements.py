@@ -173,7 +173,7 @@ def test_engine_trains_by_ssdu_and_records_it(tmp_path):
 
 
 def _stack(n=3):
-    from napari_invrec.engine.training import MeasurementStack
+    from napari_invrec.engine.measurement_training import MeasurementStack
 
     op = make_operator("inpaint", (32, 32), keep=0.5, seed=4)
     x = op.as_image(SyntheticPatches("phantoms").patches(n, 32, seed=5))
@@ -212,7 +212,8 @@ def test_engine_trains_on_a_measurement_stack_and_records_it(tmp_path, supervisi
 
 
 def test_engine_refuses_measurements_it_cannot_learn_from(tmp_path):
-    from napari_invrec.engine.training import MeasurementStack, TrainSpec, prepare_training
+    from napari_invrec.engine.measurement_training import MeasurementStack
+    from napari_invrec.engine.training import TrainSpec, prepare_training
 
     stack, op = _stack()
     base = dict(task="unrolled", arch="unrolled-pgd", arch_kwargs={"stages": 2, "width": 4,

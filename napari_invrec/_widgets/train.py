@@ -239,7 +239,7 @@ class TrainWidget(Container):
         """A copy of the chosen measurement layer's data with its operator (``None`` unless
         the source is a measurement layer)."""
         from ..engine.layers import invrec_meta, measurement_from_layer
-        from ..engine.training import MeasurementStack
+        from ..engine.measurement_training import MeasurementStack
 
         if str(self.source.value) != MEASUREMENTS:
             return None

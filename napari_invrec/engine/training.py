@@ -27,11 +27,8 @@ diagonal coefficients :math:`d = (y_{00} - y_{01} - y_{10} + y_{11})/2` of each 
     \hat\sigma = \operatorname{median}_i |d_i| \,/\, 0.6745 .
 
 An unrolled network can also learn from the user's own measurements, with no image anywhere
-(``data="measurements:LABEL"`` and a :class:`MeasurementStack`, e.g. a napari measurement
-layer): each measurement is normalised as a run of the network would normalise it (``auto``,
-:mod:`.normalise`) and the network learns by SSDU or equivariant imaging
-(:func:`~napari_invrec.core.training.operator_nets.train_from_measurements`); EI re-measures
-with the noise std estimated from the measurements (:mod:`.noise_level`).
+(``data="measurements:LABEL"`` and a
+:class:`~napari_invrec.engine.measurement_training.MeasurementStack`).
 """
 
 from __future__ import annotations
@@ -50,10 +47,11 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.training.loops import SIGMA_DISTS, TrainState
+from .measurement_training import MeasurementStack, measurement_loop, stack_spec
 
-__all__ = ["TASKS", "SIGMA_DISTS", "TrainSpec", "TrainPlan", "MeasurementStack",
-           "prepare_training", "execute_training", "run_training", "train_command",
-           "estimate_noise_sigma", "check_training_arrays"]
+__all__ = ["TASKS", "SIGMA_DISTS", "TrainSpec", "TrainPlan", "prepare_training",
+           "execute_training", "run_training", "train_command", "estimate_noise_sigma",
+           "check_training_arrays"]
 
 TASKS = ("denoiser", "noise2self", "end-to-end", "unrolled", "acquisition", "vae")
 """Training tasks: supervised denoiser, self-supervised denoiser, end-to-end, unrolled, an
@@ -103,27 +101,6 @@ class TrainSpec:
     checkpoint: str | None = None
     resume: str | None = None
     register: bool = True
-
-
-@dataclass
-class MeasurementStack:
-    """Measurements to learn from without ground truth (e.g. a napari measurement layer).
-
-    Attributes
-    ----------
-    data
-        ``(N, *measurement_shape)`` or one measurement (real, or complex for k-space), in the
-        user's units; only read.
-    operator
-        The spec of the operator they were all taken through (a measurement layer's
-        ``metadata["invrec"]["operator"]``).
-    arrays
-        Its array parameters (a custom mask, a kernel), as beside the spec.
-    """
-
-    data: Any
-    operator: dict
-    arrays: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -259,6 +236,16 @@ def _check_arch(spec: TrainSpec) -> None:
         raise InputError(f"bad arch_kwargs for {spec.arch!r}: {e}") from None
 
 
+def _takes(arch: str, kwarg: str) -> bool:
+    """Whether architecture ``arch``'s constructor takes ``kwarg`` (False for unknown ones)."""
+    import inspect
+
+    from ..core.models.registry import ARCHITECTURES
+
+    cls = ARCHITECTURES.get(arch)
+    return cls is not None and kwarg in inspect.signature(cls).parameters
+
+
 def _model(spec: TrainSpec) -> Any:
     """The untrained network (``spec`` checked by :func:`_check_arch`), its initial weights
     drawn from ``spec.seed`` (the global torch random state is left as it was), so that a seed
@@ -297,62 +284,6 @@ def _operator_factory(spec: TrainSpec) -> Any:
 
 
 # ---------------------------------------------------------------- plan and run
-def _stack_operator(stack: MeasurementStack, dev: Any) -> Any:
-    """The operator of a measurement stack, rebuilt from its spec and arrays (linear only)."""
-    from ..core.operators.registry import operator_from_spec
-
-    op = operator_from_spec(stack.operator, stack.arrays, device=dev)
-    if not getattr(op, "linear", False):
-        raise InputError(f"unrolled networks learn linear operators; {op.name!r} is not linear")
-    return op
-
-
-def _stack_planes(stack: MeasurementStack, op: Any) -> list[np.ndarray]:
-    """The measurements of ``stack`` one by one (``(N, *mshape)`` or one), or InputError."""
-    data = stack.data
-    nd = len(op.measurement_shape)
-    if getattr(data, "ndim", 0) == nd:
-        return [np.asarray(data)]
-    if getattr(data, "ndim", 0) != nd + 1:
-        raise InputError(f"{op.name} measurements are {tuple(op.measurement_shape)}; give one "
-                         f"or a stack (N, {', '.join(map(str, op.measurement_shape))}), got "
-                         f"shape {tuple(getattr(data, 'shape', ()))}")
-    return [np.asarray(data[i]) for i in range(data.shape[0])]
-
-
-def _measurement_loop(spec: TrainSpec, model: Any, stack: MeasurementStack, dev: Any,
-                      common: dict) -> tuple[Any, dict, dict]:
-    """The loop of an unrolled network learning from ``stack`` alone (SSDU or EI), on the
-    measurements normalised as a run would normalise them."""
-    import torch
-
-    from ..core.training.operator_nets import train_from_measurements
-    from .noise_level import noise_estimate
-    from .normalise import plan_normalisation
-    from .runner import prepare_measurement
-
-    op = _stack_operator(stack, dev)
-    planes = _stack_planes(stack, op)
-    ys, sigmas = [], []
-    for i, y in enumerate(planes):
-        try:
-            y_t = prepare_measurement(y, op)
-        except InputError as e:
-            raise InputError(f"measurement {i} of the stack: {e}") from None
-        ys.append(plan_normalisation(y_t, op, "auto").measurement(y_t, op)[0, 0])
-        if spec.supervision == "ei":
-            sigmas.append(noise_estimate(y, op)["sigma_normalised"])
-    known = [s for s in sigmas if s is not None]
-    sigma = float(np.median(known)) if known else float(spec.noise_sigma)
-    kw = {k: v for k, v in common.items() if k != "patch"}
-    loop = train_from_measurements(model, torch.stack(ys), op, supervision=spec.supervision,
-                                   noise_sigma=sigma, **kw)
-    extra = {"supervision": spec.supervision, "measurements": len(planes)}
-    if spec.supervision == "ei":
-        extra["noise_sigma"] = sigma
-    return loop, op.spec(), extra
-
-
 def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any,
           ckpt: Path, stack: MeasurementStack | None = None) -> tuple[Any, dict | None, dict]:
     """The loop generator of ``spec.task``, the operator spec (operator tasks) and extra meta
@@ -365,7 +296,7 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
               "val_every": int(spec.val_every), "resume": spec.resume, "checkpoint": ckpt,
               "checkpoint_every": int(spec.checkpoint_every)}
     if stack is not None:
-        return _measurement_loop(spec, model, stack, dev, common)
+        return measurement_loop(spec, model, stack, dev, common)
     if spec.task == "noise2self":
         if spec.arch in RESIDUAL_ARCHITECTURES:
             raise InputError(f"{spec.arch} predicts the noise and subtracts it (identity skip); "
@@ -425,34 +356,6 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
     return loop, op_spec, extra
 
 
-def _stack_spec(spec: TrainSpec, stack: MeasurementStack | None) -> TrainSpec:
-    """``spec`` checked against a measurement stack (data ``measurements[:LABEL]``, an
-    unrolled network learning by SSDU or EI), with the stack's operator recorded in it and
-    the network built for its real or complex images."""
-    from ..core.operators.registry import OPERATORS
-    from ..core.training.operator_nets import SELF_SUPERVISIONS
-
-    is_stack = spec.data == "measurements" or spec.data.startswith("measurements:")
-    if is_stack and stack is None:
-        raise InputError(f"data {spec.data!r} needs measurements: pick a measurement layer or "
-                         "pass a MeasurementStack")
-    if stack is None:
-        return spec
-    if not is_stack:
-        raise InputError(f"measurements were given but data is {spec.data!r}; set "
-                         "data='measurements'")
-    if spec.task != "unrolled" or spec.supervision not in SELF_SUPERVISIONS:
-        raise InputError("measurements have no ground truth: train an unrolled network "
-                         "(task 'unrolled') from them by ssdu or ei")
-    name = (stack.operator or {}).get("operator")
-    if name not in OPERATORS:
-        raise InputError(f"the measurements' operator {name!r} is unknown; available: "
-                         f"{', '.join(sorted(OPERATORS))}")
-    kwargs = {"complex_images": bool(OPERATORS[name].complex_image), **spec.arch_kwargs}
-    return dataclasses.replace(spec, operator=name, arch_kwargs=kwargs,
-                               op_params=dict(stack.operator.get("params") or {}))
-
-
 def prepare_training(spec: TrainSpec, *, arrays: Any = None,
                      measurements: MeasurementStack | None = None) -> TrainPlan:
     """Check ``spec`` (and ``arrays`` or ``measurements``) and build the network and the loop
@@ -472,8 +375,8 @@ def prepare_training(spec: TrainSpec, *, arrays: Any = None,
     spec = dataclasses.replace(spec, arch_kwargs=_parse_kwargs(spec.arch_kwargs, "arch_kwargs"),
                                op_params=_parse_kwargs(spec.op_params, "op_params"))
     _check_scalars(spec)
-    spec = _stack_spec(spec, measurements)
-    if spec.supervision == "ssdu" and spec.arch in ("varnet", "unrolled-pgd", "humus-net"):
+    spec = stack_spec(spec, measurements)
+    if spec.supervision == "ssdu" and _takes(spec.arch, "final_dc"):
         # measurement splitting needs the final data-consistency step (recorded in kwargs)
         spec.arch_kwargs.setdefault("final_dc", True)
     _check_arch(spec)

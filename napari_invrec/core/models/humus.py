@@ -37,6 +37,7 @@ from torch import nn
 
 from .drunet import conv3
 from .padding import crop, pad_to_multiple
+from .unet import _double_conv
 from .unrolled import VarNet, _Unrolled
 
 Tensor = torch.Tensor
@@ -121,11 +122,6 @@ class SwinBlock(nn.Module):
         h = h + z
         h = h + self.mlp(self.norm2(h))
         return h.permute(0, 3, 1, 2)
-
-
-def _double_conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(conv3(cin, cout), nn.ReLU(inplace=True), conv3(cout, cout),
-                         nn.ReLU(inplace=True))
 
 
 class HybridUNet(nn.Module):

@@ -169,8 +169,8 @@ def random_transform(x: Tensor, generator: torch.Generator) -> Tensor:
     h, w = x.shape[-2:]
     out = []
     for xb in x:
-        k = int(torch.randint(4 if h == w else 2, (1,), generator=generator)) * (1 if h == w
-                                                                                  else 2)
+        turns = (0, 1, 2, 3) if h == w else (0, 2)
+        k = turns[int(torch.randint(len(turns), (1,), generator=generator))]
         dy, dx = (int(v) for v in torch.randint(max(h, w), (2,), generator=generator))
         out.append(torch.roll(torch.rot90(xb, k, dims=(-2, -1)), (dy % h, dx % w), (-2, -1)))
     return torch.stack(out)
