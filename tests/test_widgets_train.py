@@ -297,6 +297,42 @@ def test_unrolled_network_for_an_operator(make_napari_viewer, wait_idle, notes):
     assert not w.op_panel.visible and list(w.arch.choices) == ["drunet", "dncnn"]
 
 
+@pytest.mark.parametrize("arch", ["cgan", "swinir"])
+def test_end_to_end_network_for_an_operator(make_napari_viewer, wait_idle, notes, arch):
+    """The end-to-end task: operator form, noise level and the network's input; the
+    network (here the conditional GAN and the transformer) is at once the weights choice of
+    its method for that operator, and runs there on the input it was trained with."""
+    from napari_invrec._widgets.train import END_TO_END_ARCHS, TrainWidget
+    from napari_invrec.core.models import read_manifest
+
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    w.task.value = "end-to-end"
+    assert tuple(w.arch.choices) == END_TO_END_ARCHS and w.arch.value == "unet"
+    shown = [not x.native.isHidden() for x in (w.op_panel, w.init, w.supervision)]
+    assert shown == [True, True, False]
+    w.op_panel.operator.value = "inpaint"
+    w.op_panel.form.set_values({"keep": 0.5})
+    name = f"gui-{arch}"
+    _set(w, arch=arch, source="phantoms", steps=10, batch=4, patch=32, net_width=8,
+         lr="0.002", noise_sigma=0.01, init="pinv", weights_name=name)
+    w.train()
+    wait_idle(w, 60000)
+    e = read_manifest()[name]
+    assert e.task == "end-to-end" and e.architecture == arch
+    assert e.operator["operator"] == "inpaint" and e.metrics["init"] == "pinv"
+    assert "--init pinv" in e.train_command
+    assert any(name in n and f"{arch} for inpaint" in n for n in notes())
+    x = np.zeros((40, 40), np.float32)
+    x[8:24, 8:30] = 1.0
+    op = api.make_operator("inpaint", x.shape, keep=0.5)
+    y = api.simulate(x, op, sigma=0.01, seed=0)
+    res = api.reconstruct(y, op, arch, weights=name)
+    assert res.x.shape == x.shape and np.isfinite(res.x).all()
+    np.testing.assert_allclose(res.iterates[0], api.reconstruct(y, op, "min-norm").x,
+                               atol=1e-5)
+
+
 def test_mri_network_with_a_learned_sampling_pattern(make_napari_viewer, wait_idle, notes):
     """The acquisition task: varnet on single-coil MRI, its pattern learned with it; the
     weights carry the pattern they were tuned to, at exactly the acceleration's budget."""

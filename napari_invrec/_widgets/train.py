@@ -45,6 +45,7 @@ __all__ = ["TrainWidget", "TASK_CHOICES", "SOURCES", "LAYER", "FOLDER"]
 TASK_CHOICES = [("supervised denoiser", "denoiser"),
                 ("self-supervised (Noise2Self)", "noise2self"),
                 ("generative prior: VAE (csgm)", "vae"),
+                ("end-to-end network for one operator", "end-to-end"),
                 ("unrolled network for one operator", "unrolled"),
                 ("MRI network + learned sampling pattern", "acquisition")]
 LAYER, FOLDER, MEASUREMENTS = "image layer", "folder", "measurement layer"
@@ -52,9 +53,13 @@ SOURCES = ("atoms", "phantoms", "mixed", "natural", "general", LAYER, FOLDER, ME
 _WIDTH_KW = {"drunet": {"scales": 3, "blocks": 1}, "dncnn": {"depth": 8},
              "vae": {"latent_channels": 8}, "learned-admm": {"stages": 6, "depth": 4},
              "unrolled-pgd": {"stages": 6, "depth": 4}, "varnet": {"cascades": 6, "scales": 3},
-             "humus-net": {"cascades": 6, "scales": 3, "blocks": 2, "heads": 4, "window": 8}}
+             "humus-net": {"cascades": 6, "scales": 3, "blocks": 2, "heads": 4, "window": 8},
+             "unet": {"scales": 4}, "swinir": {"groups": 2, "depth": 4, "heads": 4, "window": 8},
+             "cgan": {"scales": 4}, "mcnn": {"depth": 3}}
 DENOISER_ARCHS, VAE_ARCHS = ("drunet", "dncnn"), ("vae",)
 UNROLLED_ARCHS = ("learned-admm", "unrolled-pgd", "varnet", "humus-net")
+END_TO_END_ARCHS = ("unet", "swinir", "cgan", "mcnn")
+INIT_CHOICES = [("adjoint A^H y", "adjoint"), ("pseudo-inverse A^+ y", "pinv")]
 ACQUISITION_ARCHS = ("varnet",)
 SUPERVISION_CHOICES = [("ground truth", "supervised"), ("measurements only (SSDU)", "ssdu"),
                        ("measurements only (EI)", "ei")]
@@ -110,6 +115,10 @@ class TrainWidget(Container):
                                         name="noise_sigma", label="measurement noise std",
                                         visible=False, tooltip="Gaussian noise of the "
                                         "simulated training measurements (images in [0, 1])")
+        self.init = ComboBox(value="adjoint", choices=INIT_CHOICES, name="init",
+                             label="network input", visible=False,
+                             tooltip="the initial reconstruction the end-to-end network "
+                             "maps to the image (recorded with the weights)")
         self.supervision = ComboBox(value="supervised", choices=SUPERVISION_CHOICES,
                                     name="supervision", label="learn from", visible=False,
                                     tooltip="ground truth, or the measurements alone (SSDU: "
@@ -154,7 +163,8 @@ class TrainWidget(Container):
                      labelled(self.source, self.layer, self.folder, name="data_box"),
                      heading("network"), labelled(self.arch, self.net_width, name="net_box"),
                      self.op_panel,
-                     labelled(self.noise_sigma, self.supervision, name="noise_box"),
+                     labelled(self.noise_sigma, self.init, self.supervision,
+                              name="noise_box"),
                      heading("schedule"),
                      labelled(self.steps, self.batch, self.patch, self.sigma_min,
                               self.sigma_max, self.sigma_dist, self.beta, self.lr, self.seed,
@@ -178,13 +188,16 @@ class TrainWidget(Container):
     def _on_task(self, *_: Any) -> None:
         task = self.task.value
         n2s, vae, unrolled = task == "noise2self", task == "vae", task == "unrolled"
-        acquisition = task == "acquisition"
+        acquisition, e2e = task == "acquisition", task == "end-to-end"
         if n2s and self.source.value not in (LAYER, FOLDER):
             self.source.value = LAYER
         if acquisition:  # a sampling design is learned for single-coil MRI
             self.op_panel.operator.value = "mri"
         archs = (VAE_ARCHS if vae else ("drunet",) if n2s else UNROLLED_ARCHS if unrolled
-                 else ACQUISITION_ARCHS if acquisition else DENOISER_ARCHS)
+                 else ACQUISITION_ARCHS if acquisition else END_TO_END_ARCHS if e2e
+                 else DENOISER_ARCHS)
+        if e2e and self.source.value == MEASUREMENTS:  # it learns from clean images
+            self.source.value = "natural"
         if tuple(self.arch.choices) != archs:
             self.arch.choices = archs
             self.arch.value = archs[0]
@@ -192,8 +205,9 @@ class TrainWidget(Container):
         self.sigma_min.visible = self.sigma_max.visible = self.sigma_dist.visible = noisy
         self.beta.visible = vae
         measured = self.source.value == MEASUREMENTS  # the operator is the layer's
-        self.op_panel.visible = self.noise_sigma.visible = (unrolled or acquisition) \
+        self.op_panel.visible = self.noise_sigma.visible = (unrolled or acquisition or e2e) \
             and not measured
+        self.init.visible = e2e
         self.supervision.visible = unrolled
         if unrolled and measured and self.supervision.value == "supervised":
             self.supervision.value = "ssdu"
@@ -275,18 +289,22 @@ class TrainWidget(Container):
                              "0.001") from None
         arch = str(self.arch.value)
         data = self._data_spec()
-        unrolled = self.task.value in ("unrolled", "acquisition") \
+        task = str(self.task.value)
+        simulated = task in ("unrolled", "acquisition", "end-to-end") \
             and not data.startswith("measurements:")  # else the layer's operator, in the engine
         operator = {"operator": self.op_panel.name_value,
                     "op_params": dict(self.op_panel.form.values()),
-                    "noise_sigma": float(self.noise_sigma.value)} if unrolled else {}
-        if self.task.value == "unrolled":
+                    "noise_sigma": float(self.noise_sigma.value)} if simulated else {}
+        if task == "unrolled":
             operator["supervision"] = str(self.supervision.value)
+        if task == "end-to-end":
+            operator["init"] = str(self.init.value)
         arch_kwargs = {"width": int(self.net_width.value), **_WIDTH_KW[arch]}
-        if "operator" in operator:  # an unrolled network: the operator's real/complex images
+        if "operator" in operator and task != "end-to-end":  # unrolled: the operator's
+            # real or complex images (an end-to-end network sees the magnitude)
             arch_kwargs["complex_images"] = bool(
                 OPERATORS[operator["operator"]].complex_image)
-        return TrainSpec(task=str(self.task.value), arch=arch, **operator,
+        return TrainSpec(task=task, arch=arch, **operator,
                          arch_kwargs=arch_kwargs,
                          data=data, steps=int(self.steps.value), batch=int(self.batch.value),
                          patch=int(self.patch.value), lr=lr, seed=int(self.seed.value),
@@ -366,7 +384,8 @@ class TrainWidget(Container):
             fig = f"val loss {m.get('val_loss', m['final_loss']):.4g}"
         op = (entry.operator or {}).get("operator")
         use = ("the csgm generator" if entry.task == "vae" else
-               f"the weights of {entry.architecture} for {op}" if entry.task == "unrolled" else
+               f"the weights of {entry.architecture} for {op}"
+               if entry.task in ("unrolled", "end-to-end") else
                "the noise2self method's network" if entry.training == "noise2self" else
                "a denoiser")
         notify_info(f"trained {entry.name}: {fig}; now selectable as {use}", self.status)

@@ -14,7 +14,14 @@ network was trained with, as recorded with the weights (see :func:`trained_init`
 
 * ``unet``: a U-Net (Jin et al., "Deep convolutional neural network for inverse problems in
   imaging", IEEE TIP 2017, trained on filtered back-projections);
-* ``mcnn``: a multi-column CNN (:class:`~napari_invrec.core.models.mcnn.MCNN`).
+* ``mcnn``: a multi-column CNN (:class:`~napari_invrec.core.models.mcnn.MCNN`);
+* ``swinir``: a SwinIR-style transformer (:class:`~napari_invrec.core.models.swinir.SwinIR`,
+  Liang et al. 2021): shifted-window self-attention at full resolution;
+* ``cgan``: the generator of a conditional GAN (pix2pix-style,
+  :class:`~napari_invrec.core.models.cgan.ConditionalGAN`), a U-Net trained with an
+  adversarial loss besides the squared error: sharper, and the method of this family most
+  likely to invent structure the measurement does not contain (compare its null-space
+  difference to a data-consistent reference with the U-Net's in the Trust dock).
 
 The network only knows the operator it was trained for: a different operator family is an
 :class:`~..errors.InputError` that says how to train one; different parameters of the same
@@ -37,7 +44,9 @@ from .registry import register_method, weights_param
 
 Tensor = torch.Tensor
 
-__all__ = ["unet", "mcnn", "UNetParams", "MCNNParams", "trained_init", "apply_network"]
+__all__ = ["unet", "mcnn", "swinir", "cgan", "UNetParams", "MCNNParams", "SwinIRParams",
+           "CGANParams", "trained_init",
+           "apply_network"]
 
 _INITS = ("pinv", "adjoint")
 
@@ -139,3 +148,45 @@ def mcnn(y: Tensor, op: Any, p: MCNNParams, *, x0: Tensor | None = None,
     Same two steps as ``unet`` (initial reconstruction, network output).
     """
     return (yield from _run("mcnn", y, op, p.weights))
+
+
+@dataclass
+class SwinIRParams:
+    r"""SwinIR-style transformer :math:`\hat x = x_0 + f_\theta(x_0)`."""
+
+    weights: str = weights_param("swinir-blur2-natural", _W_DOC, task="end-to-end",
+                                 architecture="swinir")
+
+
+@register_method("swinir", SwinIRParams)
+@torch.no_grad()
+def swinir(y: Tensor, op: Any, p: SwinIRParams, *, x0: Tensor | None = None,
+           generator: torch.Generator | None = None) -> Iterator[IterState]:
+    r"""End-to-end SwinIR-style transformer: :math:`\hat x = x_0 + f_\theta(x_0)`, with
+    residual groups of shifted-window attention blocks at full resolution.
+
+    Same two steps as ``unet``.
+    """
+    return (yield from _run("swinir", y, op, p.weights))
+
+
+@dataclass
+class CGANParams:
+    r"""Conditional-GAN generator :math:`\hat x = G_\theta(x_0)` (trained adversarially)."""
+
+    weights: str = weights_param("cgan-blur2-natural", _W_DOC, task="end-to-end",
+                                 architecture="cgan")
+
+
+@register_method("cgan", CGANParams)
+@torch.no_grad()
+def cgan(y: Tensor, op: Any, p: CGANParams, *, x0: Tensor | None = None,
+         generator: torch.Generator | None = None) -> Iterator[IterState]:
+    r"""End-to-end conditional GAN (pix2pix-style): :math:`\hat x = G_\theta(x_0)`, the
+    generator of :class:`~napari_invrec.core.models.cgan.ConditionalGAN`.
+
+    Same two steps as ``unet``. Trained to fool a discriminator as well as to match the
+    truth, it produces sharp texture that the measurement may not support: read it with
+    the trust maps.
+    """
+    return (yield from _run("cgan", y, op, p.weights))

@@ -10,10 +10,12 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import InputError
+from .cgan import ConditionalGAN
 from .dncnn import DnCNN
 from .drunet import DRUNet
 from .humus import HumusNet
 from .mcnn import MCNN
+from .swinir import SwinIR
 from .unet import UNet
 from .unrolled import LearnedADMM, NeumannNet, UnrolledPGD, VarNet
 from .vae import VAE
@@ -24,7 +26,8 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"drunet": DRUNet, "dncnn": DnCNN, "
                                              "mcnn": MCNN, "unrolled-pgd": UnrolledPGD,
                                              "varnet": VarNet, "neumann": NeumannNet,
                                              "learned-admm": LearnedADMM,
-                                             "humus-net": HumusNet, "vae": VAE}
+                                             "humus-net": HumusNet, "cgan": ConditionalGAN,
+                                             "swinir": SwinIR, "vae": VAE}
 
 
 def architecture_name(model: nn.Module) -> str:

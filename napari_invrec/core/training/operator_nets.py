@@ -21,6 +21,7 @@ import torch
 
 from ..errors import InputError
 from ..operators.noise import NoiseParams
+from .adversarial import cgan_loss, is_adversarial
 from .datasets import PatchSource
 from .loops import (
     TrainState,
@@ -79,9 +80,12 @@ def train_end_to_end(model: torch.nn.Module, source: PatchSource,
     :math:`y = A x + \sigma n` and the initial reconstruction :math:`x_0 = A^+ y`
     (``init="pinv"``) or :math:`A^H y` (``init="adjoint"``); complex :math:`x_0` (MRI) is fed
     as its magnitude. The loss is :math:`\mathrm{MSE}(f_\theta(x_0), x)`; the model is called
-    ``model(x0)``. Operators with a random pattern draw a new one every step
-    (:func:`.loops.step_operator`). Validation: PSNR on fixed held-out pairs with the factory's
-    operator (``extras["init_psnr"]``: PSNR of :math:`x_0`).
+    ``model(x0)``. A conditional GAN (a model with a ``discriminator``,
+    :class:`~..models.cgan.ConditionalGAN`) is trained with the adversarial loss
+    :func:`.adversarial.cgan_loss` instead (the squared error plus its adversarial term).
+    Operators with a random pattern draw a new one every step (:func:`.loops.step_operator`).
+    Validation: PSNR on fixed held-out pairs with the factory's operator
+    (``extras["init_psnr"]``: PSNR of :math:`x_0`).
     """
     _check_common(steps, batch, patch, lr)
     if init not in ("pinv", "adjoint"):
@@ -101,8 +105,12 @@ def train_end_to_end(model: torch.nn.Module, source: PatchSource,
     x0v, xv = pairs(val_size, np.random.default_rng([int(seed), 1]), op)
     init_psnr = _psnr(x0v, xv)
 
+    adversarial = is_adversarial(model)
+
     def step_loss(rng: np.random.Generator) -> Tensor:
         x0, x = pairs(batch, rng, step_operator(op, rng))
+        if adversarial:
+            return cgan_loss(model, x0, x)
         return (model(x0) - x).square().mean()
 
     def validate() -> dict:
