@@ -33,11 +33,12 @@ TASKS: dict[str, tuple[str, dict]] = {
     "MRI 4x": ("mri", {"acceleration": 4}),
 }
 TV_GRID = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02)
-LEARNED = ("dpir", "pnp-admm", "red", "unet", "mcnn", "unrolled-pgd", "varnet", "neumann")
+LEARNED = ("dpir", "pnp-admm", "red", "unet", "swinir", "cgan", "mcnn", "unrolled-pgd",
+           "varnet", "neumann", "dirac")
 #: the deep image prior fits one network per image (minutes each): only with ``--with-dip``
 SLOW = ("dip",)
 #: methods whose ``sigma`` parameter is the measurement noise level
-NOISE_AWARE = ("dpir", "dip")
+NOISE_AWARE = ("dpir", "dip", "dirac")
 
 
 def bench_learned(size: int = SIZE, images=None, methods=LEARNED, log=print) -> list[dict]:

@@ -40,7 +40,9 @@ def add_train_parser(sub: Any) -> None:
                    "self-supervised denoiser from noisy images; end-to-end: post-processing "
                    "network for one operator; unrolled: unrolled network for one operator; "
                    "acquisition: unrolled MRI network (e.g. varnet) and its k-space sampling "
-                   "pattern learned together (LOUPE; the design goes into OUT.json); vae: "
+                   "pattern learned together (LOUPE; the design goes into OUT.json); dirac: the "
+                   "network of incremental-reconstruction diffusion (--arch dirac) for blur or "
+                   "inpaint; vae: "
                    "variational auto-encoder (--arch vae), the generator of the csgm method")
     p.add_argument("--arch", default="drunet",
                    help="architecture from napari_invrec.core.models (default drunet)")
@@ -136,11 +138,11 @@ def spec_from_args(ns: argparse.Namespace) -> tuple[Any, Any, Any]:
     """The :class:`~napari_invrec.engine.training.TrainSpec` of the parsed options, the images
     of a ``file:PATH`` data spec and the measurement stack of ``measurements:PATH`` (each
     ``None`` otherwise)."""
-    from .engine.training import TrainSpec
+    from .engine.training import OPERATOR_TASKS, TrainSpec
 
     arch_kwargs = _json_object(ns.arch_kwargs, "--arch-kwargs", '{"width": 16}')
     op_params = _json_object(ns.op_params, "--op-params", '{"sigma": 2.0}')
-    if ns.task in ("end-to-end", "unrolled", "acquisition") and not ns.operator:
+    if ns.task in OPERATOR_TASKS and not ns.operator:
         raise CLIError(f"--task {ns.task} needs --operator (e.g. --operator blur --op-params "
                        "'{\"sigma\": 2.0}')")
     name = ns.name or (Path(ns.out).stem if ns.out else None)

@@ -333,6 +333,34 @@ def test_end_to_end_network_for_an_operator(make_napari_viewer, wait_idle, notes
                                atol=1e-5)
 
 
+def test_dirac_network_for_inpainting(make_napari_viewer, wait_idle, notes):
+    """The dirac task: only the schedule operators, the dirac network; the weights are at
+    once the dirac method's choice for inpainting and run there."""
+    from napari_invrec._widgets.train import TrainWidget
+    from napari_invrec.core.models import read_manifest
+
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    w.op_panel.operator.value = "mri"
+    w.task.value = "dirac"
+    assert tuple(w.arch.choices) == ("dirac",) and w.op_panel.operator.value == "blur"
+    w.op_panel.operator.value = "inpaint"
+    _set(w, source="phantoms", steps=10, batch=4, patch=32, net_width=8, lr="0.002",
+         noise_sigma=0.01, weights_name="gui-dirac")
+    w.train()
+    wait_idle(w, 60000)
+    e = read_manifest()["gui-dirac"]
+    assert e.task == "dirac" and e.architecture == "dirac"
+    assert e.operator["operator"] == "inpaint" and "--task dirac" in e.train_command
+    assert any("gui-dirac" in n and "dirac for inpaint" in n for n in notes())
+    x = np.zeros((40, 40), np.float32)
+    x[8:24, 8:30] = 1.0
+    op = api.make_operator("inpaint", x.shape, keep=0.5)
+    res = api.reconstruct(api.simulate(x, op, sigma=0.01, seed=0), op, "dirac",
+                          weights="gui-dirac", steps=4)
+    assert res.steps == [1, 2, 3, 4] and np.isfinite(res.x).all()
+
+
 def test_mri_network_with_a_learned_sampling_pattern(make_napari_viewer, wait_idle, notes):
     """The acquisition task: varnet on single-coil MRI, its pattern learned with it; the
     weights carry the pattern they were tuned to, at exactly the acceleration's budget."""

@@ -138,6 +138,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "units": _opt(_mapping),
     "metric_history": _opt(_dict_of(_numbers, "lists of numbers")),
     "steps": _opt(_ints),
+    "levels": _opt(_numbers),
     "noise": _opt(_mapping),
     "ground_truth": _opt(_str),
     "run": _opt(_str),

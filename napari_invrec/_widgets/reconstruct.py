@@ -30,6 +30,7 @@ from ..engine.runner import prepare_measurement
 from ..engine.runner import run as run_engine
 from ._batch import choose_and_start as batch_folder
 from ._inputs import LayerCombo, OperatorPanel, heading, labelled, layer_by_name
+from ._levels import LevelReadout
 from ._meta import checked_meta, layer_kind, layer_meta
 from ._notify import guarded, notify_error, notify_info, report_error
 from ._pacing import DisplayThrottle
@@ -133,6 +134,7 @@ class ReconstructWidget(StackRuns, Container):
         self._text_throttle = DisplayThrottle(max_hz=10.0, duty=0.05, repaints=True)
         self._showing: Any = None  # the Turns adding the last run's result layers
         self._run_info: dict = {}
+        LevelReadout.install(viewer)  # the slider of a dirac run reads as its levels
         self.measurement = LayerCombo(viewer, (Image,), name="measurement", label="measurement",
                                       tooltip="measurement y (2-D, a (T, H, W) stack, or a "
                                               "(D, H, W) volume)")

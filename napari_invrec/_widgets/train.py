@@ -33,6 +33,7 @@ from magicgui.widgets import (
 )
 
 from ..core.errors import InputError
+from ..core.operators.degradation import SCHEDULE_OPERATORS
 from ..core.operators.registry import OPERATORS
 from ._inputs import LayerCombo, OperatorPanel, heading, labelled
 from ._notify import guarded, notify_info, report_error
@@ -47,7 +48,8 @@ TASK_CHOICES = [("supervised denoiser", "denoiser"),
                 ("generative prior: VAE (csgm)", "vae"),
                 ("end-to-end network for one operator", "end-to-end"),
                 ("unrolled network for one operator", "unrolled"),
-                ("MRI network + learned sampling pattern", "acquisition")]
+                ("MRI network + learned sampling pattern", "acquisition"),
+                ("incremental diffusion (Dirac): blur or inpaint", "dirac")]
 LAYER, FOLDER, MEASUREMENTS = "image layer", "folder", "measurement layer"
 SOURCES = ("atoms", "phantoms", "mixed", "natural", "general", LAYER, FOLDER, MEASUREMENTS)
 _WIDTH_KW = {"drunet": {"scales": 3, "blocks": 1}, "dncnn": {"depth": 8},
@@ -55,7 +57,7 @@ _WIDTH_KW = {"drunet": {"scales": 3, "blocks": 1}, "dncnn": {"depth": 8},
              "unrolled-pgd": {"stages": 6, "depth": 4}, "varnet": {"cascades": 6, "scales": 3},
              "humus-net": {"cascades": 6, "scales": 3, "blocks": 2, "heads": 4, "window": 8},
              "unet": {"scales": 4}, "swinir": {"groups": 2, "depth": 4, "heads": 4, "window": 8},
-             "cgan": {"scales": 4}, "mcnn": {"depth": 3}}
+             "cgan": {"scales": 4}, "mcnn": {"depth": 3}, "dirac": {"scales": 4}}
 DENOISER_ARCHS, VAE_ARCHS = ("drunet", "dncnn"), ("vae",)
 UNROLLED_ARCHS = ("learned-admm", "unrolled-pgd", "varnet", "humus-net")
 END_TO_END_ARCHS = ("unet", "swinir", "cgan", "mcnn")
@@ -188,15 +190,17 @@ class TrainWidget(Container):
     def _on_task(self, *_: Any) -> None:
         task = self.task.value
         n2s, vae, unrolled = task == "noise2self", task == "vae", task == "unrolled"
-        acquisition, e2e = task == "acquisition", task == "end-to-end"
+        acquisition, e2e, dirac = task == "acquisition", task == "end-to-end", task == "dirac"
         if n2s and self.source.value not in (LAYER, FOLDER):
             self.source.value = LAYER
         if acquisition:  # a sampling design is learned for single-coil MRI
             self.op_panel.operator.value = "mri"
+        if dirac and self.op_panel.operator.value not in SCHEDULE_OPERATORS:
+            self.op_panel.operator.value = SCHEDULE_OPERATORS[0]
         archs = (VAE_ARCHS if vae else ("drunet",) if n2s else UNROLLED_ARCHS if unrolled
                  else ACQUISITION_ARCHS if acquisition else END_TO_END_ARCHS if e2e
-                 else DENOISER_ARCHS)
-        if e2e and self.source.value == MEASUREMENTS:  # it learns from clean images
+                 else ("dirac",) if dirac else DENOISER_ARCHS)
+        if (e2e or dirac) and self.source.value == MEASUREMENTS:  # they learn from images
             self.source.value = "natural"
         if tuple(self.arch.choices) != archs:
             self.arch.choices = archs
@@ -205,8 +209,8 @@ class TrainWidget(Container):
         self.sigma_min.visible = self.sigma_max.visible = self.sigma_dist.visible = noisy
         self.beta.visible = vae
         measured = self.source.value == MEASUREMENTS  # the operator is the layer's
-        self.op_panel.visible = self.noise_sigma.visible = (unrolled or acquisition or e2e) \
-            and not measured
+        self.op_panel.visible = self.noise_sigma.visible = \
+            (unrolled or acquisition or e2e or dirac) and not measured
         self.init.visible = e2e
         self.supervision.visible = unrolled
         if unrolled and measured and self.supervision.value == "supervised":
@@ -280,7 +284,7 @@ class TrainWidget(Container):
         InputError
             A learning rate that is not a positive number.
         """
-        from ..engine.training import TrainSpec
+        from ..engine.training import OPERATOR_TASKS, TrainSpec
 
         try:
             lr = float(self.lr.value)
@@ -290,7 +294,7 @@ class TrainWidget(Container):
         arch = str(self.arch.value)
         data = self._data_spec()
         task = str(self.task.value)
-        simulated = task in ("unrolled", "acquisition", "end-to-end") \
+        simulated = task in OPERATOR_TASKS \
             and not data.startswith("measurements:")  # else the layer's operator, in the engine
         operator = {"operator": self.op_panel.name_value,
                     "op_params": dict(self.op_panel.form.values()),
@@ -300,8 +304,8 @@ class TrainWidget(Container):
         if task == "end-to-end":
             operator["init"] = str(self.init.value)
         arch_kwargs = {"width": int(self.net_width.value), **_WIDTH_KW[arch]}
-        if "operator" in operator and task != "end-to-end":  # unrolled: the operator's
-            # real or complex images (an end-to-end network sees the magnitude)
+        if "operator" in operator and task in ("unrolled", "acquisition"):  # the operator's
+            # real or complex images (end-to-end and dirac networks see real images)
             arch_kwargs["complex_images"] = bool(
                 OPERATORS[operator["operator"]].complex_image)
         return TrainSpec(task=task, arch=arch, **operator,
@@ -385,7 +389,7 @@ class TrainWidget(Container):
         op = (entry.operator or {}).get("operator")
         use = ("the csgm generator" if entry.task == "vae" else
                f"the weights of {entry.architecture} for {op}"
-               if entry.task in ("unrolled", "end-to-end") else
+               if entry.task in ("unrolled", "end-to-end", "dirac") else
                "the noise2self method's network" if entry.training == "noise2self" else
                "a denoiser")
         notify_info(f"trained {entry.name}: {fig}; now selectable as {use}", self.status)

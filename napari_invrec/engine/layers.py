@@ -228,7 +228,9 @@ def result_layers(result: Any, *, name: str, scale: Any = None) -> list[tuple]:
     """Layer tuples for a finished run: result, iterate history, extra streams, std, samples.
 
     Every tuple's metadata carries the run's provenance under ``metadata["invrec"]``; the
-    history layer's first axis is the step (``steps`` gives each slice's step number).
+    history layer's first axis is the step (``steps`` gives each slice's step number, and
+    ``levels`` each slice's degradation level for a run whose steps are levels, metric
+    ``"t"``, else ``None``).
     """
     prov = result.provenance
     arrays = {k: np.asarray(v) for k, v in (result.arrays or {}).items()}
@@ -246,15 +248,20 @@ def result_layers(result: Any, *, name: str, scale: Any = None) -> list[tuple]:
     out = [(image_display(x), {**common, "name": name,
                                "metadata": meta("result", complex_data=x if np.iscomplexobj(x)
                                                 else None, metric_history=history)}, "image")]
+    # the steps of a schedule run (dirac) are degradation levels: one per stored step
+    levels = history.get("t")
+    levels = ([levels[s - 1] for s in result.steps]
+              if levels and len(levels) >= max(result.steps, default=0) else None)
     if result.iterates is not None and len(result.steps) > 1:
         out.append((result.iterates, {**common, "name": f"{name} [iterates]",
-                                      "metadata": meta("history", steps=list(result.steps))},
+                                      "metadata": meta("history", steps=list(result.steps),
+                                                       levels=levels)},
                     "image"))
     for k, stack in (result.streams or {}).items():
         if stack is not None:
             out.append((stack, {**common, "name": f"{name} [{k}]",
                                 "metadata": meta("history", steps=list(result.steps),
-                                                 stream=k)}, "image"))
+                                                 stream=k, levels=levels)}, "image"))
     if result.std is not None:
         out.append((np.asarray(result.std, dtype=np.float32),
                     {**common, "name": f"{name} [std]", "colormap": "magma",

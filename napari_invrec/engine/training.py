@@ -49,14 +49,17 @@ from ..core.errors import InputError
 from ..core.training.loops import SIGMA_DISTS, TrainState
 from .measurement_training import MeasurementStack, measurement_loop, stack_spec
 
-__all__ = ["TASKS", "SIGMA_DISTS", "TrainSpec", "TrainPlan", "prepare_training",
+__all__ = ["TASKS", "OPERATOR_TASKS", "SIGMA_DISTS", "TrainSpec", "TrainPlan", "prepare_training",
            "execute_training", "run_training", "train_command", "estimate_noise_sigma",
            "check_training_arrays"]
 
-TASKS = ("denoiser", "noise2self", "end-to-end", "unrolled", "acquisition", "vae")
+TASKS = ("denoiser", "noise2self", "end-to-end", "unrolled", "acquisition", "dirac", "vae")
 """Training tasks: supervised denoiser, self-supervised denoiser, end-to-end, unrolled, an
-unrolled MRI network with its learned sampling design (acquisition), and the variational
-auto-encoder whose decoder is the generator of ``csgm``."""
+unrolled MRI network with its learned sampling design (acquisition), the network of
+incremental-reconstruction diffusion (dirac), and the variational auto-encoder whose decoder
+is the generator of ``csgm``."""
+#: tasks that train a network for one operator (they need ``operator``)
+OPERATOR_TASKS = ("end-to-end", "unrolled", "acquisition", "dirac")
 
 #: architectures with an identity skip (output = input - predicted noise): a blind-spot
 #: (Noise2Self) network of this kind passes the noise through when applied to a whole image
@@ -183,9 +186,10 @@ def _check_scalars(spec: TrainSpec) -> None:
                          f"{spec.sigma_min}")
     if not (np.isfinite(spec.beta) and spec.beta >= 0):
         raise InputError(f"beta (VAE KL weight) must be >= 0, got {spec.beta}")
-    if (spec.task == "vae") != (spec.arch == "vae"):
-        raise InputError("task 'vae' trains the 'vae' architecture and only that: use "
-                         "--task vae --arch vae")
+    for task in ("vae", "dirac"):
+        if (spec.task == task) != (spec.arch == task):
+            raise InputError(f"task {task!r} trains the {task!r} architecture and only that: "
+                             f"use --task {task} --arch {task}")
     if spec.supervision != "supervised" and spec.task != "unrolled":
         raise InputError(f"supervision {spec.supervision!r} trains unrolled networks; use "
                          f"task 'unrolled' (or supervision 'supervised' for {spec.task!r})")
@@ -344,6 +348,11 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
         loop, design = train_acquisition(model, source, factory,
                                          noise_sigma=spec.noise_sigma, **common)
         return loop, op_spec, {"noise_sigma": spec.noise_sigma, "design": design}
+    if spec.task == "dirac":
+        from ..core.training.dirac import train_dirac
+
+        loop = train_dirac(model, source, factory, noise_sigma=spec.noise_sigma, **common)
+        return loop, op_spec, {"noise_sigma": spec.noise_sigma}
     if spec.task == "end-to-end":
         loop = train_end_to_end(model, source, factory, init=spec.init,
                                 noise_sigma=spec.noise_sigma, **common)
@@ -412,7 +421,7 @@ def train_command(spec: TrainSpec, out: str | Path | None = None) -> str:
         args += ["--beta", f"{s.beta:g}"]
     if s.task == "noise2self" and s.data_sigma is not None:
         args += ["--data-sigma", f"{s.data_sigma:g}"]
-    if s.task in ("end-to-end", "unrolled", "acquisition"):
+    if s.task in OPERATOR_TASKS:
         args += ["--operator", str(s.operator), "--op-params",
                  json.dumps(s.op_params, sort_keys=True, default=str),
                  "--noise-sigma", f"{s.noise_sigma:g}", "--init", s.init]
@@ -442,6 +451,7 @@ def _description(spec: TrainSpec, metrics: dict) -> str:
             "unrolled": f"unrolled network for {spec.operator}",
             "acquisition": f"unrolled network for {spec.operator} with its learned sampling "
                            "pattern",
+            "dirac": f"incremental-reconstruction network for {spec.operator}",
             "vae": "variational auto-encoder (generator for csgm)"}[spec.task]
     fig = (f", validation PSNR {metrics['val_psnr']:.2f} dB" if "val_psnr" in metrics else "")
     return f"{spec.arch} {what} trained on {spec.data} ({spec.steps} steps{fig})"

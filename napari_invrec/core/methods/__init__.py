@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     deep_decoder,
     diffusion,
     dip,
+    dirac,
     end_to_end,
     generative,
     interpolation,

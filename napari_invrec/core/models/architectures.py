@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import InputError
 from .cgan import ConditionalGAN
+from .dirac import DiracNet
 from .dncnn import DnCNN
 from .drunet import DRUNet
 from .humus import HumusNet
@@ -27,7 +28,8 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"drunet": DRUNet, "dncnn": DnCNN, "
                                              "varnet": VarNet, "neumann": NeumannNet,
                                              "learned-admm": LearnedADMM,
                                              "humus-net": HumusNet, "cgan": ConditionalGAN,
-                                             "swinir": SwinIR, "vae": VAE}
+                                             "swinir": SwinIR, "dirac": DiracNet,
+                                             "vae": VAE}
 
 
 def architecture_name(model: nn.Module) -> str:

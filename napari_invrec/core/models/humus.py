@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as nnf
 
 from .drunet import conv3
 from .padding import crop, pad_to_multiple
@@ -101,6 +102,23 @@ class SwinBlock(nn.Module):
         hidden = max(1, int(round(dim * mlp_ratio)))
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
+    def _attend(self, t: Tensor, mask: Tensor | None) -> Tensor:
+        """Multi-head self-attention within each window of ``t`` ``(B * nW, L, C)`` with
+        the weights of :attr:`attn`; ``mask`` ``(nW, L, L)`` (additive) is shared by the
+        batch, broadcast rather than copied per image and head."""
+        a = self.attn
+        n, length, c = t.shape
+        heads = a.num_heads
+        q, k, v = nnf.linear(t, a.in_proj_weight, a.in_proj_bias).chunk(3, dim=-1)
+        if mask is None:
+            shape, m = (n, length, heads, c // heads), None
+        else:
+            shape, m = (n // mask.shape[0], mask.shape[0], length, heads, c // heads), \
+                mask[None, :, None]
+        q, k, v = (u.reshape(shape).transpose(-3, -2) for u in (q, k, v))
+        o = nnf.scaled_dot_product_attention(q, k, v, attn_mask=m)
+        return a.out_proj(o.transpose(-3, -2).reshape(n, length, c))
+
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C, H, W)`` -> same shape."""
         b, c, hh, ww = x.shape
@@ -110,12 +128,7 @@ class SwinBlock(nn.Module):
         z = self.norm1(h)
         if s:
             z = torch.roll(z, (-s, -s), (1, 2))
-        t = _windows(z, w)
-        mask = None
-        if s:
-            m = _shift_mask(hh, ww, w, s, x.device)  # (nW, L, L), repeated over the batch
-            mask = m.repeat(b, 1, 1).repeat_interleave(self.attn.num_heads, dim=0)
-        t, _ = self.attn(t, t, t, attn_mask=mask, need_weights=False)
+        t = self._attend(_windows(z, w), _shift_mask(hh, ww, w, s, x.device) if s else None)
         z = _unwindows(t, w, b, hh, ww)
         if s:
             z = torch.roll(z, (s, s), (1, 2))
