@@ -1,4 +1,4 @@
-"""Newer methods against the closest method already in the catalogue, on held-out images.
+r"""Newer methods against the closest method already in the catalogue, on held-out images.
 
 Each pair runs with both methods' DEFAULT parameters on the same simulated measurements of
 held-out images (never trained or tuned on: moon, cell, brick and the Shepp-Logan phantom at
