@@ -15,7 +15,9 @@ overlay (``screenshots/napari_invrec_diffusion.png``). ``--scene lensless``: the
 through the simulated diffuser camera, its caustic PSF, tv-admm and learned-admm
 (``screenshots/napari_invrec_lensless.png``). ``--scene acquisition``: the learned MRI
 pattern next to a random one and their reconstructions
-(``screenshots/napari_invrec_acquisition.png``).
+(``screenshots/napari_invrec_acquisition.png``). ``--scene dirac``: incremental reconstruction
+of a blurred held-out photograph, the iterate slider mid-way with its degradation level
+(``screenshots/napari_invrec_dirac.png``).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def main() -> None:
     ap.add_argument("--size", default="1900x1150", help="window size WxH")
     ap.add_argument("--dock-width", type=int, default=560, help="width of the right docks")
     ap.add_argument("--scene", choices=("overview", "catalogue", "train", "trust", "diffusion",
-                                        "lensless", "acquisition"),
+                                        "lensless", "acquisition", "dirac"),
                     default="overview",
                     help="overview: atoms, langevin-tv and tv-fista; catalogue: CT sinogram "
                          "with fbp/tv-fista and multi-coil MRI coil images with sense-cg; "
@@ -79,7 +81,8 @@ def main() -> None:
                          "and x0_hat stacks mid-way, std and a hotspot overlay; lensless: a "
                          "diffuser camera, its PSF, tv-admm and learned-admm; acquisition: the "
                          "learned MRI pattern next to a random one and their varnet "
-                         "reconstructions")
+                         "reconstructions; dirac: incremental reconstruction of a blurred "
+                         "photograph, the slider mid-way at its degradation level")
     args = ap.parse_args()
     if args.scene != "overview" and args.out.endswith("overview.png"):
         args.out = args.out.replace("overview.png", f"{args.scene}.png")
@@ -114,6 +117,10 @@ def main() -> None:
     if args.scene == "lensless":
         _lensless_scene(app, viewer, widgets["Simulate measurement"], rec)
         _save(app, viewer, args.out, "lensless scene")
+        return
+    if args.scene == "dirac":
+        _dirac_scene(app, viewer, widgets["Simulate measurement"], rec)
+        _save(app, viewer, args.out, "dirac scene")
         return
     if args.scene == "acquisition":
         _acquisition_scene(app, viewer, widgets["Simulate measurement"], rec)
@@ -258,6 +265,29 @@ def _acquisition_scene(app, viewer, sim, rec) -> None:
     _show_grid(app, viewer, masks + results, results[0], (2, 2), last)
     for layer in results:  # contrast of the shown (last) cascade, not of the first
         layer.reset_contrast_limits()
+    app.processEvents()
+
+
+def _dirac_scene(app, viewer, sim, rec) -> None:
+    """A held-out photograph (moon, 256 px) blurred (Gaussian sigma 2, noise 0.01) and
+    reconstructed by dirac in 20 levels: truth, measurement, the iterate z_t and the
+    network's estimate at the middle level, the slider's level in the canvas text."""
+    from napari_invrec.core.data import heldout_image
+
+    viewer.layers.clear()
+    truth = viewer.add_image(heldout_image("moon", 256), name="moon (held out)")
+    sim.image.value = truth
+    sim.op_panel.operator.value = "blur"
+    sim.op_panel.form.set_values({"sigma": 2.0})
+    sim.noise_form.set_values({"sigma": 0.01})
+    meas = sim.simulate()[0]
+    rec.measurement.value = meas
+    _run(app, rec, "dirac", {"steps": 20, "stop": 0.0, "sigma": 0.01})
+    hist = viewer.layers["dirac · blur [iterates]"]
+    x0 = viewer.layers["dirac · blur [x0_hat]"]
+    _show_grid(app, viewer, [truth, meas, hist, x0], hist, (2, 2), 9)
+    for layer in (hist, x0):
+        layer.contrast_limits = truth.contrast_limits
     app.processEvents()
 
 

@@ -130,6 +130,31 @@ def test_train_vae_writes_and_registers_weights(tmp_path, capsys):
     assert "--task vae --arch vae" in capsys.readouterr().err
 
 
+def test_train_dirac_records_its_schedule_operator_and_refuses_others(tmp_path, capsys):
+    out = tmp_path / "d.pt"
+    argv = ["train", "--task", "dirac", "--arch", "dirac", "--arch-kwargs",
+            '{"width": 4, "scales": 2}', "--data", "phantoms", "--steps", "3", "--patch", "16",
+            "--batch", "2", "--operator", "inpaint", "--op-params", '{"keep": 0.5}',
+            "--noise-sigma", "0.02", "--name", "cli-dirac", "--out", str(out), "--device",
+            "cpu", "--val-every", "3"]
+    assert cli.main(argv) == 0
+    side = json.loads((tmp_path / "d.pt.json").read_text())
+    assert side["spec"]["task"] == "dirac" and "--operator inpaint" in side["command"]
+    assert {"val_psnr", "init_psnr"} <= set(side["metrics"])
+    entry = read_manifest()["cli-dirac"]
+    assert entry.task == "dirac" and entry.operator["operator"] == "inpaint"
+    assert "cli-dirac" in weights_names(task="dirac", operator="inpaint")
+    capsys.readouterr()
+    # an operator without a degradation schedule, and another architecture: one line each
+    mri = ["train", "--task", "dirac", "--arch", "dirac", "--data", "phantoms", "--steps", "2",
+           "--patch", "16", "--batch", "2", "--operator", "mri", "--name", "x",
+           "--no-register", "--out", str(tmp_path / "x.pt"), "--device", "cpu"]
+    assert cli.main(mri) == 2
+    assert "schedules for blur and inpaint" in capsys.readouterr().err
+    assert cli.main(argv[:4] + ["unet"] + argv[5:]) == 2
+    assert "--task dirac --arch dirac" in capsys.readouterr().err
+
+
 def test_train_unrolled_from_a_file_of_kspace_measurements(tmp_path, capsys):
     """MRI k-space (complex .npy stack) and its sampling mask from files: a varnet learns by
     SSDU from them alone, the weights record the mask's operator; a mask that does not fit
