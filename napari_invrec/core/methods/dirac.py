@@ -17,14 +17,21 @@ estimate :math:`\hat x = \Phi_\theta(z_t, t, k_t)` of the clean image
 
 with :math:`A = A_{1|t'} A_{t'}`, :math:`m` the number of measured values and :math:`\sigma`
 the noise std: every iterate, degraded the rest of the way, reproduces the measurement
-within the noise (the "assured data consistency"). The first update only replaces the
+within the noise (the "assured data consistency"). :math:`\sigma` is the larger of the
+``sigma`` parameter and the noise the measurement shows
+(:func:`~..analysis.noise.estimate_noise_sigma` on the measured pixels): a ball smaller than
+the data's noise would make every step fit that noise. The first update only replaces the
 degradation :math:`A_t \hat x` by the milder :math:`A_{t'} \hat x`, so what the measurement
 fixes is kept and detail is added a level at a time: the iterates get sharper (or, for
 inpainting, fuller) as :math:`t` falls.
 
 Stopping early (``stop`` :math:`> 0`) returns :math:`z_{\text{stop}}`, an image still
 degraded to that level: less invented detail, lower distortion; running to :math:`t = 0`
-gives the sharpest image (the perception end). Each step records its level in the metric
+gives the sharpest image (the perception end). The default ``stop = 0.3`` had the best mean
+PSNR on the allowed training photographs at 128 px (camera, coins, astronaut, grass,
+hubble_deep_field, rocket; blur sigma 2: 25.4 dB against 24.8 at ``stop = 0``); the
+network's estimate degrades as the levels fall, because each step's error enters the next
+step's input. Each step records its level in the metric
 ``"t"``; the Reconstruct dock shows it on the iterate slider.
 """
 
@@ -37,6 +44,7 @@ from typing import Any
 
 import torch
 
+from ..analysis.noise import estimate_noise_sigma
 from ..errors import InputError
 from ..models.registry import load_operator_network
 from ..operators.degradation import SCHEDULE_OPERATORS, make_schedule
@@ -69,7 +77,7 @@ class DiracParams:
                          "data-consistency ball", min=0.0, max=1.0, step=0.005, noise=True)
     steps: int = param(20, "levels from the measurement (t = 1) to the clean image (t = 0)",
                        min=1, max=1000)
-    stop: float = param(0.0, "stop at this degradation level: 0 sharpest (perception), "
+    stop: float = param(0.3, "stop at this degradation level: 0 sharpest (perception), "
                         "higher keeps more of the measurement's blur/holes (distortion)",
                         min=0.0, max=0.99, step=0.05)
 
@@ -100,8 +108,10 @@ def dirac(y: Tensor, op: Any, p: DiracParams, *, x0: Tensor | None = None,
     _, net = load_operator_network(p.weights, task="dirac", architecture="dirac",
                                    operator=op.name, device=y.device)
     one = torch.ones(y.shape[0], device=y.device)
-    measured = float(sched.rest(torch.ones_like(y[:1]), one[:1]).ne(0).sum())
-    radius = math.sqrt(measured) * float(p.sigma) * one
+    measured_map = sched.rest(torch.ones_like(y[:1]), one[:1]).ne(0)
+    measured = float(measured_map.sum())
+    seen = estimate_noise_sigma(y[0, 0].cpu().numpy(), measured_map[0, 0].cpu().numpy()) or 0.0
+    radius = math.sqrt(measured) * max(float(p.sigma), float(seen)) * one
     z, t = y.clone(), one
     levels = dirac_levels(p.steps, p.stop)
     state = None

@@ -108,6 +108,19 @@ def _run(arch: str, y: Tensor, op: Any, weights: str) -> Iterator[IterState]:
 _W_DOC = "trained end-to-end network (for the current operator family; see napari-invrec train)"
 
 
+def _end_to_end(arch: str, params: type, doc: str) -> Any:
+    """Register the end-to-end method ``arch`` (its network has the same architecture key):
+    the two steps of :func:`_run`, documented by ``doc``."""
+
+    def method(y: Tensor, op: Any, p: Any, *, x0: Tensor | None = None,
+               generator: torch.Generator | None = None) -> Iterator[IterState]:
+        return (yield from _run(arch, y, op, p.weights))
+
+    method.__name__ = method.__qualname__ = arch
+    method.__doc__ = doc
+    return register_method(arch, params)(torch.no_grad()(method))
+
+
 @dataclass
 class UNetParams:
     r"""Post-processing U-Net :math:`\hat x = f_\theta(x_0)`, :math:`x_0 = A^+ y` or
@@ -115,20 +128,6 @@ class UNetParams:
 
     weights: str = weights_param("unet-blur2-natural", _W_DOC, task="end-to-end",
                                  architecture="unet")
-
-
-@register_method("unet", UNetParams)
-@torch.no_grad()
-def unet(y: Tensor, op: Any, p: UNetParams, *, x0: Tensor | None = None,
-         generator: torch.Generator | None = None) -> Iterator[IterState]:
-    r"""End-to-end U-Net: :math:`\hat x = f_\theta(x_0)` with :math:`x_0 = A^+ y` or
-    :math:`A^H y`.
-
-    Two steps: (1) the initial reconstruction :math:`x_0`, (2) the network output
-    (``extras["x0"]``: the network's input :math:`|x_0|`). ``x0`` is ignored: the network
-    expects the initial reconstruction it was trained on.
-    """
-    return (yield from _run("unet", y, op, p.weights))
 
 
 @dataclass
@@ -139,35 +138,12 @@ class MCNNParams:
                                  architecture="mcnn")
 
 
-@register_method("mcnn", MCNNParams)
-@torch.no_grad()
-def mcnn(y: Tensor, op: Any, p: MCNNParams, *, x0: Tensor | None = None,
-         generator: torch.Generator | None = None) -> Iterator[IterState]:
-    r"""End-to-end multi-column CNN: :math:`\hat x = x_0 + W[C_9, C_7, C_5](x_0)`.
-
-    Same two steps as ``unet`` (initial reconstruction, network output).
-    """
-    return (yield from _run("mcnn", y, op, p.weights))
-
-
 @dataclass
 class SwinIRParams:
     r"""SwinIR-style transformer :math:`\hat x = x_0 + f_\theta(x_0)`."""
 
     weights: str = weights_param("swinir-blur2-natural", _W_DOC, task="end-to-end",
                                  architecture="swinir")
-
-
-@register_method("swinir", SwinIRParams)
-@torch.no_grad()
-def swinir(y: Tensor, op: Any, p: SwinIRParams, *, x0: Tensor | None = None,
-           generator: torch.Generator | None = None) -> Iterator[IterState]:
-    r"""End-to-end SwinIR-style transformer: :math:`\hat x = x_0 + f_\theta(x_0)`, with
-    residual groups of shifted-window attention blocks at full resolution.
-
-    Same two steps as ``unet``.
-    """
-    return (yield from _run("swinir", y, op, p.weights))
 
 
 @dataclass
@@ -178,15 +154,27 @@ class CGANParams:
                                  architecture="cgan")
 
 
-@register_method("cgan", CGANParams)
-@torch.no_grad()
-def cgan(y: Tensor, op: Any, p: CGANParams, *, x0: Tensor | None = None,
-         generator: torch.Generator | None = None) -> Iterator[IterState]:
-    r"""End-to-end conditional GAN (pix2pix-style): :math:`\hat x = G_\theta(x_0)`, the
-    generator of :class:`~napari_invrec.core.models.cgan.ConditionalGAN`.
+unet = _end_to_end("unet", UNetParams, r"""End-to-end U-Net: :math:`\hat x = f_\theta(x_0)`.
 
-    Same two steps as ``unet``. Trained to fool a discriminator as well as to match the
-    truth, it produces sharp texture that the measurement may not support: read it with
-    the trust maps.
-    """
-    return (yield from _run("cgan", y, op, p.weights))
+    With :math:`x_0 = A^+ y` or :math:`A^H y`. Two steps: (1) the initial reconstruction
+    :math:`x_0`, (2) the network output (``extras["x0"]``: the network's input
+    :math:`|x_0|`). ``x0`` is ignored: the network expects the initial reconstruction it was
+    trained on.
+    """)
+mcnn = _end_to_end("mcnn", MCNNParams, r"""End-to-end multi-column CNN (MCNN).
+
+    :math:`\hat x = x_0 + W[C_9, C_7, C_5](x_0)`. Same two steps as ``unet`` (initial
+    reconstruction, network output).
+    """)
+swinir = _end_to_end("swinir", SwinIRParams, r"""End-to-end SwinIR-style transformer.
+
+    :math:`\hat x = x_0 + f_\theta(x_0)`, with residual groups of shifted-window attention
+    blocks at full resolution. Same two steps as ``unet``.
+    """)
+cgan = _end_to_end("cgan", CGANParams, r"""End-to-end conditional GAN (pix2pix-style).
+
+    :math:`\hat x = G_\theta(x_0)`, the generator of
+    :class:`~napari_invrec.core.models.cgan.ConditionalGAN`. Same two steps as ``unet``.
+    Trained to fool a discriminator as well as to match the truth, it produces sharp texture
+    that the measurement may not support: read it with the trust maps.
+    """)

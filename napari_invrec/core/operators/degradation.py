@@ -27,6 +27,7 @@ Each schedule also projects an image onto the measurement's noise ball
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -41,6 +42,8 @@ __all__ = ["DegradationSchedule", "BlurSchedule", "InpaintSchedule", "make_sched
 
 #: operator families with a degradation schedule
 SCHEDULE_OPERATORS = ("blur", "inpaint")
+#: largest data weight of the blur projection (noise amplified at most sqrt(MU_MAX) / 2 = 5x)
+MU_MAX = 100.0
 
 
 def _norms(r: Tensor) -> Tensor:
@@ -111,7 +114,11 @@ class BlurSchedule(DegradationSchedule):
         point is :math:`\hat z(\mu) = (\hat z + \mu k \hat y) / (1 + \mu k^2)` with the
         smallest :math:`\mu \ge 0` whose residual :math:`\|(k\hat z - \hat y)/(1 + \mu k^2)\|`
         is at most the radius; the residual falls with :math:`\mu`, which is found by
-        bisection on :math:`\log \mu` (to a relative residual error far below the noise)."""
+        bisection on :math:`\log \mu`. :math:`\mu` is capped at :data:`MU_MAX`: it amplifies
+        the measurement's noise by up to :math:`\sqrt\mu / 2` (at :math:`k = \mu^{-1/2}`),
+        and a radius below the data's true noise (a noise level set too low) would otherwise
+        fit the noise with the inverse filter. At the cap the residual stays above the
+        radius; the sampler's ``consistency`` metric shows it."""
         k = self._power(1.0 - t.square())
         zf, yf = rfft_spatial(z, 2), rfft_spatial(y, 2)
         r0 = k * zf - yf
@@ -121,8 +128,9 @@ class BlurSchedule(DegradationSchedule):
                                         self.shape))
 
         radius = radius.reshape(-1).to(z.dtype)
+        top = math.log10(MU_MAX)
         lo = torch.full_like(radius, -12.0)
-        hi = torch.full_like(radius, 12.0)
+        hi = torch.full_like(radius, top)
         for _ in range(40):
             mid = 0.5 * (lo + hi)
             ok = residual(10.0 ** mid) <= radius

@@ -1,7 +1,10 @@
 r"""Training of the incremental-reconstruction network (:class:`~..models.dirac.DiracNet`)
 for one operator's degradation schedule: :func:`train_dirac`.
 
-Each step draws clean patches :math:`x`, a level :math:`t \sim U(0, 1)` per patch and the
+Each step draws clean patches :math:`x`, a level :math:`t \sim U(0, 1)` and a noise std
+:math:`\sigma` per patch (log-uniform on :math:`[\sigma_0 / 3, 3 \sigma_0]` around the
+operator's noise :math:`\sigma_0`: the sampler's inputs carry the errors of earlier steps, and
+data normalised to :math:`[0, 1]` carry more or less noise than the raw measurement), and the
 schedule of the step's operator (:func:`~..operators.degradation.make_schedule`; a new mask
 and new drop times for inpainting), degrades
 
@@ -23,28 +26,36 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InputError
 from ..operators.degradation import make_schedule
 from .datasets import PatchSource
-from .loops import TrainState, _check_common, _loop, _psnr, _resolve_device, step_operator
-from .operator_nets import _operator_meta
+from .loops import TrainState, _loop, _psnr, step_operator
+from .operator_nets import _operator_meta, operator_setup
 
 Tensor = torch.Tensor
 
 __all__ = ["train_dirac", "degraded_pairs"]
 
 
+#: the training noise std spans [sigma / NOISE_SPREAD, sigma * NOISE_SPREAD] (log-uniform)
+NOISE_SPREAD = 3.0
+
+
 def degraded_pairs(source: PatchSource, n: int, patch: int, rng: np.random.Generator,
                    op: Any, sigma: float, device: Any,
                    levels: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    r"""``(z, t, known, x)``: ``n`` clean patches :math:`x`, levels :math:`t` (``levels`` or
-    uniform draws), and :math:`z = A_t x + \sigma k_t \odot n` under ``op``'s schedule, all
-    seeded from ``rng``."""
+    r"""``(z, t, known, x)``: ``n`` clean patches :math:`x`, levels :math:`t` and noise stds
+    (``levels`` and ``sigma`` itself, or draws: uniform levels, noise log-uniform within
+    :data:`NOISE_SPREAD` of ``sigma``), and :math:`z = A_t x + \sigma k_t \odot n` under
+    ``op``'s schedule, all seeded from ``rng``."""
     x = source.sample(n, patch, rng, device)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     sched = make_schedule(op, gen, batch=n)
-    t = torch.rand(n, generator=gen) if levels is None else levels.to(torch.float32).cpu()
-    noise = torch.randn(x.shape, generator=gen) * float(sigma)
+    if levels is None:
+        t = torch.rand(n, generator=gen)
+        spread = NOISE_SPREAD ** (2.0 * torch.rand(n, generator=gen) - 1.0)
+    else:
+        t, spread = levels.to(torch.float32).cpu(), torch.ones(n)
+    noise = torch.randn(x.shape, generator=gen) * (float(sigma) * spread).reshape(-1, 1, 1, 1)
     t, noise = t.to(device), noise.to(device)
     with torch.no_grad():
         known = sched.known(t).to(device)
@@ -63,20 +74,16 @@ def train_dirac(model: torch.nn.Module, source: PatchSource,
     ``operator_factory((patch, patch), device)`` (module docstring).
 
     Validation: PSNR of the network's one-shot estimate on ``val_size`` fixed pairs at levels
-    evenly spread over :math:`(0, 1]`; ``extras["init_psnr"]``: the PSNR of the degraded
-    inputs :math:`z`.
+    evenly spread over :math:`(0, 1]` and the noise ``noise_sigma``; ``extras["init_psnr"]``:
+    the PSNR of the degraded inputs :math:`z`.
 
     Raises
     ------
     InputError
         Bad sizes / learning rate / noise level, or an operator without a schedule.
     """
-    _check_common(steps, batch, patch, lr)
-    if not noise_sigma >= 0:
-        raise InputError(f"noise_sigma must be >= 0, got {noise_sigma}")
-    dev = _resolve_device(model, device)
-    model.to(dev)
-    op = operator_factory((patch, patch), dev)
+    dev, op = operator_setup(model, operator_factory, steps, batch, patch, lr, noise_sigma,
+                             device)
     make_schedule(op)  # refuse an operator without a schedule before any step
 
     levels = (torch.arange(val_size, dtype=torch.float32) + 1.0) / val_size

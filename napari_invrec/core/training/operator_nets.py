@@ -66,6 +66,20 @@ def _operator_meta(op: Any) -> str:
     return json.dumps(op.spec() if hasattr(op, "spec") else type(op).__name__, default=str)
 
 
+def operator_setup(model: torch.nn.Module,
+                   operator_factory: Callable[[tuple[int, int], torch.device], Any],
+                   steps: int, batch: int, patch: int, lr: float, noise_sigma: float,
+                   device: Any) -> tuple[torch.device, Any]:
+    """Check the schedule and noise level of a training for one operator, move ``model`` to
+    its device and build the operator at the patch size: ``(device, operator)``."""
+    _check_common(steps, batch, patch, lr)
+    if not noise_sigma >= 0:
+        raise InputError(f"noise_sigma must be >= 0, got {noise_sigma}")
+    dev = _resolve_device(model, device)
+    model.to(dev)
+    return dev, operator_factory((patch, patch), dev)
+
+
 def train_end_to_end(model: torch.nn.Module, source: PatchSource,
                      operator_factory: Callable[[tuple[int, int], torch.device], Any], *,
                      init: str = "pinv", noise_sigma: float = 0.01, steps: int = 1000,
@@ -87,14 +101,10 @@ def train_end_to_end(model: torch.nn.Module, source: PatchSource,
     Validation: PSNR on fixed held-out pairs with the factory's operator
     (``extras["init_psnr"]``: PSNR of :math:`x_0`).
     """
-    _check_common(steps, batch, patch, lr)
     if init not in ("pinv", "adjoint"):
         raise InputError(f"init must be 'pinv' or 'adjoint', got {init!r}")
-    if noise_sigma < 0:
-        raise InputError(f"noise_sigma must be >= 0, got {noise_sigma}")
-    dev = _resolve_device(model, device)
-    model.to(dev)
-    op = operator_factory((patch, patch), dev)
+    dev, op = operator_setup(model, operator_factory, steps, batch, patch, lr, noise_sigma,
+                             device)
 
     def pairs(n: int, rng: np.random.Generator, op_n: Any) -> tuple[Tensor, Tensor]:
         y, x = simulate_pairs(source, n, patch, rng, op_n, noise_sigma, dev)
@@ -296,12 +306,8 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
         Bad sizes / learning rate / noise level, a model that is not an unrolled network, or a
         network whose real/complex kind does not match the operator.
     """
-    _check_common(steps, batch, patch, lr)
-    if not noise_sigma >= 0:
-        raise InputError(f"noise_sigma must be >= 0, got {noise_sigma}")
-    dev = _resolve_device(model, device)
-    model.to(dev)
-    op = operator_factory((patch, patch), dev)
+    dev, op = operator_setup(model, operator_factory, steps, batch, patch, lr, noise_sigma,
+                             device)
     _check_unrolled(model, op, supervision, split)
 
     def pairs(n: int, rng: np.random.Generator, op_n: Any) -> tuple[Tensor, Tensor]:
