@@ -94,6 +94,7 @@ def main() -> None:
     docks = {"train": (*DOCKS[:2], ("Train network", "right")),
              "trust": (*DOCKS[:2], ("Uncertainty & hallucinations", "right")),
              "diffusion": (*DOCKS[:2], ("Uncertainty & hallucinations", "right")),
+             "dirac": DOCKS[:2],
              }.get(args.scene, DOCKS)
     docked = {name: _dock(viewer, name, area) for name, area in docks}
     widgets = {name: wd for name, (_, wd) in docked.items()}
@@ -270,8 +271,8 @@ def _acquisition_scene(app, viewer, sim, rec) -> None:
 
 def _dirac_scene(app, viewer, sim, rec) -> None:
     """A held-out photograph (moon, 256 px) blurred (Gaussian sigma 2, noise 0.01) and
-    reconstructed by dirac in 20 levels: truth, measurement, the iterate z_t and the
-    network's estimate at the middle level, the slider's level in the canvas text."""
+    reconstructed by dirac (20 levels, default stop): truth, measurement, the iterate z_t
+    and the network's estimate mid-way, the slider's level in the canvas text."""
     from napari_invrec.core.data import heldout_image
 
     viewer.layers.clear()
@@ -282,13 +283,17 @@ def _dirac_scene(app, viewer, sim, rec) -> None:
     sim.noise_form.set_values({"sigma": 0.01})
     meas = sim.simulate()[0]
     rec.measurement.value = meas
-    _run(app, rec, "dirac", {"steps": 20, "stop": 0.0, "sigma": 0.01})
+    _run(app, rec, "dirac", {"steps": 20})
     hist = viewer.layers["dirac · blur [iterates]"]
     x0 = viewer.layers["dirac · blur [x0_hat]"]
-    _show_grid(app, viewer, [truth, meas, hist, x0], hist, (2, 2), 9)
+    _show_grid(app, viewer, [truth, meas, hist, x0], hist, (2, 2), 7)
     for layer in (hist, x0):
         layer.contrast_limits = truth.contrast_limits
     app.processEvents()
+    from napari_invrec._widgets._levels import _text_overlay
+
+    text = _text_overlay(viewer)
+    print(f"canvas text ({'shown' if text.visible else 'hidden'}): {text.text}")
 
 
 def _trust_scene(app, viewer, sim, rec, trust_docked, rec_dock, width: int) -> None:

@@ -1,9 +1,9 @@
 """The degradation level of the iterate on show, for runs whose steps are levels (dirac).
 
 A history layer whose metadata carries ``levels`` (one per stored step, from the run's
-metric ``"t"``) turns the viewer's step slider into a degradation-level slider:
-:class:`LevelReadout` writes the level of the slice on show in the canvas's text overlay
-and marks the last one as the stopping point. Other layers leave the overlay alone.
+metric ``"t"``: 1 is the measurement, 0 the clean image) turns the viewer's step slider into
+a degradation-level slider: :class:`LevelReadout` writes the level of the slice on show in
+the canvas's text overlay and marks the last one as the stopping point. Other layers leave the overlay alone.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ _INSTALLED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def level_text(levels: list[float], index: int) -> str:
     """The overlay line for slice ``index`` of a run with ``levels``."""
     i = int(np.clip(index, 0, len(levels) - 1))
-    stop = "  ◀ stopping point" if i == len(levels) - 1 else ""
-    return (f"degradation level t = {levels[i]:.2f}  (step {i + 1} of {len(levels)}; "
-            f"t = 1 is the measurement){stop}")
+    stop = " · stopping point" if i == len(levels) - 1 else ""
+    return f"degradation t = {levels[i]:.2f} ({i + 1}/{len(levels)}){stop}"
 
 
 def _text_overlay(viewer: Any) -> Any:
@@ -74,5 +73,9 @@ class LevelReadout:
         levels = [float(v) for v in layer_meta(layer)["levels"]]
         index = round(float(layer.world_to_data(self.viewer.dims.point)[0]))
         overlay.text = level_text(levels, index)
+        if not self.shown:  # top left, boxed: the corner napari's notifications leave free
+            overlay.position, overlay.font_size = "top_left", 10
+            if hasattr(overlay, "box"):
+                overlay.box = True
         overlay.visible = True
         self.shown = True
