@@ -3,7 +3,8 @@
 A history layer whose metadata carries ``levels`` (one per stored step, from the run's
 metric ``"t"``: 1 is the measurement, 0 the clean image) turns the viewer's step slider into
 a degradation-level slider: :class:`LevelReadout` writes the level of the slice on show in
-the canvas's text overlay and marks the last one as the stopping point. Other layers leave the overlay alone.
+the canvas's text overlay and marks the last one as the stopping point. Other layers leave
+the overlay alone.
 """
 
 from __future__ import annotations

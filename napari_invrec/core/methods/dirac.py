@@ -87,8 +87,9 @@ class DiracParams:
 @torch.no_grad()
 def dirac(y: Tensor, op: Any, p: DiracParams, *, x0: Tensor | None = None,
           generator: torch.Generator | None = None) -> Iterator[IterState]:
-    r"""DiracDiffusion: undo the degradation schedule a level at a time, projecting every
-    iterate onto the measurement's noise ball (module docstring).
+    r"""DiracDiffusion: incremental reconstruction, one degradation level at a time.
+
+    Each level's iterate is projected onto the measurement's noise ball (module docstring).
 
     One step per level :func:`dirac_levels`; ``state.x`` is :math:`z_t`, ``extras["x0_hat"]``
     the network's clean estimate at that level, ``metrics["t"]`` the level and
