@@ -92,8 +92,10 @@ def dirac(y: Tensor, op: Any, p: DiracParams, *, x0: Tensor | None = None,
     Each level's iterate is projected onto the measurement's noise ball (module docstring).
 
     One step per level :func:`dirac_levels`; ``state.x`` is :math:`z_t`, ``extras["x0_hat"]``
-    the network's clean estimate at that level, ``metrics["t"]`` the level and
-    ``metrics["consistency"]`` :math:`\|A_{1|t} z_t - y\| / \|y\|`. The inpainting drop times
+    the network's clean estimate at that level, ``metrics["t"]`` the level,
+    ``metrics["consistency"]`` :math:`\|A_{1|t} z_t - y\| / \|y\|` (what the projection
+    bounds) and ``metrics["residual"]`` :math:`\|A z_t - y\| / \|y\|` (the iterate taken as
+    a clean image, as for every method). The inpainting drop times
     are drawn from ``generator``. ``x0`` is ignored (the start is the measurement).
 
     Raises
@@ -126,6 +128,7 @@ def dirac(y: Tensor, op: Any, p: DiracParams, *, x0: Tensor | None = None,
         t = t_next
         state = IterState(k, len(levels), z, {"x0_hat": x_hat},
                           {"t": float(level),
-                           "consistency": relative_residual(sched.rest(z, t), y)})
+                           "consistency": relative_residual(sched.rest(z, t), y),
+                           "residual": relative_residual(op.A(z), y)})
         yield state
     return state
