@@ -6,21 +6,22 @@ held-out images (never trained or tuned on: moon, cell, brick and the Shepp-Loga
 mean PSNR difference newer - baseline with its standard error over the images. The baseline is
 measured in the same run.
 
-Pairs (:data:`PAIRS`): ``deep-decoder`` against ``dip`` (both untrained networks fitted to the
-measurement) on denoising, 50 % inpainting and 4x MRI; ``learned-admm`` against classical
-``tv-admm`` and against ``unrolled-pgd`` trained for the same operator with the same data and
-budget (``unrolled-pgd-lensless``) on the lensless camera (caustic PSF, noise 0.01);
-``humus-net`` against ``varnet`` (the same cascades with convolutional denoisers, a parameter
-budget within 4 %, trained with the same data, seed and steps at 4x) on single-coil MRI at
-4x and 8x (random columns, noise 0.01), with SSIM beside PSNR; ``swinir`` (a SwinIR-style
-transformer) and ``cgan`` (a pix2pix-style conditional GAN, the U-Net trained with an
-adversarial loss on the same data, seed and steps) against the end-to-end ``unet`` on Gaussian
-deblurring (sigma 2, noise 0.01); ``dirac`` (incremental-reconstruction diffusion) against
-``diffpir`` (the closest diffusion sampler) on the same deblurring. Every pair also prints
-each method's null-space content :math:`\|(I - P)(\hat x - A^+ y)\| / \|A^+ y\|`
-(``ns``): detail the method added where the measurement says nothing, the hallucination
-budget the trust maps show. ``--only=dirac`` adds the perception-distortion sweep of
-``dirac``'s stopping level (PSNR and null-space content per ``stop``).
+Pairs (:data:`PAIRS`): ``deep-decoder`` against ``dip`` (both untrained networks fitted to
+the measurement) on denoising, 50 % inpainting and 4x MRI; ``learned-admm`` against
+classical ``tv-admm`` and against ``unrolled-pgd`` trained for the same operator with the
+same data and budget (``unrolled-pgd-lensless``) on the lensless camera (caustic PSF, noise
+0.01); ``humus-net`` against ``varnet`` (the same cascades with convolutional denoisers, a
+parameter budget within 4 %, trained with the same data, seed and steps at 4x) on single-
+coil MRI at 4x and 8x (random columns, noise 0.01), with SSIM beside PSNR; ``swinir`` (a
+SwinIR-style transformer) and ``cgan`` (a pix2pix-style conditional GAN, the U-Net trained
+with an adversarial loss on the same data, seed and steps) against the end-to-end ``unet``
+on Gaussian deblurring (sigma 2, noise 0.01); ``dirac`` (incremental-reconstruction
+diffusion) against ``diffpir`` (the closest diffusion sampler) on the same deblurring and on
+50 % inpainting (mask growth). Every pair also prints each method's null-space content
+:math:`\|(I - P)(\hat x - A^+ y)\| / \|A^+ y\|` (``ns``): detail the method added where the
+measurement says nothing, the hallucination budget the trust maps show. ``--only=dirac``
+adds the perception-distortion sweep of ``dirac``'s stopping level (PSNR and null-space
+content per ``stop``).
 Methods run at their defaults except for the weights :data:`PARAMS` names.
 
 ``benchmarks/run.py versus`` (about 20 minutes here); ``--quick``: 64 px and two images;
@@ -49,11 +50,12 @@ PAIRS = [("deep-decoder", "dip", ("denoise", "inpaint", "mri")),
          ("humus-net", "varnet", ("mri", "mri 8x")),
          ("swinir", "unet", ("blur",)),
          ("cgan", "unet", ("blur",)),
-         ("dirac", "diffpir", ("blur",))]
+         ("dirac", "diffpir", ("blur", "inpaint"))]
 #: stopping levels of the dirac sweep
 STOPS = (0.0, 0.1, 0.2, 0.4, 0.6)
 #: (method, operator) -> parameters beyond the defaults (networks trained for that operator)
-PARAMS = {("unrolled-pgd", "lensless"): {"weights": "unrolled-pgd-lensless"}}
+PARAMS = {("unrolled-pgd", "lensless"): {"weights": "unrolled-pgd-lensless"},
+          ("dirac", "inpaint"): {"weights": "dirac-inpaint50-natural"}}
 
 
 def null_space_content(op, x_hat, y) -> float:
