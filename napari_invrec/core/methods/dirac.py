@@ -129,9 +129,10 @@ def dirac(y: Tensor, op: Any, p: DiracParams, *, x0: Tensor | None = None,
         z = z + sched.degrade(x_hat, t_next) - sched.degrade(x_hat, t)
         z = sched.project(z, y, t_next, radius)
         t = t_next
-        known = sched.known(t)
-        if k == len(levels) and not bool(known.bool().all()):  # pixels still missing
-            z = torch.where(known.bool(), z, net(z, t, known))
+        if k == len(levels):  # the stopping level: pixels it still lacks take the estimate
+            known = sched.known(t).bool()
+            if not bool(known.all()):
+                z = torch.where(known, z, net(z, t, known))
         state = IterState(k, len(levels), z, {"x0_hat": x_hat},
                           {"t": float(level),
                            "consistency": relative_residual(sched.rest(z, t), y),
