@@ -40,7 +40,9 @@ def add_train_parser(sub: Any) -> None:
                    "self-supervised denoiser from noisy images; end-to-end: post-processing "
                    "network for one operator; unrolled: unrolled network for one operator; "
                    "acquisition: unrolled MRI network (e.g. varnet) and its k-space sampling "
-                   "pattern learned together (LOUPE; the design goes into OUT.json); dirac: the "
+                   "pattern learned together (LOUPE), or the phase-retrieval network "
+                   "(--arch unrolled-phase --operator phase) and its coded masks (the design "
+                   "goes into OUT.json); dirac: the "
                    "network of incremental-reconstruction diffusion (--arch dirac) for blur or "
                    "inpaint; vae: "
                    "variational auto-encoder (--arch vae), the generator of the csgm method")

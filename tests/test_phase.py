@@ -23,8 +23,9 @@ from napari_invrec.core.analysis import phase_aligned_error, psnr, residual
 from napari_invrec.core.data import shepp_logan
 from napari_invrec.core.errors import InputError
 from napari_invrec.core.methods import METHODS
-from napari_invrec.core.methods.phase import random_phase_start, spectral_init
+from napari_invrec.core.methods.phase import random_phase_start
 from napari_invrec.core.operators import OPERATORS, NoiseParams, make_operator
+from napari_invrec.core.operators.phase_start import spectral_init
 from napari_invrec.core.operators.registry import operator_from_spec
 from napari_invrec.core.params import make_params
 
@@ -266,8 +267,9 @@ def test_error_reduction_recovers_a_real_image_from_four_coded_patterns():
 
 # ---------------------------------------------------------------------- engine and API
 def test_registry_and_api_run_the_nonlinear_operator():
-    # the classical methods, and the generative priors that need only A (and autograd)
-    assert ir.list_methods("phase") == sorted([*PHASE_METHODS, "csgm", "dps"])
+    # the classical methods, the generative priors that need only A (and autograd) and the
+    # unrolled phase-retrieval network
+    assert ir.list_methods("phase") == sorted([*PHASE_METHODS, "csgm", "dps", "unrolled-phase"])
     assert not set(PHASE_METHODS) & set(ir.list_methods("blur"))
     x = shepp_logan(32)
     op = ir.make_operator("phase", x.shape, mode="coded", n_patterns=6, device="cpu")

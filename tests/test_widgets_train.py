@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -414,3 +415,35 @@ def test_unrolled_network_from_measurements_only(make_napari_viewer, wait_idle):
     assert e.kwargs["complex_images"] is True and "--supervision ssdu" in e.train_command
     w.task.value = "denoiser"
     assert w.supervision.native.isHidden()
+
+
+def test_phase_network_with_learned_coded_masks(make_napari_viewer, wait_idle):
+    """The acquisition task on phase retrieval: the dock offers the phase network only, the
+    weights record the learned masks (in their sidecar), and Simulate/Reconstruct measure
+    through them."""
+    from napari_invrec._widgets.train import PHASE_ARCHS, TrainWidget
+    from napari_invrec.core.models import read_manifest
+
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    w.task.value = "acquisition"
+    w.op_panel.operator.value = "phase"
+    assert tuple(w.arch.choices) == PHASE_ARCHS
+    w.op_panel.form.set_values({"mode": "coded", "n_patterns": 2})
+    _set(w, source="phantoms", steps=2, batch=2, patch=16, net_width=4, lr="0.002",
+         noise_sigma=0.01, weights_name="gui-coded")
+    w.train()
+    wait_idle(w, 60000)
+    e = read_manifest()["gui-coded"]
+    assert e.task == "unrolled" and e.architecture == "unrolled-phase"
+    params = e.operator["params"]
+    assert params["mask"] == "learned" and Path(params["design"]).is_file()
+    x = np.zeros((16, 16), np.float32)
+    x[4:12, 4:12] = 1.0
+    op = api.make_operator("phase", x.shape, **params)
+    res = api.reconstruct(api.simulate(x, op, sigma=0.01, seed=0), op, "unrolled-phase",
+                          weights="gui-coded")
+    assert res.x.shape == (16, 16) and np.isfinite(res.x).all()
+    # back to a task whose networks start from a linear A^H y: not phase retrieval
+    w.task.value = "end-to-end"
+    assert w.op_panel.operator.value != "phase"

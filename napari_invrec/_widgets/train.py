@@ -48,7 +48,7 @@ TASK_CHOICES = [("supervised denoiser", "denoiser"),
                 ("generative prior: VAE (csgm)", "vae"),
                 ("end-to-end network for one operator", "end-to-end"),
                 ("unrolled network for one operator", "unrolled"),
-                ("MRI network + learned sampling pattern", "acquisition"),
+                ("network + learned acquisition (MRI pattern, phase masks)", "acquisition"),
                 ("incremental diffusion (Dirac): blur or inpaint", "dirac")]
 LAYER, FOLDER, MEASUREMENTS = "image layer", "folder", "measurement layer"
 SOURCES = ("atoms", "phantoms", "mixed", "natural", "general", LAYER, FOLDER, MEASUREMENTS)
@@ -57,12 +57,17 @@ _WIDTH_KW = {"drunet": {"scales": 3, "blocks": 1}, "dncnn": {"depth": 8},
              "unrolled-pgd": {"stages": 6, "depth": 4}, "varnet": {"cascades": 6, "scales": 3},
              "humus-net": {"cascades": 6, "scales": 3, "blocks": 2, "heads": 4, "window": 8},
              "unet": {"scales": 4}, "swinir": {"groups": 2, "depth": 4, "heads": 4, "window": 8},
-             "cgan": {"scales": 4}, "mcnn": {"depth": 3}, "dirac": {"scales": 4}}
+             "cgan": {"scales": 4}, "mcnn": {"depth": 3}, "dirac": {"scales": 4},
+             "unrolled-phase": {"stages": 6, "depth": 4}}
 DENOISER_ARCHS, VAE_ARCHS = ("drunet", "dncnn"), ("vae",)
 UNROLLED_ARCHS = ("learned-admm", "unrolled-pgd", "varnet", "humus-net")
 END_TO_END_ARCHS = ("unet", "swinir", "cgan", "mcnn")
 INIT_CHOICES = [("adjoint A^H y", "adjoint"), ("pseudo-inverse A^+ y", "pinv")]
 ACQUISITION_ARCHS = ("varnet",)
+#: phase retrieval (the one non-linear operator a network is trained for) has its own network
+PHASE_ARCHS = ("unrolled-phase",)
+#: operators whose acquisition is learned (an MRI sampling pattern, coded diffraction masks)
+ACQUISITION_OPERATORS = ("mri", "phase")
 SUPERVISION_CHOICES = [("ground truth", "supervised"), ("measurements only (SSDU)", "ssdu"),
                        ("measurements only (EI)", "ei")]
 
@@ -111,8 +116,8 @@ class TrainWidget(Container):
                                tooltip="folder of .tif/.png/.npy images")
         self.arch = ComboBox(value="drunet", choices=list(DENOISER_ARCHS), name="arch",
                              label="network")
-        self.op_panel = OperatorPanel(viewer, list_operators(linear=True), name="op_panel",
-                                      visible=False)
+        self.op_panel = OperatorPanel(viewer, list_operators(linear=True) + ["phase"],
+                                      name="op_panel", visible=False)
         self.noise_sigma = FloatSpinBox(value=0.01, min=0.0, max=10.0, step=0.005,
                                         name="noise_sigma", label="measurement noise std",
                                         visible=False, tooltip="Gaussian noise of the "
@@ -181,6 +186,7 @@ class TrainWidget(Container):
         self._reset_plot()
         self.task.changed.connect(self._on_task)
         self.source.changed.connect(self._on_source)
+        self.op_panel.operator.changed.connect(self._on_task)  # phase has its own network
         self.train_button.changed.connect(self.train)
         self.cancel_button.changed.connect(self.cancel)
         self.native.destroyed.connect(self.controller.shutdown)  # closing the dock quits it
@@ -193,11 +199,16 @@ class TrainWidget(Container):
         acquisition, e2e, dirac = task == "acquisition", task == "end-to-end", task == "dirac"
         if n2s and self.source.value not in (LAYER, FOLDER):
             self.source.value = LAYER
-        if acquisition:  # a sampling design is learned for single-coil MRI
-            self.op_panel.operator.value = "mri"
+        operator = self.op_panel.operator.value
+        if acquisition and operator not in ACQUISITION_OPERATORS:
+            self.op_panel.operator.value = operator = ACQUISITION_OPERATORS[0]
+        if (e2e or dirac) and operator == "phase":  # they start from a linear A^H y
+            self.op_panel.operator.value = operator = "blur"
         if dirac and self.op_panel.operator.value not in SCHEDULE_OPERATORS:
             self.op_panel.operator.value = SCHEDULE_OPERATORS[0]
-        archs = (VAE_ARCHS if vae else ("drunet",) if n2s else UNROLLED_ARCHS if unrolled
+        archs = (VAE_ARCHS if vae else ("drunet",) if n2s
+                 else PHASE_ARCHS if (unrolled or acquisition) and operator == "phase"
+                 else UNROLLED_ARCHS if unrolled
                  else ACQUISITION_ARCHS if acquisition else END_TO_END_ARCHS if e2e
                  else ("dirac",) if dirac else DENOISER_ARCHS)
         if (e2e or dirac) and self.source.value == MEASUREMENTS:  # they learn from images
@@ -304,8 +315,9 @@ class TrainWidget(Container):
         if task == "end-to-end":
             operator["init"] = str(self.init.value)
         arch_kwargs = {"width": int(self.net_width.value), **_WIDTH_KW[arch]}
-        if "operator" in operator and task in ("unrolled", "acquisition"):  # the operator's
-            # real or complex images (end-to-end and dirac networks see real images)
+        if "operator" in operator and task in ("unrolled", "acquisition") \
+                and arch != "unrolled-phase":  # the operator's real or complex images
+            # (end-to-end and dirac networks see real images; unrolled-phase complex ones)
             arch_kwargs["complex_images"] = bool(
                 OPERATORS[operator["operator"]].complex_image)
         return TrainSpec(task=task, arch=arch, **operator,

@@ -55,7 +55,8 @@ __all__ = ["TASKS", "OPERATOR_TASKS", "SIGMA_DISTS", "TrainSpec", "TrainPlan", "
 
 TASKS = ("denoiser", "noise2self", "end-to-end", "unrolled", "acquisition", "dirac", "vae")
 """Training tasks: supervised denoiser, self-supervised denoiser, end-to-end, unrolled, an
-unrolled MRI network with its learned sampling design (acquisition), the network of
+unrolled MRI network with its learned sampling design or a phase-retrieval network with its
+learned coded masks (acquisition), the network of
 incremental-reconstruction diffusion (dirac), and the variational auto-encoder whose decoder
 is the generator of ``csgm``."""
 #: tasks that train a network for one operator (they need ``operator``)
@@ -340,13 +341,20 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
     from ..core.training.operator_nets import train_end_to_end, train_unrolled
 
     factory = _operator_factory(spec)
+    if (spec.arch == "unrolled-phase") != (spec.operator == "phase"):
+        raise InputError("phase retrieval trains the unrolled-phase network (task unrolled, or "
+                         "acquisition to learn its coded masks), and that network only phase "
+                         f"retrieval: got arch {spec.arch!r} for operator {spec.operator!r}")
     op = factory((spec.patch, spec.patch), dev)
     op_spec = op.spec()
     if spec.task == "acquisition":
-        from ..core.training.acquisition import train_acquisition
+        if spec.operator == "phase":
+            from ..core.training.coded_masks import train_coded_masks as train_design
+        else:
+            from ..core.training.acquisition import train_acquisition as train_design
 
-        loop, design = train_acquisition(model, source, factory,
-                                         noise_sigma=spec.noise_sigma, **common)
+        loop, design = train_design(model, source, factory, noise_sigma=spec.noise_sigma,
+                                    **common)
         return loop, op_spec, {"noise_sigma": spec.noise_sigma, "design": design}
     if spec.task == "dirac":
         from ..core.training.dirac import train_dirac
@@ -489,9 +497,9 @@ def execute_training(plan: TrainPlan, command: str | None = None, *, threads: in
     task = {"noise2self": "denoiser", "acquisition": "unrolled"}.get(spec.task, spec.task)
     operator = plan.operator
     if plan.design is not None:
-        # the network was tuned to its design's pattern (at the training width)
-        operator = {**operator, "params": {**operator["params"],
-                                           "mask_array": plan.design.pattern().tolist()}}
+        # the network was tuned to its design (the sidecar written below holds it)
+        operator = {**operator, "params": {
+            **operator["params"], **plan.design.operator_params(str(plan.out) + ".json")}}
     meta = {"name": spec.name, "task": task, "data": spec.data, "seed": int(spec.seed),
             "training": spec.task if spec.task != task else (
                 spec.supervision if spec.supervision != "supervised" else ""),
@@ -505,7 +513,7 @@ def execute_training(plan: TrainPlan, command: str | None = None, *, threads: in
               "operator": operator, "metrics": metrics, "checkpoint": str(plan.checkpoint),
               "sha256": entry.sha256, **plan.extra_meta}
     if plan.design is not None:
-        record["sampling_design"] = plan.design.record()
+        record[plan.design.record_key] = plan.design.record()
     Path(str(plan.out) + ".json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     if spec.register:
         register_weights(entry)

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError
+from ..operators.phase_start import default_generator, spectral_init, sq_norms
 from ..params import param
 from ..state import IterState
 from .classical import check_finite, prepare, relative_residual
@@ -98,18 +99,6 @@ def _fourier_error(z: Tensor, amp: Tensor) -> float:
     return float((num / den).mean())
 
 
-def _generator(y: Tensor, generator: torch.Generator | None) -> torch.Generator:
-    """``generator``, or a fresh one seeded with 0 on the device of ``y`` (reproducible)."""
-    return generator if generator is not None else \
-        torch.Generator(device=y.device).manual_seed(0)
-
-
-def _crandn(shape: tuple[int, ...], g: torch.Generator, device: torch.device) -> Tensor:
-    """Circular complex standard normal samples (:math:`E|n|^2 = 1`)."""
-    xi = torch.randn((*shape, 2), generator=g, device=g.device) / math.sqrt(2)
-    return torch.view_as_complex(xi).to(device)
-
-
 def random_phase_start(y: Tensor, op: Any, constraint: str,
                        generator: torch.Generator | None = None) -> Tensor:
     r"""Object-domain start :math:`P_C\,G^H(a \odot e^{i\theta}) / K`, :math:`\theta` uniform.
@@ -118,7 +107,7 @@ def random_phase_start(y: Tensor, op: Any, constraint: str,
     ``(B, C, H', W')`` complex64.
     """
     amp = _amplitudes(y, op)
-    g = _generator(y, generator)
+    g = default_generator(y, generator)
     theta = 2 * math.pi * torch.rand(amp.shape, generator=g, device=g.device).to(amp.device)
     g0 = op.backpropagate(torch.polar(amp, theta)) / op.gram
     return _constrain(g0, op.support, constraint)
@@ -259,43 +248,6 @@ class WirtingerFlowParams:
                               "mean(y) (0 = all, as in the WF paper)", min=0.0, max=1e6)
 
 
-def _cnorm2(t: Tensor) -> Tensor:
-    """Squared norm per (batch, channel), shaped for broadcasting on ``(B, C, H, W)``."""
-    return t.abs().square().flatten(2).sum(2)[..., None, None]
-
-
-def spectral_init(y: Tensor, op: Any, iters: int = 50,
-                  generator: torch.Generator | None = None, truncate: float = 0.0) -> Tensor:
-    r"""Spectral initialisation of Wirtinger flow, per batch element and channel.
-
-    The leading eigenvector :math:`v` of
-    :math:`Y = \tfrac1m \sum_r y_r a_r a_r^H \propto A^H \mathrm{diag}(y) A` (``A`` =
-    :meth:`~..operators.phase.Phase.fourier`, negative noisy intensities clipped to 0) by
-    ``iters`` power iterations from a random start, scaled to the norm that Parseval gives,
-    :math:`\|z_0\| = \sqrt{\sum_r y_r / K}` (the paper's :math:`\sqrt{\mathrm{mean}(y)}` for
-    rows normalised to :math:`\tfrac1m\sum_r a_r a_r^H = I`).
-
-    With ``truncate`` :math:`= \tau > 0` only the intensities
-    :math:`y_r \le \tau\, \mathrm{mean}(y)` enter :math:`Y` (the truncated spectral
-    initialisation of Chen & Candès 2015, :math:`\tau = \alpha_y^2 = 9`). With coded patterns
-    one bright intensity :math:`y_r` adds a rank-one spike :math:`y_r a_r a_r^H` of norm
-    :math:`y_r \|a_r\|^2`, which beats the signal eigenvalue when
-    :math:`y_r \gtrsim 2K\,\mathrm{mean}(y)`; the eigenvector is then a single demodulated
-    Fourier mode, whose huge :math:`|a_r^H z_0|` makes the first gradient steps diverge.
-    """
-    yf = op.as_fields(y).clamp_min(0)
-    if truncate > 0:
-        mean = yf.flatten(2).mean(2)[..., None, None, None]
-        yf = yf * (yf <= truncate * mean)
-    g = _generator(y, generator)
-    v = _crandn((*y.shape[:2], *op.shape), g, y.device)
-    for _ in range(iters):
-        v = op.fourier_adjoint(yf * op.fourier(v))
-        v = v / _cnorm2(v).sqrt().clamp_min(1e-30)
-    scale = (y.flatten(2).sum(2).clamp_min(0) / op.gram).sqrt()[..., None, None]
-    return v * scale
-
-
 @register_method("wirtinger-flow", WirtingerFlowParams, operators=("phase",))
 @torch.no_grad()
 def wirtinger_flow(y: Tensor, op: Any, p: WirtingerFlowParams, *, x0: Tensor | None = None,
@@ -334,7 +286,7 @@ def wirtinger_flow(y: Tensor, op: Any, p: WirtingerFlowParams, *, x0: Tensor | N
     yf = op.as_fields(y)
     m = yf[0, 0].numel()
     c = m / op.gram
-    z0n = _cnorm2(z).clamp_min(1e-30)
+    z0n = sq_norms(z).clamp_min(1e-30)
     az = op.fourier(z)
 
     def objective_of(fields: Tensor) -> Tensor:

@@ -8,6 +8,8 @@ r"""Unrolled networks as reconstruction methods: one yielded iterate per stage.
   denoisers (:class:`~..models.humus.HumusNet`), single- and multi-coil MRI;
 * ``learned-admm``: unrolled ADMM with a learned penalty, dual step and CNN proximal map per
   stage (:class:`~..models.unrolled.LearnedADMM`), any linear operator;
+* ``unrolled-phase``: unrolled error reduction with a CNN correction per stage
+  (:class:`~..models.unrolled_phase.UnrolledPhase`), coded-diffraction phase retrieval;
 * ``neumann``: partial sums of :math:`\sum_j (I - \eta A^H A - R)^j \eta A^H y`
   (:class:`~..models.unrolled.NeumannNet`), any linear operator.
 
@@ -37,7 +39,7 @@ Tensor = torch.Tensor
 
 __all__ = ["unrolled_pgd", "varnet", "humus_net", "learned_admm", "neumann",
            "UnrolledPGDParams", "VarNetParams", "HumusNetParams", "LearnedADMMParams",
-           "NeumannParams", "load_unrolled"]
+           "NeumannParams", "UnrolledPhaseParams", "unrolled_phase", "load_unrolled"]
 
 _DOC = "installed unrolled network (train one: napari-invrec train --task unrolled)"
 
@@ -183,6 +185,41 @@ def learned_admm(y: Tensor, op: Any, p: LearnedADMMParams, *, x0: Tensor | None 
     lensless camera (``learned-admm-lensless``), the forward model it is known for.
     """
     return (yield from _run("learned-admm", y, op, p.weights, x0))
+
+
+# ---------------------------------------------------------------------- unrolled phase
+@dataclass
+class UnrolledPhaseParams:
+    r"""Unrolled error reduction for coded diffraction patterns, a learned correction per
+    stage."""
+
+    weights: str = weights_param("unrolled-phase-random2-phantoms",
+                                 "installed phase-retrieval network: *-random2-* for random "
+                                 "masks, *-learned2-* for the learned masks (mask 'learned')",
+                                 task="unrolled", architecture="unrolled-phase")
+
+
+@register_method("unrolled-phase", UnrolledPhaseParams, operators=("phase",))
+@torch.no_grad()
+def unrolled_phase(y: Tensor, op: Any, p: UnrolledPhaseParams, *, x0: Tensor | None = None,
+                   generator: torch.Generator | None = None) -> Iterator[IterState]:
+    r"""Unrolled error reduction (:class:`~..models.unrolled_phase.UnrolledPhase`), one stage
+    per step.
+
+    .. math::
+
+        u_n = E^H \tfrac1K G^H\big(a \odot G E x_n / |G E x_n|\big), \qquad
+        x_{n+1} = \max(\mathrm{Re}(u_n + R_n(u_n)), 0),
+
+    from the spectral start :math:`x_0` (or ``x0``), :math:`a = \sqrt{y}`. Trained for coded
+    diffraction patterns of real non-negative images; ``*-learned2-*`` weights were trained
+    together with the shipped learned masks (``mask="learned"``), ``*-random2-*`` weights on
+    fresh random masks.
+    """
+    if getattr(op.params, "mode", None) != "coded":
+        raise InputError("unrolled-phase is trained for coded diffraction patterns; set the "
+                         "phase operator's mode to 'coded'")
+    return (yield from _run("unrolled-phase", y, op, p.weights, x0))
 
 
 # ---------------------------------------------------------------------- neumann

@@ -19,6 +19,7 @@ from .mcnn import MCNN
 from .swinir import SwinIR
 from .unet import UNet
 from .unrolled import LearnedADMM, NeumannNet, UnrolledPGD, VarNet
+from .unrolled_phase import UnrolledPhase
 from .vae import VAE
 
 __all__ = ["ARCHITECTURES", "architecture_name"]
@@ -29,6 +30,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"drunet": DRUNet, "dncnn": DnCNN, "
                                              "learned-admm": LearnedADMM,
                                              "humus-net": HumusNet, "cgan": ConditionalGAN,
                                              "swinir": SwinIR, "dirac": DiracNet,
+                                             "unrolled-phase": UnrolledPhase,
                                              "vae": VAE}
 
 

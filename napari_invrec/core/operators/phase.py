@@ -18,8 +18,9 @@ where :math:`\mathcal F` is the orthonormal 2-D DFT (``norm="ortho"``) and :math
   intensity :math:`|\mathcal F\,E x|^2`. The support of the object is the un-padded box.
 * ``coded`` (coded diffraction patterns, Candès, Li & Soltanolkotabi 2015): no padding
   (:math:`E = I`), :math:`K` random unit-modulus masks :math:`D_k` (phases uniform in
-  :math:`[0, 2\pi)`, or one of :math:`\{1, -1, i, -i\}`, drawn from ``seed``); the measurement
-  is the ``(K, H, W)`` stack :math:`|\mathcal F(D_k x)|^2`.
+  :math:`[0, 2\pi)`, or one of :math:`\{1, -1, i, -i\}`, drawn from ``seed``; or the
+  ``learned`` design, see :func:`learned_masks`); the measurement is the ``(K, H, W)`` stack
+  :math:`|\mathcal F(D_k x)|^2`.
 
 Since the masks have unit modulus and :math:`\mathcal F` is unitary,
 :math:`G^H G = K\,I` on the object domain (:attr:`Phase.gram`), :math:`E^H E = I`, and by
@@ -39,8 +40,12 @@ apply (:class:`~.noise.NoiseParams`).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,7 +57,10 @@ from .registry import register_operator
 
 Tensor = torch.Tensor
 MODES = ("oversampled", "coded")
-MASKS = ("uniform", "quaternary")
+MASKS = ("uniform", "quaternary", "learned")
+#: the shipped learned coded-diffraction design (:func:`learned_masks`), trained with its
+#: reconstruction network (:mod:`napari_invrec.core.training.coded_masks`)
+LEARNED_MASKS = Path(__file__).with_name("phase_masks_learned_k2.json")
 _DIMS = (-2, -1)
 
 
@@ -66,24 +74,73 @@ class PhaseParams:
                               max=8, when={"mode": "oversampled"})
     n_patterns: int = param(6, "number K of coded diffraction patterns", min=1, max=64,
                             when={"mode": "coded"})
-    mask: str = param("uniform", "mask entries: uniform phases e^(i theta), or one of "
-                      "1, -1, i, -i", choices=MASKS, when={"mode": "coded"})
+    mask: str = param("uniform", "mask entries: uniform phases e^(i theta), one of 1, -1, i, "
+                      "-i, or the learned design (trained with unrolled-phase; at most 2 "
+                      "patterns)", choices=MASKS, when={"mode": "coded"})
     seed: int = param(0, "seed of the random masks", min=0, max=2**31 - 1,
                       when={"mode": "coded"})
+    design: str = param("", "learned masks: a design file or the sidecar (.pt.json) of an "
+                        "acquisition training; empty: the shipped design",
+                        when={"mode": "coded", "mask": "learned"})
 
 
 def phase_masks(p: PhaseParams, shape: tuple[int, int]) -> Tensor:
     """The ``(K, H, W)`` complex64 unit-modulus masks :math:`D_k` of coded mode, on the CPU.
 
     ``uniform``: :math:`e^{i\\theta}`, :math:`\\theta \\sim U[0, 2\\pi)`; ``quaternary``:
-    uniform on :math:`\\{1, i, -1, -i\\}`; both from a CPU generator seeded by ``p.seed``.
+    uniform on :math:`\\{1, i, -1, -i\\}`; both from a CPU generator seeded by ``p.seed``;
+    ``learned``: the first :math:`K` masks of the shipped design (:func:`learned_masks`).
     """
+    if p.mask == "learned":
+        return learned_masks(int(p.n_patterns), shape, p.design or LEARNED_MASKS)
     g = torch.Generator().manual_seed(int(p.seed))
     k = int(p.n_patterns)
     if p.mask == "uniform":
         theta = 2 * math.pi * torch.rand((k, *shape), generator=g, dtype=torch.float64)
     else:
         theta = (math.pi / 2) * torch.randint(0, 4, (k, *shape), generator=g).double()
+    return torch.polar(torch.ones_like(theta), theta).to(torch.complex64)
+
+
+@lru_cache(maxsize=4)
+def _design(path: str) -> tuple[int, Tensor]:
+    """``(size S, phases (K, S, S) float64)`` of a design file (or of the ``coded_masks``
+    record in a training sidecar), read once."""
+    try:
+        d = json.loads(Path(path).read_text())
+        d = d.get("coded_masks", d)
+        phases = torch.tensor(d["phases"], dtype=torch.float64)
+        size = int(d["size"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"the learned coded masks could not be read from {path} ({e}); "
+                         "reinstall napari-invrec or pick uniform masks") from e
+    if phases.dim() != 3 or tuple(phases.shape[1:]) != (size, size):
+        raise InputError(f"the learned coded masks in {path} are not (K, {size}, {size})")
+    return size, phases
+
+
+def learned_masks(n: int, shape: tuple[int, int], design: str | Path = LEARNED_MASKS) -> Tensor:
+    r"""The first ``n`` masks of a learned design, for an image of shape ``shape``.
+
+    A design (:func:`napari_invrec.core.training.coded_masks.train_coded_masks`) holds
+    :math:`K` phase maps :math:`\theta_k` of :math:`S \times S` mask pixels,
+    :math:`D_k = e^{i\theta_k}`. Like a physical mask, it has a fixed pixel count: an image of
+    at most :math:`S` pixels a side uses its top-left :math:`H \times W` corner; a larger one
+    uses the mask with each pixel repeated over :math:`f \times f` image pixels,
+    :math:`f = \lceil \max(H, W) / S \rceil` (nearest-neighbour enlargement, then the same
+    crop), so the design's features are :math:`f` image pixels wide there.
+
+    Raises
+    ------
+    InputError
+        ``n`` exceeds the design's :math:`K`, or the design file is missing or malformed.
+    """
+    size, phases = _design(str(design))
+    if n > phases.shape[0]:
+        raise InputError(f"the learned coded masks hold {phases.shape[0]} patterns; set "
+                         f"n_patterns to at most {phases.shape[0]} or pick uniform masks")
+    f = max(1, math.ceil(max(shape) / size))
+    theta = phases[:n].repeat_interleave(f, 1).repeat_interleave(f, 2)[:, :shape[0], :shape[1]]
     return torch.polar(torch.ones_like(theta), theta).to(torch.complex64)
 
 
@@ -102,6 +159,9 @@ def _check_params(p: PhaseParams) -> None:
             raise InputError(f"n_patterns must be an integer >= 1, got {p.n_patterns!r}")
         if p.mask not in MASKS:
             raise InputError(f"mask must be one of {MASKS}, got {p.mask!r}")
+        if p.mask == "learned":
+            # the design exists and holds K patterns
+            learned_masks(int(p.n_patterns), (1, 1), p.design or LEARNED_MASKS)
 
 
 @register_operator
@@ -213,6 +273,20 @@ class Phase(ForwardOperator):
     def crop(self, g: Tensor) -> Tensor:
         """:math:`E^H g`: the image region of an object-domain tensor."""
         return g[..., :self.shape[0], :self.shape[1]]
+
+    def with_masks(self, masks: Tensor) -> Phase:
+        """The same coded operator measuring through ``masks`` (``(K, H, W)`` complex, e.g.
+        :math:`e^{i\\theta}` of a design being learned: gradients flow through them)."""
+        if not self.coded:
+            raise InputError("masks apply to coded phase retrieval (mode 'coded')")
+        if masks.dim() != 3 or tuple(masks.shape[1:]) != self.shape or not masks.is_complex():
+            raise InputError(f"phase: masks must be complex (K, {self.shape[0]}, "
+                             f"{self.shape[1]}), got {tuple(masks.shape)} {masks.dtype}")
+        params = dataclasses.replace(self.params, n_patterns=int(masks.shape[0]),
+                                     mask="uniform")
+        op = Phase(self.shape, params, device=self.device)
+        op._masks = masks.to(device=self.device, dtype=torch.complex64)
+        return op
 
     # ------------------------------------------------------------------ linear part
     def propagate(self, g: Tensor) -> Tensor:

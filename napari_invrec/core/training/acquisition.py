@@ -140,6 +140,14 @@ class SamplingDesign(nn.Module):
         p = self.probabilities().detach().cpu().numpy()
         return ranked_columns(p, max(self.n, int(keep.sum())), keep)
 
+    #: the key of :meth:`record` in a training sidecar
+    record_key = "sampling_design"
+
+    def operator_params(self, sidecar: str) -> dict:
+        """Operator parameters of the pattern the network was tuned to (its columns at the
+        training width; ``sidecar`` unused: the pattern is inline)."""
+        return {"mask_array": self.pattern().tolist()}
+
     def record(self) -> dict:
         """The design as saved: frequencies, density, pattern, acceleration."""
         return {"frequencies": self.frequencies().tolist(), "density": self.density().tolist(),

@@ -314,8 +314,10 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
         return simulate_pairs(source, n, patch, rng, op_n, noise_sigma, dev)
 
     yv, xv = pairs(val_size, np.random.default_rng([int(seed), 1]), op)
-    with torch.no_grad():
-        adjoint_psnr = _psnr(_mag(op.A_adjoint(yv)), _mag(xv))
+    adjoint_psnr = None  # (a nonlinear operator, phase retrieval, has no adjoint)
+    if hasattr(op, "A_adjoint"):
+        with torch.no_grad():
+            adjoint_psnr = _psnr(_mag(op.A_adjoint(yv)), _mag(xv))
 
     def step_loss(rng: np.random.Generator) -> Tensor:
         op_k = step_operator(op, rng)
