@@ -21,8 +21,8 @@ phantoms``) on the random ones (and on the learned masks, to separate the masks 
 network), and ``hio`` (non-negative real constraint) on both. PSNR of the magnitude.
 
 ``benchmarks/run.py acquisition`` (about 5 minutes here); ``--quick``: 64 px, two images;
-``--size=256``: another image size (the MRI table; the phase table runs at 64 px, the
-design's size, and at twice it); ``--only=mri`` / ``--only=phase``: one table.
+``--size=256``: another image size (the MRI table; the phase table runs at 64 px, the size of
+the learned masks); ``--only=mri`` / ``--only=phase``: one table.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _run(x, pattern: str, seed: int, method: str, params: dict, image_index: int
     return float(res.metrics["psnr"]), float(res.metrics["ssim"]), time.perf_counter() - t
 
 
-#: phase table: row label -> (method, parameters, mask of the "learned" column)
+#: phase table: row label -> which reconstruction (:func:`_phase_cell`)
 PHASE_ROWS = {"unrolled-phase (learned-masks net / random-masks net)": "networks",
               "unrolled-phase-random2-phantoms on both": "random-net",
               "hio": "hio"}
@@ -82,7 +82,7 @@ def phase_table(n: int, count: int) -> None:
           f"held-out phantoms draws, noise {SIGMA}, one thread)")
     print(f"  {'reconstruction':54s}{'learned dB':>11s}{'random dB':>11s}"
           f"{'learned - random dB':>22s}")
-    for row in PHASE_ROWS:
+    for label, row in PHASE_ROWS.items():
         learned, rand = [], []
         for i, x in enumerate(images):
             method, params = _phase_cell(row, "learned")
@@ -92,7 +92,7 @@ def phase_table(n: int, count: int) -> None:
                                          for sd in RANDOM_SEEDS))
         diff = [a - b for a, b in zip(learned, rand)]
         se = statistics.stdev(diff) / len(diff) ** 0.5 if len(diff) > 1 else float("nan")
-        print(f"  {row:54s}{statistics.fmean(learned):11.2f}{statistics.fmean(rand):11.2f}"
+        print(f"  {label:54s}{statistics.fmean(learned):11.2f}{statistics.fmean(rand):11.2f}"
               f"{statistics.fmean(diff):+13.2f} +- {se:4.2f}", flush=True)
 
 
@@ -101,8 +101,7 @@ def main(flags: list[str] | None = None) -> None:
     only = next((f.split("=", 1)[1] for f in flags if f.startswith("--only=")), None)
     if only != "mri":
         quick = "--quick" in flags
-        for n in (64,) if quick else (64, 128):
-            phase_table(n, 2 if quick else 8)
+        phase_table(64, 2 if quick else 8)
     if only == "phase":
         return
     n, names = (64, IMAGES[:2]) if "--quick" in flags else (128, IMAGES)

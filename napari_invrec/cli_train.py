@@ -101,6 +101,9 @@ def add_train_parser(sub: Any) -> None:
     g.add_argument("--checkpoint-every", type=int, default=100,
                    help="write the checkpoint every N steps (default 100)")
     g.add_argument("--resume", metavar="FILE", help="continue from this checkpoint")
+    g.add_argument("--init-weights", metavar="NAME", default=None,
+                   help="start from these installed weights (fine-tuning; same --arch and "
+                   "--arch-kwargs) instead of a random initialisation")
     g.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -168,7 +171,8 @@ def spec_from_args(ns: argparse.Namespace) -> tuple[Any, Any, Any]:
                      init=ns.init, supervision=ns.supervision, beta=ns.beta,
                      device=ns.device, val_every=ns.val_every,
                      checkpoint_every=ns.checkpoint_every, name=name, out=ns.out,
-                     checkpoint=ns.checkpoint, resume=ns.resume, register=ns.register)
+                     checkpoint=ns.checkpoint, resume=ns.resume,
+                     init_weights=ns.init_weights, register=ns.register)
     return spec, arrays, stack
 
 

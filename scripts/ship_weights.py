@@ -13,7 +13,9 @@ the training run's own record.
 Weights from ``--task acquisition`` carry their learned MRI sampling design; it is written
 to the operator's design file (``mri.LEARNED_DESIGN``, the ``learned`` pattern of Simulate)
 with the training command, and the entry's operator becomes that ``learned`` pattern (at the
-training width it is the very pattern the network was tuned to).
+training width it is the very pattern the network was tuned to). Those that learned coded
+diffraction masks (``--operator phase``) write them to ``phase.LEARNED_MASKS`` (the ``learned``
+masks of Simulate) the same way, and the entry's operator reads the shipped design.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from napari_invrec.core.models.registry import (  # noqa: E402
     sha256_file,
 )
 from napari_invrec.core.operators.mri import LEARNED_DESIGN  # noqa: E402
+from napari_invrec.core.operators.phase import LEARNED_MASKS  # noqa: E402
 
 #: training settings a method reads back from the entry's metrics (end-to-end: the init)
 SETTING_KEYS = ("init", "noise_sigma", "data_sigma")
@@ -59,6 +62,10 @@ def ship(name: str, src: Path, description: str) -> WeightsEntry:
         LEARNED_DESIGN.write_text(json.dumps(design, indent=1) + "\n")
         params = {k: v for k, v in operator["params"].items() if k != "mask_array"}
         operator = {**operator, "params": {**params, "pattern": "learned"}}
+    if "coded_masks" in side:
+        design = {**side["coded_masks"], "weights": name, "command": side["command"]}
+        LEARNED_MASKS.write_text(json.dumps(design) + "\n")
+        operator = {**operator, "params": {**operator["params"], "design": ""}}
     entry = WeightsEntry(
         name=name, architecture=blob["architecture"], kwargs=dict(blob.get("kwargs", {})),
         file=str(dst), train_command=side["command"], seed=side.get("seed", spec.get("seed")),

@@ -17,7 +17,11 @@ from napari_invrec.core.methods.phase import GerchbergSaxtonParams, gerchberg_sa
 from napari_invrec.core.models.unrolled_phase import UnrolledPhase
 from napari_invrec.core.operators.phase import LEARNED_MASKS, learned_masks
 from napari_invrec.core.operators.registry import make_operator
-from napari_invrec.core.training.coded_masks import CodedMaskDesign, train_coded_masks
+from napari_invrec.core.training.coded_masks import (
+    PHASE_SCALE,
+    CodedMaskDesign,
+    train_coded_masks,
+)
 from napari_invrec.core.training.datasets import make_source
 from napari_invrec.engine.training import TrainSpec, execute_training, prepare_training
 
@@ -30,17 +34,15 @@ def _design_file(tmp_path, k=2, size=8, seed=0):
     return path, theta
 
 
-def test_learned_masks_crop_small_images_and_enlarge_mask_pixels_for_large_ones(tmp_path):
+def test_learned_masks_crop_smaller_images_and_refuse_larger_ones(tmp_path):
     path, theta = _design_file(tmp_path)
     small = learned_masks(2, (5, 7), path)
     assert small.shape == (2, 5, 7)
     np.testing.assert_allclose(np.angle(small.numpy()) % (2 * math.pi), theta[:, :5, :7],
                                atol=1e-5)
-    big = learned_masks(1, (20, 13), path)  # f = ceil(20 / 8) = 3: 3x3 image pixels per cell
-    assert big.shape == (1, 20, 13)
-    expect = np.repeat(np.repeat(theta[:1], 3, 1), 3, 2)[:, :20, :13]
-    np.testing.assert_allclose(np.angle(big.numpy()) % (2 * math.pi), expect, atol=1e-5)
-    np.testing.assert_allclose(np.abs(big.numpy()), 1.0, atol=1e-6)
+    np.testing.assert_allclose(np.abs(small.numpy()), 1.0, atol=1e-6)
+    with pytest.raises(InputError, match="8 x 8 pixels.*--patch 9"):
+        learned_masks(1, (9, 8), path)
 
 
 def test_learned_masks_refuse_more_patterns_than_the_design_and_bad_files(tmp_path):
@@ -82,7 +84,7 @@ def test_gradient_through_the_intensities_to_the_mask_phases_matches_finite_diff
     theta = design.phases.detach().double()
     op_d = op.with_masks(design.masks())
     (w.reshape(op_d.A(x).shape) * op_d.A(x)).sum().backward()
-    grad = design.phi.grad / 5.0  # d/dtheta = d/dphi / PHASE_SCALE
+    grad = design.phi.grad / PHASE_SCALE  # d/dtheta = d/dphi / PHASE_SCALE
     # central differences in float64: error O(h^2) ~ 1e-8 against float32 autograd ~1e-5 rel.
     h = 1e-4
     for idx in [(0, 0, 0), (1, 2, 3), (0, 5, 1)]:
@@ -106,6 +108,28 @@ def test_untrained_unrolled_phase_network_is_error_reduction():
     ref = states[-1].x
     # the two differ only by the 1e-8 relative regulariser of |Gg|: far below float32's 1e-6
     assert float((ours - ref).abs().max()) <= 1e-4 * float(ref.abs().max())
+
+
+def test_design_gradient_stays_finite_where_noise_makes_intensities_zero_or_negative():
+    """Noisy intensities can be <= 0 (one exactly 0.0 came up in 2300 training steps): the
+    amplitudes' square root must not put inf * 0 = NaN into the gradient that reaches the
+    masks through the measurement."""
+    op = make_operator("phase", (16, 16), mode="coded", n_patterns=2, seed=0)
+    design = CodedMaskDesign(op.masks)
+    x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)).to(torch.complex64)
+    op_d = op.with_masks(design.masks())
+    y = op_d.A(x)
+    y = y - 0.5 * y.flatten().median()  # some intensities negative, their sum positive
+    zero = torch.zeros_like(y, dtype=torch.bool)
+    zero[..., ::3, ::3] = True
+    y = y - torch.where(zero, y.detach(), 0)  # exactly 0 there, still a function of the masks
+    assert bool((y < 0).any()) and bool((y.flatten(2).sum(2) > 0).all())
+    net = UnrolledPhase(stages=2, width=4, depth=2, power_iters=5)
+    torch.nn.init.normal_(net.nets[0].net[-1].weight, std=0.1)  # a non-zero correction
+    d = net(y, op_d) - x
+    (d.real.square() + d.imag.square()).mean().backward()
+    assert design.phi.grad is not None and bool(torch.isfinite(design.phi.grad).all())
+    assert float(design.phi.grad.abs().max()) > 0
 
 
 def test_spectral_start_of_the_network_has_the_phase_of_a_nonnegative_object():
@@ -188,8 +212,8 @@ needs_design = pytest.mark.skipif(not LEARNED_MASKS.is_file(),
 
 
 @needs_design
-@pytest.mark.parametrize("shape", [(32, 48), (64, 64), (100, 128), (128, 128)])
-def test_shipped_masks_have_unit_modulus_at_any_size(shape):
+@pytest.mark.parametrize("shape", [(32, 48), (64, 64), (17, 64)])
+def test_shipped_masks_have_unit_modulus_up_to_their_size(shape):
     m = learned_masks(2, shape)
     assert m.shape == (2, *shape)
     np.testing.assert_allclose(np.abs(m.numpy()), 1.0, atol=1e-6)

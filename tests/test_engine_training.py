@@ -112,6 +112,24 @@ def test_closing_early_registers_nothing_and_resume_continues(tmp_path):
     assert "eng-resume" in read_manifest() and "--resume" in entry.train_command
 
 
+def test_init_weights_starts_from_installed_weights_of_the_same_network():
+    from napari_invrec.engine.training import prepare_training
+
+    _, first = drain(run_training(_spec("eng-start", steps=3, val_every=100)))
+    plan = prepare_training(_spec("eng-tuned", steps=3, init_weights="eng-start",
+                                  register=False))
+    start = load_model("eng-start")
+    for (name, a), b in zip(start.state_dict().items(), plan.model.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name  # copied exactly, not re-drawn from the seed
+    assert "--init-weights eng-start" in train_command(plan.spec)
+    with pytest.raises(InputError, match="same network"):
+        prepare_training(_spec("eng-other", arch_kwargs={**TINY_DRUNET, "width": 4},
+                               init_weights="eng-start", register=False))
+    with pytest.raises(InputError, match="no-such-weights"):
+        prepare_training(_spec("eng-none", init_weights="no-such-weights", register=False))
+
+
 def test_the_seed_fixes_the_initial_weights_and_the_losses():
     """Two runs with one seed train identically (the provenance reproduces the network);
     another seed starts elsewhere; the caller's global torch random state is untouched."""

@@ -386,6 +386,7 @@ class TrainWidget(Container):
             self._throttle.done(started)
 
     def _on_result(self, entry: Any) -> None:
+        from ..engine.training import OPERATOR_TASKS
         from .forms import refresh_choices
 
         self.last_entry = entry
@@ -401,7 +402,7 @@ class TrainWidget(Container):
         op = (entry.operator or {}).get("operator")
         use = ("the csgm generator" if entry.task == "vae" else
                f"the weights of {entry.architecture} for {op}"
-               if entry.task in ("unrolled", "end-to-end", "dirac") else
+               if entry.task in OPERATOR_TASKS else
                "the noise2self method's network" if entry.training == "noise2self" else
                "a denoiser")
         notify_info(f"trained {entry.name}: {fig}; now selectable as {use}", self.status)

@@ -104,6 +104,9 @@ class TrainSpec:
     out: str | None = None
     checkpoint: str | None = None
     resume: str | None = None
+    #: start the network from these installed weights (fine-tuning; same architecture and
+    #: kwargs) instead of a random initialisation
+    init_weights: str | None = None
     register: bool = True
 
 
@@ -262,9 +265,27 @@ def _model(spec: TrainSpec) -> Any:
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(spec.seed))
-            return ARCHITECTURES[spec.arch](**spec.arch_kwargs)
+            model = ARCHITECTURES[spec.arch](**spec.arch_kwargs)
     except (TypeError, ValueError) as e:
         raise InputError(f"bad arch_kwargs for {spec.arch!r}: {e}") from e
+    if spec.init_weights:
+        _start_from(model, spec)
+    return model
+
+
+def _start_from(model: Any, spec: TrainSpec) -> None:
+    """Copy the installed weights ``spec.init_weights`` into ``model`` (same architecture
+    and constructor kwargs, else an :class:`InputError` saying what differs)."""
+    from ..core.models.registry import architecture_name, load_model
+
+    start = load_model(str(spec.init_weights), device="cpu")
+    arch = architecture_name(start)
+    kwargs = dict(getattr(start, "config", {}))
+    if arch != spec.arch or kwargs != dict(getattr(model, "config", {})):
+        raise InputError(f"init_weights {spec.init_weights!r} is {arch} {kwargs}; train the "
+                         f"same network to start from it (--arch {arch} --arch-kwargs "
+                         f"'{json.dumps(kwargs, sort_keys=True)}')")
+    model.load_state_dict(start.state_dict())
 
 
 def _operator_factory(spec: TrainSpec) -> Any:
@@ -436,6 +457,8 @@ def train_command(spec: TrainSpec, out: str | Path | None = None) -> str:
         if s.supervision != "supervised":
             args += ["--supervision", s.supervision]
     args += ["--name", s.name, "--out", str(out or s.out or f"{s.name}.pt")]
+    if s.init_weights:
+        args += ["--init-weights", str(s.init_weights)]
     if s.resume:
         args += ["--resume", str(s.resume)]
     return "napari-invrec " + shlex.join(args)

@@ -1,7 +1,7 @@
 r"""Unrolled error reduction: a phase-retrieval network for coded diffraction patterns.
 
 For the nonlinear ``phase`` operator :math:`y = |G E x|^2`
-(:mod:`napari_invrec.core.operators.phase`) with amplitudes :math:`a = \sqrt{\max(y, 0)}`,
+(:mod:`napari_invrec.core.operators.phase`) with amplitudes :math:`a = \sqrt{\max(y, 10^{-12})}`,
 each of the :math:`N` stages is one step of error reduction followed by a learned correction:
 
 .. math::
@@ -36,6 +36,8 @@ from ..operators.phase_start import spectral_init
 from .unrolled import RegCNN, _Unrolled
 
 Tensor = torch.Tensor
+#: smallest intensity under the square root of the amplitudes
+_TINY = 1e-12
 
 __all__ = ["UnrolledPhase"]
 
@@ -87,7 +89,9 @@ class UnrolledPhase(_Unrolled):
         if not hasattr(op, "propagate") or not hasattr(op, "as_fields"):
             raise InputError(f"UnrolledPhase reconstructs the phase operator, not "
                              f"{getattr(op, 'name', op)!r}")
-        amp = op.as_fields(y).clamp_min(0).sqrt()
+        # (clamped above 0: sqrt'(0) is infinite, and 0 * inf would put NaN into the gradient
+        # of a design trained through the measurement wherever noise makes an intensity <= 0)
+        amp = op.as_fields(y).clamp_min(_TINY).sqrt()
         x = self.start(y, op) if x0 is None else x0.to(torch.complex64)
         for net in self.nets:
             z = op.propagate(op.embed(x))

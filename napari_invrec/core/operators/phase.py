@@ -75,8 +75,8 @@ class PhaseParams:
     n_patterns: int = param(6, "number K of coded diffraction patterns", min=1, max=64,
                             when={"mode": "coded"})
     mask: str = param("uniform", "mask entries: uniform phases e^(i theta), one of 1, -1, i, "
-                      "-i, or the learned design (trained with unrolled-phase; at most 2 "
-                      "patterns)", choices=MASKS, when={"mode": "coded"})
+                      "-i, or the learned design (trained with unrolled-phase: at most 2 "
+                      "patterns, images up to 64 px)", choices=MASKS, when={"mode": "coded"})
     seed: int = param(0, "seed of the random masks", min=0, max=2**31 - 1,
                       when={"mode": "coded"})
     design: str = param("", "learned masks: a design file or the sidecar (.pt.json) of an "
@@ -124,23 +124,29 @@ def learned_masks(n: int, shape: tuple[int, int], design: str | Path = LEARNED_M
 
     A design (:func:`napari_invrec.core.training.coded_masks.train_coded_masks`) holds
     :math:`K` phase maps :math:`\theta_k` of :math:`S \times S` mask pixels,
-    :math:`D_k = e^{i\theta_k}`. Like a physical mask, it has a fixed pixel count: an image of
-    at most :math:`S` pixels a side uses its top-left :math:`H \times W` corner; a larger one
-    uses the mask with each pixel repeated over :math:`f \times f` image pixels,
-    :math:`f = \lceil \max(H, W) / S \rceil` (nearest-neighbour enlargement, then the same
-    crop), so the design's features are :math:`f` image pixels wide there.
+    :math:`D_k = e^{i\theta_k}`. Like a physical mask it has a fixed pixel count: an image of
+    at most :math:`S` pixels a side uses its top-left :math:`H \times W` corner. A larger
+    image is refused: at :math:`2S` (held-out phantoms, ``unrolled-phase``) enlarging the mask
+    pixels to cover it measured about 6 dB below per-pixel random masks, and repeating the
+    design periodically about 27 dB below (the frequencies a period apart then decouple into
+    cosets, each with its own global phase), so a design is learned at the image size.
 
     Raises
     ------
     InputError
-        ``n`` exceeds the design's :math:`K`, or the design file is missing or malformed.
+        ``n`` exceeds the design's :math:`K`, the image exceeds :math:`S` pixels a side, or
+        the design file is missing or malformed.
     """
     size, phases = _design(str(design))
     if n > phases.shape[0]:
         raise InputError(f"the learned coded masks hold {phases.shape[0]} patterns; set "
                          f"n_patterns to at most {phases.shape[0]} or pick uniform masks")
-    f = max(1, math.ceil(max(shape) / size))
-    theta = phases[:n].repeat_interleave(f, 1).repeat_interleave(f, 2)[:, :shape[0], :shape[1]]
+    if max(shape) > size:
+        raise InputError(f"the learned coded masks are {size} x {size} pixels, the image "
+                         f"{shape[0]} x {shape[1]}: crop it, pick uniform masks, or learn masks "
+                         f"at its size (napari-invrec train --task acquisition --operator phase "
+                         f"--patch {max(shape)})")
+    theta = phases[:n, :shape[0], :shape[1]]
     return torch.polar(torch.ones_like(theta), theta).to(torch.complex64)
 
 

@@ -62,5 +62,6 @@ def spectral_init(y: Tensor, op: Any, iters: int = 50,
     for _ in range(iters):
         v = op.fourier_adjoint(yf * op.fourier(v))
         v = v / sq_norms(v).sqrt().clamp_min(1e-30)
-    scale = (y.flatten(2).sum(2).clamp_min(0) / op.gram).sqrt()[..., None, None]
+    # (clamped above 0: a gradient through sqrt at 0 would be 0 * inf = NaN)
+    scale = (y.flatten(2).sum(2).clamp_min(1e-30) / op.gram).sqrt()[..., None, None]
     return v * scale

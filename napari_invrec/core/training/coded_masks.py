@@ -44,7 +44,7 @@ __all__ = ["CodedMaskDesign", "train_coded_masks", "PHASE_SCALE"]
 
 Tensor = torch.Tensor
 #: phases are stored divided by this scale (module docstring)
-PHASE_SCALE = 5.0
+PHASE_SCALE = 50.0
 
 
 class CodedMaskDesign(nn.Module):
