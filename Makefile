@@ -11,7 +11,7 @@ QT     ?= pyqt6
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch
-	$(PY) -m pip install -q -c constraints.txt -e ".[$(QT),formats,testing]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[$(QT),formats,bm3d,testing]"
 	touch $(STAMP)
 
 run: $(STAMP)
