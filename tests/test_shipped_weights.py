@@ -45,11 +45,20 @@ def test_the_product_ships_the_weights_issue_4_names():
     assert any(t == "unrolled" and a != "varnet" for t, a in tasks), names
 
 
+#: the size limits of shipped weights: 40 MB a file, 150 MB in all
+MAX_FILE_BYTES, MAX_TOTAL_BYTES = 40 * 10**6, 150 * 10**6
+
+
+def test_shipped_weights_stay_within_the_total_size():
+    total = sum((MANIFEST.parent / e.file).stat().st_size for e in ENTRIES.values())
+    assert total < MAX_TOTAL_BYTES, f"{total / 1e6:.1f} MB of shipped weights"
+
+
 @pytest.mark.parametrize("name", sorted(ENTRIES))
 def test_weights_file_is_small_matches_manifest_and_records_its_command(name):
     e = ENTRIES[name]
     path = MANIFEST.parent / e.file
-    assert path.stat().st_size < 10 * 2**20
+    assert path.stat().st_size < MAX_FILE_BYTES
     assert sha256_file(path) == e.sha256
     assert e.train_command.startswith("napari-invrec train ")
     assert e.seed is not None and e.data
