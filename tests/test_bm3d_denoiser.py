@@ -58,3 +58,11 @@ def test_pnp_with_bm3d_beats_the_measurement_on_inpainting():
                          threads=1)
     zero_filled = ir.reconstruct(y, op, "adjoint", reference=x)
     assert float(res.metrics["psnr"]) > float(zero_filled.metrics["psnr"]) + 1.0
+
+
+def test_best_for_this_data_leaves_the_slow_bm3d_out_of_its_candidates():
+    from napari_invrec.engine.autotune import candidates_for
+
+    op = ir.make_operator("inpaint", (32, 32), keep=0.5)
+    names = {kw.get("denoiser") for _, kw in candidates_for(op)}
+    assert names and "bm3d" not in names and "tv" in names

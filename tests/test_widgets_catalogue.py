@@ -63,7 +63,7 @@ def test_coded_phase_is_not_a_stack(make_napari_viewer, truth, wait_idle):
     assert added[0].data.shape == (6, 32, 32)
     assert not w.stack_mode.visible
     assert set(w.method.choices) == {"gerchberg-saxton", "hio", "wirtinger-flow", "csgm",
-                                     "dps"}
+                                     "dps", "unrolled-phase"}
     _run(w, wait_idle, "wirtinger-flow", iters=200)
     res = viewer.layers["wirtinger-flow · phase"]
     assert res.data.shape == (32, 32)

@@ -38,7 +38,7 @@ from .tv import prox_tv
 Tensor = torch.Tensor
 
 __all__ = ["Denoiser", "TVDenoiser", "GaussianDenoiser", "BM3DDenoiser", "NetworkDenoiser",
-           "BUILTIN",
+           "BUILTIN", "SLOW_DENOISERS",
            "denoiser_names", "get_denoiser", "register_denoiser", "DEFAULT_DENOISER"]
 
 
@@ -235,6 +235,8 @@ class NetworkDenoiser:
 
 BUILTIN: dict[str, type] = {"tv": TVDenoiser, "gaussian": GaussianDenoiser,
                             "bm3d": BM3DDenoiser}
+#: denoisers of seconds per call, left out of automatic searches ("best for this data")
+SLOW_DENOISERS = ("bm3d",)
 #: the shipped network the plug-and-play methods and diffusion samplers use by default: a
 #: DRUNet trained on photographs and synthetic images over sigma 0.002-2 (README weights table)
 DEFAULT_DENOISER = "drunet-general"

@@ -318,13 +318,17 @@ LEARNED_CANDIDATES = ("pnp-admm", "dpir")
 
 def candidates_for(op: Any) -> list[tuple[str, dict]]:
     """The learned candidates of :func:`best_steps` for ``op``: each of
-    :data:`LEARNED_CANDIDATES` the operator supports, once per installed denoiser."""
+    :data:`LEARNED_CANDIDATES` the operator supports, once per installed denoiser (but the
+    slow ones, :data:`~..core.denoisers.SLOW_DENOISERS`)."""
+    from ..core.denoisers import SLOW_DENOISERS
+
     out = []
     for m in LEARNED_CANDIDATES:
         spec = get_method(m)
         if not spec.supports(op.name):
             continue
-        for d in _choices(spec.params, "denoiser") or [None]:
+        for d in [d for d in _choices(spec.params, "denoiser") or [None]
+                  if d not in SLOW_DENOISERS]:
             out.append((m, {} if d is None else {"denoiser": d}))
     return out
 
