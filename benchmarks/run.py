@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-SECTIONS = ("solver", "gui", "catalogue", "learned", "diffusion", "formats", "quality",
+SECTIONS = ("solver", "gui", "catalogue", "learned", "denoise", "diffusion", "formats", "quality",
             "calibration", "batch", "volumes", "tiles", "slices", "versus", "train", "phase",
             "acquisition", "selfsup")
 NO_FLAGS = ("solver", "gui")  # sections whose main() takes no flags

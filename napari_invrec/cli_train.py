@@ -50,7 +50,9 @@ def add_train_parser(sub: Any) -> None:
                    help="architecture from napari_invrec.core.models (default drunet)")
     p.add_argument("--arch-kwargs", default="{}", metavar="JSON",
                    help='constructor arguments as JSON, e.g. \'{"width": 16}\'')
-    p.add_argument("--data", default="mixed", help="training data spec (default mixed)")
+    p.add_argument("--data", default="mixed",
+                   help="training data spec (default mixed); append +aug (e.g. general+aug) "
+                        "to vary the pixel size, contrast, gamma, polarity and blur")
     p.add_argument("--steps", type=int, default=1000, help="optimiser steps (default 1000)")
     p.add_argument("--batch", type=int, default=16, help="patches per step (default 16)")
     p.add_argument("--patch", type=int, default=48, help="patch size in pixels (default 48)")

@@ -231,3 +231,28 @@ def test_end_to_end_records_its_operator():
     assert entry.operator["params"]["sigma"] == 1.0
     assert "eng-e2e" in weights_names(task="end-to-end", operator="blur")
     assert "--operator blur" in train_command(spec)
+
+
+def test_augmented_data_train_arrays_and_are_refused_where_they_would_alter_the_noise(
+        tmp_path, clean_atoms, monkeypatch):
+    """``+aug`` varies clean images (here a layer's arrays); Noise2Self's noisy data and
+    measurements are used as they are, so it is refused there before anything is written."""
+    from napari_invrec.core.training.datasets import AugmentedPatches
+    from napari_invrec.engine.training import prepare_training
+
+    spec = _spec("eng-aug", data="arrays:layer+aug", steps=2, out=str(tmp_path / "a.pt"),
+                 register=False)
+    from napari_invrec.core.training import loops
+
+    sources = []
+    real = loops.train_denoiser
+    monkeypatch.setattr(loops, "train_denoiser",
+                        lambda model, source, **kw: sources.append(source) or real(
+                            model, source, **kw))
+    prepare_training(spec, arrays=list(clean_atoms)).loop.close()
+    assert isinstance(sources[0], AugmentedPatches) and sources[0].spec == "arrays:layer+aug"
+    for data, task in (("arrays:layer+aug", "noise2self"), ("measurements:m+aug", "unrolled")):
+        with pytest.raises(InputError, match=r"drop '\+aug'"):
+            prepare_training(dataclasses.replace(spec, data=data, task=task),
+                             arrays=list(clean_atoms) if task == "noise2self" else None)
+    assert not any(tmp_path.iterdir())

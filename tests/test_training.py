@@ -301,3 +301,40 @@ def test_general_source_mixes_domains(monkeypatch):
     assert a.shape == (200, 1, 24, 24)
     assert counts["natural"] + counts["synthetic"] == 200
     assert 70 < counts["natural"] < 130
+
+
+def test_augmented_source_varies_scale_and_intensity_within_unit_range():
+    """``+aug`` cuts patches at sizes between p/2 and 2p (resized to p) and changes their
+    intensities, staying in [0, 1] and reproducible from the generator's seed."""
+    from napari_invrec.core.training.datasets import AugmentedPatches
+
+    src = make_source("natural+aug")
+    assert isinstance(src, AugmentedPatches) and src.spec.endswith("+aug")
+    sizes = []
+    orig = src.base._one
+
+    def recorded(q, rng):
+        sizes.append(q)
+        return orig(q, rng)
+
+    src.base._one = recorded
+    a = src.sample(300, 32, np.random.default_rng(4))
+    assert a.shape == (300, 1, 32, 32)
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+    assert min(sizes) >= 16 and max(sizes) <= 64
+    assert sum(q < 32 for q in sizes) > 100 and sum(q > 32 for q in sizes) > 100
+    plain = make_source("natural").sample(300, 32, np.random.default_rng(4))
+    # contrast a*x + b with a < 1 and gamma shrink or stretch the range of many patches
+    spread = (a.amax((1, 2, 3)) - a.amin((1, 2, 3))).numpy()
+    spread0 = (plain.amax((1, 2, 3)) - plain.amin((1, 2, 3))).numpy()
+    assert np.mean(spread < 0.5) > np.mean(spread0 < 0.5) + 0.1
+    b = make_source("natural+aug").sample(300, 32, np.random.default_rng(4))
+    assert torch.equal(a, b)
+
+
+def test_augmented_source_caps_the_crop_at_the_smallest_image_and_refuses_twice():
+    src = make_source("skimage:text+aug")  # 172 x 448
+    assert src.largest_patch() == 172
+    assert src.sample(8, 150, np.random.default_rng(0)).shape == (8, 1, 150, 150)
+    with pytest.raises(InputError, match=r"\+aug"):
+        make_source("natural+aug+aug")

@@ -156,6 +156,16 @@ def test_score_model_with_log_uniform_levels_on_general_data(make_napari_viewer,
     e = read_manifest()["gui-score"]
     assert "--sigma-dist log-uniform" in e.train_command and "--data general" in e.train_command
     assert e.metrics["val_psnr"] > 0 and len(w.history["step"]) == 20
+    # fine-tuning those weights on augmented patches: both recorded in the command
+    _set(w, augment=True, init_weights="gui-score", weights_name="gui-score-ft", steps=10)
+    assert w.spec().data == "general+aug"
+    w.train()
+    wait_idle(w, 60000)
+    ft = read_manifest()["gui-score-ft"]
+    assert "--data general+aug" in ft.train_command
+    assert "--init-weights gui-score" in ft.train_command
+    w.task.value = "noise2self"  # noisy data are used as they are
+    assert not w._augmentable()
 
 
 def test_vae_for_csgm(make_napari_viewer, wait_idle, notes):

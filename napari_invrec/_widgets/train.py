@@ -23,6 +23,7 @@ from typing import Any
 import napari
 import numpy as np
 from magicgui.widgets import (
+    CheckBox,
     ComboBox,
     Container,
     FloatSpinBox,
@@ -114,6 +115,10 @@ class TrainWidget(Container):
                                         "data), or a measurement layer; only read")
         self.folder = LineEdit(value="", name="folder", label="folder",
                                tooltip="folder of .tif/.png/.npy images")
+        self.augment = CheckBox(value=False, name="augment", label="vary scale, contrast",
+                                tooltip="cut patches at 1/2-2x their size and vary gamma, "
+                                "contrast, polarity and blur (data spec '+aug'), so that the "
+                                "network does not learn one pixel size or intensity range")
         self.arch = ComboBox(value="drunet", choices=list(DENOISER_ARCHS), name="arch",
                              label="network")
         self.op_panel = OperatorPanel(viewer, list_operators(linear=True) + ["phase"],
@@ -161,13 +166,17 @@ class TrainWidget(Container):
                                            "weights)")
         self.resume = LineEdit(value="", name="resume", label="resume from",
                                tooltip="checkpoint to continue from (empty: start afresh)")
+        self.init_weights = LineEdit(value="", name="init_weights", label="fine-tune from",
+                                     tooltip="installed weights of the same network to start "
+                                     "from (empty: a random initialisation)")
         self.train_button = PushButton(text="Train", name="train_button")
         self.cancel_button = PushButton(text="Cancel", name="cancel_button", enabled=False)
         buttons = Container(widgets=[self.train_button, self.cancel_button],
                             layout="horizontal", labels=False, name="buttons")
         self.status = Label(value="", name="status")
         self.extend([labelled(self.task, name="task_box"), heading("data"),
-                     labelled(self.source, self.layer, self.folder, name="data_box"),
+                     labelled(self.source, self.layer, self.folder, self.augment,
+                              name="data_box"),
                      heading("network"), labelled(self.arch, self.net_width, name="net_box"),
                      self.op_panel,
                      labelled(self.noise_sigma, self.init, self.supervision,
@@ -178,7 +187,8 @@ class TrainWidget(Container):
                               self.device,
                               name="schedule_box"),
                      heading("output"),
-                     labelled(self.weights_name, self.checkpoint, self.resume, name="out_box"),
+                     labelled(self.weights_name, self.checkpoint, self.resume,
+                              self.init_weights, name="out_box"),
                      buttons, self.status])
         self.status.native.setWordWrap(True)
         self.plot = PlotCanvas(height=200)
@@ -224,8 +234,14 @@ class TrainWidget(Container):
             (unrolled or acquisition or e2e or dirac) and not measured
         self.init.visible = e2e
         self.supervision.visible = unrolled
+        self.augment.visible = self._augmentable()
         if unrolled and measured and self.supervision.value == "supervised":
             self.supervision.value = "ssdu"
+
+    def _augmentable(self) -> bool:
+        """Whether the data are clean images that ``+aug`` may vary (not Noise2Self's noisy
+        data, not measurements)."""
+        return self.task.value != "noise2self" and self.source.value != MEASUREMENTS
 
     def _on_source(self, *_: Any) -> None:
         self.layer.visible = self.source.value in (LAYER, MEASUREMENTS)
@@ -238,6 +254,10 @@ class TrainWidget(Container):
         src = str(self.source.value)
         if src == MEASUREMENTS:
             return f"measurements:{self._measurement_layer().name}"
+        aug = "+aug" if self._augmentable() and self.augment.value else ""
+        return self._image_spec(src) + aug
+
+    def _image_spec(self, src: str) -> str:
         if src == LAYER:
             layer = self.layer.value
             if layer is None:
@@ -331,7 +351,8 @@ class TrainWidget(Container):
                          val_every=max(1, int(self.steps.value) // 20),
                          name=self.weights_name.value.strip(),
                          checkpoint=self.checkpoint.value.strip() or None,
-                         resume=self.resume.value.strip() or None)
+                         resume=self.resume.value.strip() or None,
+                         init_weights=self.init_weights.value.strip() or None)
 
     # ------------------------------------------------------------------ actions
     @guarded

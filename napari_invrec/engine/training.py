@@ -75,7 +75,9 @@ class TrainSpec:
 
     ``data`` is a :func:`~napari_invrec.core.training.datasets.make_source` spec (``atoms``,
     ``phantoms``, ``mixed``, ``natural``, ``skimage:NAME,..``, ``folder:PATH``) or
-    ``"arrays"`` / ``"arrays:LABEL"`` when the images are passed in (e.g. a napari layer).
+    ``"arrays"`` / ``"arrays:LABEL"`` when the images are passed in (e.g. a napari layer);
+    any of them with ``+aug`` for varied pixel sizes and intensities
+    (:class:`~napari_invrec.core.training.datasets.AugmentedPatches`).
     """
 
     task: str = "denoiser"
@@ -315,7 +317,7 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
     """The loop generator of ``spec.task``, the operator spec (operator tasks) and extra meta
     (for ``acquisition``, ``extra["design"]`` is the design being learned)."""
     from ..core.training import loops
-    from ..core.training.datasets import ArrayPatches, make_source
+    from ..core.training.datasets import ArrayPatches, AugmentedPatches, make_source
 
     common = {"steps": int(spec.steps), "batch": int(spec.batch), "patch": int(spec.patch),
               "lr": float(spec.lr), "seed": int(spec.seed), "device": dev,
@@ -323,7 +325,11 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
               "checkpoint_every": int(spec.checkpoint_every)}
     if stack is not None:
         return measurement_loop(spec, model, stack, dev, common)
+    augmented = spec.data.endswith("+aug")
     if spec.task == "noise2self":
+        if augmented:
+            raise InputError("noise2self learns from the noisy data as it is: drop '+aug' "
+                             "(its scale, contrast and blur changes alter the noise)")
         if spec.arch in RESIDUAL_ARCHITECTURES:
             raise InputError(f"{spec.arch} predicts the noise and subtracts it (identity skip); "
                              "trained self-supervised it would pass the noise through when "
@@ -347,7 +353,8 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
         loop = loops.train_noise2self(model, arrays, sigma=sigma, **common)
         return loop, None, {"data_sigma": sigma}
     if arrays is not None:
-        source = ArrayPatches(arrays, spec=spec.data)
+        source = ArrayPatches(arrays, spec=spec.data.removesuffix("+aug"))
+        source = AugmentedPatches(source) if augmented else source
     else:
         source = make_source(spec.data, seed=spec.seed)
     if spec.task == "vae":
@@ -413,12 +420,16 @@ def prepare_training(spec: TrainSpec, *, arrays: Any = None,
     spec = dataclasses.replace(spec, arch_kwargs=_parse_kwargs(spec.arch_kwargs, "arch_kwargs"),
                                op_params=_parse_kwargs(spec.op_params, "op_params"))
     _check_scalars(spec)
+    if spec.data.endswith("+aug") and spec.data.startswith("measurements"):
+        raise InputError("'+aug' varies clean training images; measurements are used as "
+                         "they are: drop '+aug'")
     spec = stack_spec(spec, measurements)
     if spec.supervision == "ssdu" and _takes(spec.arch, "final_dc"):
         # measurement splitting needs the final data-consistency step (recorded in kwargs)
         spec.arch_kwargs.setdefault("final_dc", True)
     _check_arch(spec)
-    is_arrays = spec.data == "arrays" or spec.data.startswith("arrays:")
+    base = spec.data.removesuffix("+aug")
+    is_arrays = base == "arrays" or base.startswith("arrays:")
     if is_arrays and arrays is None:
         raise InputError(f"data {spec.data!r} needs images: pick an image layer or pass arrays")
     if arrays is not None and not is_arrays:

@@ -5,7 +5,9 @@ tensor ``(n, 1, p, p)`` with values in :math:`[0, 1]`. All randomness comes from
 ``numpy.random.Generator`` passed to :meth:`PatchSource.sample`, so the same generator state
 always gives the same patches (the training loops seed one generator per step, which makes runs
 reproducible and resumable). Every patch is augmented by a random element of the dihedral group
-:math:`D_4` (a transpose-flip and one of four rotations by :math:`k \cdot 90^\circ`).
+:math:`D_4` (a transpose-flip and one of four rotations by :math:`k \cdot 90^\circ`). A spec
+ending in ``+aug`` (:class:`AugmentedPatches`) also varies the pixel size, contrast, gamma,
+polarity and sharpness of every patch.
 
 Data rules: shipped models may be trained only on the project's synthetic generators
 (:mod:`napari_invrec.core.data`) and the scikit-image images in :data:`ALLOWED_SKIMAGE_IMAGES`
@@ -25,8 +27,8 @@ from ..data.phantoms import random_atoms, random_ellipses
 from ..errors import InputError
 
 __all__ = ["ALLOWED_SKIMAGE_IMAGES", "PatchSource", "SyntheticPatches", "ImagePatches",
-           "ArrayPatches", "FolderPatches", "GeneralPatches", "make_source", "load_skimage",
-           "to_gray01", "augment"]
+           "ArrayPatches", "FolderPatches", "GeneralPatches", "AugmentedPatches", "make_source",
+           "load_skimage", "to_gray01", "augment"]
 
 ALLOWED_SKIMAGE_IMAGES: tuple[str, ...] = (
     "astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "page", "text", "grass",
@@ -128,6 +130,10 @@ class PatchSource:
     def _one(self, p: int, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
+    def largest_patch(self) -> int | None:
+        """The largest patch side this source can cut (``None``: no limit)."""
+        return None
+
     def sample(self, n: int, p: int, rng: np.random.Generator,
                device: torch.device | str | None = None) -> torch.Tensor:
         """Draw ``n`` augmented patches of size ``p`` using ``rng``.
@@ -209,6 +215,9 @@ class ArrayPatches(PatchSource):
         area = np.array([i.size for i in imgs], dtype=np.float64)
         self._prob = area / area.sum()
 
+    def largest_patch(self) -> int | None:
+        return min(min(i.shape) for i in self.images)
+
     def _one(self, p: int, rng: np.random.Generator) -> np.ndarray:
         img = self.images[int(rng.choice(len(self.images), p=self._prob))]
         if min(img.shape) < p:
@@ -245,6 +254,63 @@ class GeneralPatches(PatchSource):
     def _one(self, p: int, rng: np.random.Generator) -> np.ndarray:
         src = self.natural if rng.random() < 0.5 else self.synthetic
         return src._one(p, rng)
+
+    def largest_patch(self) -> int | None:
+        return self.natural.largest_patch()
+
+
+class AugmentedPatches(PatchSource):
+    r"""Patches of ``base`` with their pixel size, intensities and sharpness varied (``+aug``).
+
+    Each patch is drawn from ``base`` at a size :math:`q = \mathrm{round}(p\,s)` with a scale
+    :math:`s` log-uniform in :math:`[1/2, 2]` and resized to :math:`p` (anti-aliased when it
+    shrinks), so that a network sees structures at many pixel sizes; then, each with
+    probability 1/2 (1/8 for the inversion, 1/5 for the blur) and in this order:
+
+    * gamma :math:`x \mapsto x^{\gamma}`, :math:`\gamma` log-uniform in :math:`[1/2, 2]`;
+    * contrast :math:`x \mapsto a x + b`, :math:`a \sim U[0.3, 1]`, :math:`b \sim U[0, 1-a]`;
+    * polarity :math:`x \mapsto 1 - x`;
+    * Gaussian blur of std :math:`U[0.3, 1.5]` px.
+
+    Every step maps :math:`[0, 1]` into itself, so the patches stay in :math:`[0, 1]`.
+    """
+
+    def __init__(self, base: PatchSource) -> None:
+        if isinstance(base, AugmentedPatches):
+            raise InputError("a training data spec takes '+aug' once")
+        self.base = base
+        self.spec = f"{base.spec}+aug"
+        self.seed = getattr(base, "seed", 0)
+
+    def largest_patch(self) -> int | None:
+        return self.base.largest_patch()
+
+    def _one(self, p: int, rng: np.random.Generator) -> np.ndarray:
+        from torch.nn.functional import interpolate
+
+        q = max(4, int(round(p * float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))))))
+        q = min(q, max(p, self.base.largest_patch() or q))
+        patch = np.asarray(self.base._one(q, rng), dtype=np.float32)
+        if q != p:
+            t = torch.from_numpy(np.ascontiguousarray(patch))[None, None]
+            patch = interpolate(t, size=(p, p), mode="bilinear", align_corners=False,
+                                  antialias=q > p)[0, 0].clamp(0.0, 1.0).numpy()
+        if rng.random() < 0.5:
+            patch = np.power(np.clip(patch, 0.0, 1.0),
+                             float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))))
+        if rng.random() < 0.5:
+            a = rng.uniform(0.3, 1.0)
+            patch = a * patch + rng.uniform(0.0, 1.0 - a)
+        if rng.random() < 0.125:
+            patch = 1.0 - patch
+        if rng.random() < 0.2:
+            from scipy.ndimage import gaussian_filter
+
+            patch = gaussian_filter(patch, rng.uniform(0.3, 1.5), mode="reflect")
+        return np.clip(patch, 0.0, 1.0).astype(np.float32)
+
+    def patches(self, n: int, p: int, seed: int | None = None) -> torch.Tensor:
+        return super().patches(n, p, self.seed if seed is None else seed)
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -283,7 +349,8 @@ def make_source(spec: str, seed: int = 0) -> PatchSource:
 
     ``"atoms"``, ``"phantoms"``, ``"mixed"`` (synthetic), ``"natural"`` (all allowed
     scikit-image images), ``"general"`` (:class:`GeneralPatches`: natural and synthetic),
-    ``"skimage:camera,coins"`` or ``"folder:/path"``.
+    ``"skimage:camera,coins"`` or ``"folder:/path"``; any of them followed by ``+aug``
+    (:class:`AugmentedPatches`: pixel size, contrast, gamma, polarity and blur varied).
 
     Raises
     ------
@@ -291,6 +358,8 @@ def make_source(spec: str, seed: int = 0) -> PatchSource:
         For an unknown spec or a disallowed scikit-image name.
     """
     s = spec.strip()
+    if s.endswith("+aug"):
+        return AugmentedPatches(make_source(s[:-len("+aug")], seed))
     if s in SyntheticPatches.KINDS:
         return SyntheticPatches(s, seed)
     if s == "natural":
@@ -305,4 +374,5 @@ def make_source(spec: str, seed: int = 0) -> PatchSource:
     if s.startswith("folder:"):
         return FolderPatches(s[len("folder:"):])
     raise InputError(f"unknown training data {spec!r}; use atoms, phantoms, mixed, natural, "
-                     "general, skimage:NAME[,NAME...] or folder:PATH")
+                     "general, skimage:NAME[,NAME...] or folder:PATH, each optionally followed "
+                     "by +aug")
