@@ -17,6 +17,10 @@ never used to train or tune a shipped network) the measurement is simulated with
 Printed per task: mean PSNR of each method, its gain over TV and its worst per-image margin.
 The target of issue 4: the best learned method beats TV by >= 1 dB on average and is below it
 on no image. ``benchmarks/run.py learned --write-readme`` stores the table in README.md.
+
+``--size=256`` runs at another size, ``--methods=dpir,pnp-admm`` a subset, and
+``--den=NAME[,NAME]`` adds ``dpir`` and ``pnp-admm`` rows with other installed denoisers (e.g.
+one being trained) next to the defaults.
 """
 
 from __future__ import annotations
@@ -122,12 +126,21 @@ def markdown(rows: list[dict], images=None, size: int = SIZE) -> str:
     return "\n".join(out)
 
 
+def _flag(argv: list[str], name: str) -> str | None:
+    return next((a.split("=", 1)[1] for a in argv if a.startswith(f"--{name}=")), None)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    print(f"== learned priors vs TV on held-out images ({SIZE} px, noise {NOISE})")
-    rows = bench_learned(methods=LEARNED + (SLOW if "--with-dip" in argv else ()),
-                         references={} if "--no-bm3d" in argv else None)
-    if "--write-readme" in argv:
+    size = int(_flag(argv, "size") or SIZE)
+    methods = tuple(m for m in (_flag(argv, "methods") or "").split(",") if m) or (
+        LEARNED + (SLOW if "--with-dip" in argv else ()))
+    refs = {} if "--no-bm3d" in argv else dict(REFERENCES)
+    for den in (d for d in (_flag(argv, "den") or "").split(",") if d):
+        refs |= {f"{m} ({den})": (m, {"denoiser": den}) for m in ("dpir", "pnp-admm")}
+    print(f"== learned priors vs TV on held-out images ({size} px, noise {NOISE})")
+    rows = bench_learned(size=size, methods=methods, references=refs)
+    if "--write-readme" in argv and size == SIZE and methods == LEARNED:
         from napari_invrec.engine.catalogue import replace_block
 
         readme = Path(__file__).resolve().parents[1] / "README.md"
