@@ -217,3 +217,18 @@ def test_folds_run_as_one_batch_with_the_same_estimate(family, kw):
     # same folds, same iterations: float32 sums in another order at most
     assert batched.mse == pytest.approx(single.mse, rel=1e-4)
     assert batched.evaluations == single.evaluations
+
+
+def test_smoothed_minimum_is_the_vertex_of_the_fitted_parabola():
+    """Exact on a parabola in log10(v) (five nearest points), clipped to their span, and
+    absent where the points are too few or the fit is not convex."""
+    from napari_invrec.engine.autotune import _smoothed_minimum
+
+    t0 = math.log10(2.6e-3)
+    vs = [10 ** t for t in np.linspace(-4, -1.5, 8)]
+    scored = {v: 3.0 * (math.log10(v) - t0) ** 2 - 7.9 for v in vs}
+    assert math.log10(_smoothed_minimum(scored)) == pytest.approx(t0, abs=1e-9)
+    edge = {v: (math.log10(v) + 6.0) ** 2 for v in vs}  # minimum far left of the points
+    assert _smoothed_minimum(edge) == pytest.approx(vs[0], rel=1e-9)
+    assert _smoothed_minimum({v: -s for v, s in scored.items()}) is None
+    assert _smoothed_minimum(dict(list(scored.items())[:3])) is None

@@ -6,9 +6,10 @@ folds and probes for every candidate, so differences between candidates are pair
 * :func:`autotune_steps` searches a method's main hyperparameters (:data:`TUNABLE`): a
   continuous strength on a log scale, first on a coarse grid of :data:`COARSE` points spanning
   :data:`SPAN` decades around the default (extended outwards while the best point sits on an
-  edge), then by golden-section search inside the best point's bracket until ``budget`` trials
-  are spent; a network choice (``denoiser``) is searched as a category, each option with its
-  share of the budget.
+  edge), then by golden-section search inside the best point's bracket, and its last trial at
+  the minimum of a parabola fitted to the scores nearest the best (the estimate's noise
+  averaged over them: :func:`_smoothed_minimum`), which is the choice; a network choice
+  (``denoiser``) is searched as a category, each option with its share of the budget.
 * :func:`rank_steps` scores candidate runs (methods at their defaults or tuned), orders them by
   estimated error and says how sure each step of the order is
   (:func:`~.quality.paired_confidence`).
@@ -25,6 +26,8 @@ import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from ..core.errors import InputError
 from ..core.methods import get_method
@@ -155,6 +158,28 @@ def _clip(f: dataclasses.Field, v: float, lo: Any, hi: Any) -> Any:
     return float(v)
 
 
+def _smoothed_minimum(scored: dict) -> float | None:
+    r"""The minimum of a parabola in :math:`t = \log_{10} v` fitted by least squares to the
+    (at most five) scored points nearest the best one, clipped to their span; ``None`` when
+    fewer than four points or the parabola is not convex.
+
+    Near its optimum an estimate's curve is flat and its Monte-Carlo noise comparable to the
+    differences between neighbours: the fitted minimum averages that noise over the points,
+    where the smallest single score would chase it.
+    """
+    xs = sorted(v for v in scored if v > 0)
+    if len(xs) < 4:
+        return None
+    i = xs.index(min(xs, key=scored.get))
+    lo = max(0, min(i - 2, len(xs) - 5))
+    pts = xs[lo:lo + 5]
+    t = [math.log10(v) for v in pts]
+    a, b, _ = np.polyfit(t, [scored[v] for v in pts], 2)
+    if not a > 0:
+        return None
+    return 10 ** min(max(-b / (2 * a), t[0]), t[-1])
+
+
 def autotune_steps(y: Any, op: Any, method: str, params: Any = None, *, budget: int = 10,
                    seed: int = 0, noise: dict | None = None, sigma: float | None = None,
                    estimator: str = "auto", folds: int = 3, probes: int = 1,
@@ -219,6 +244,7 @@ def autotune_steps(y: Any, op: Any, method: str, params: Any = None, *, budget: 
         return t
 
     share = max(3, budget // len(options))
+    chosen: dict[Any, Trial] = {}
     for opt in options:
         fixed = {cats[0]: opt} if opt is not None else {}
         if not cont:
@@ -250,7 +276,10 @@ def autotune_steps(y: Any, op: Any, method: str, params: Any = None, *, budget: 
             t = yield from score({**fixed, name: v})
             scored[v] = t.estimate.score
             left -= 1
-        # golden-section refinement in log space inside the best bracket
+        # golden-section refinement in log space inside the best bracket (one trial kept
+        # for the smoothed minimum when there are enough)
+        fit = left >= 2
+        left -= int(fit)
         while left > 0 and len(trials) < budget:
             xs = sorted(scored)
             i = xs.index(min(scored, key=scored.get))
@@ -265,7 +294,13 @@ def autotune_steps(y: Any, op: Any, method: str, params: Any = None, *, budget: 
                 break
             t = yield from score({**fixed, name: v})
             scored[v] = t.estimate.score
+        vertex = _smoothed_minimum(scored) if fit and len(trials) < budget else None
+        if vertex is not None:
+            v = _clip(f, vertex, f.metadata.get("min"), f.metadata.get("max"))
+            chosen[opt] = yield from score({**fixed, name: v})
     best = min(trials, key=lambda t: t.estimate.score)
+    if chosen:  # the smoothed minimum of the option whose trials scored best
+        best = chosen.get(best.values.get(cats[0]) if cats else None, best)
     p_best = make_params(spec.params, **{**dataclasses.asdict(p0), **best.values})
     return AutotuneResult(method, p_best, dict(best.values), best.estimate, trials)
 
