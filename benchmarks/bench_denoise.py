@@ -115,9 +115,10 @@ def main(flags: list[str] | None = None) -> None:
                 d = np.asarray(rows[name]) - np.asarray(rows["bm3d"])
                 se = float(d.std(ddof=1) / math.sqrt(len(d)))
                 gains.append(f"{d.mean():+8.2f} ({se:4.2f})      {int((d < 0).sum()):>5d}")
+            per = " ".join(f"{a - b:+.2f}" for a, b in zip(rows[default], rows["bm3d"]))
             print(f"{n:5d} {sigma:6.3f} {m['noisy']:6.2f} {m['tv']:6.2f} {m['bm3d']:6.2f} "
-                  + " ".join(f"{m[k]:18.2f}" for k in nets) + " " + " ".join(gains),
-                  flush=True)
+                  + " ".join(f"{m[k]:18.2f}" for k in nets) + " " + " ".join(gains)
+                  + f"   per image {per}", flush=True)
     print("seconds denoising: " + ", ".join(f"{k} {v:.0f}" for k, v in timing.items())
           + f"; section {time.perf_counter() - t0:.0f} s (target: gain > 0 on every row)")
 

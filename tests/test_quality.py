@@ -232,3 +232,27 @@ def test_smoothed_minimum_is_the_vertex_of_the_fitted_parabola():
     assert _smoothed_minimum(edge) == pytest.approx(vs[0], rel=1e-9)
     assert _smoothed_minimum({v: -s for v, s in scored.items()}) is None
     assert _smoothed_minimum(dict(list(scored.items())[:3])) is None
+
+
+def test_unmeasured_columns_take_the_held_out_error_at_their_own_frequency():
+    """Per-column errors that grow linearly with |k| are interpolated exactly between the
+    held-out columns' frequencies (constant beyond them): the sum over never-measured columns
+    is the true one, where the held-out mean would stand for them at the held-out level."""
+    from napari_invrec.engine.splitting import _unmeasured_column_error
+
+    h, w, sigma = 8, 16, 0.1
+    freq = np.abs(np.arange(w) - w // 2)
+    cols = np.zeros(w, bool)
+    cols[[2, 6, 7, 8, 9, 15]] = True            # measured (freq 6, 2, 1, 0, 1, 7)
+    held = torch.zeros(h, w, dtype=torch.bool)
+    held[:, [6, 2, 15]] = True                   # held out: freq 2, 6, 7
+    err = torch.as_tensor(0.01 * freq, dtype=torch.float32)  # squared error per sample
+    y = torch.zeros(1, 1, h, w, dtype=torch.complex64)
+    pred = (err.sqrt() + 0j).expand(1, 1, h, w) * torch.ones(1, 1, h, 1)
+    # the targets' noise variance is subtracted from the held-out errors
+    got = _unmeasured_column_error(pred, y, held, cols, freq, sigma)
+    unmeasured = freq[~cols]
+    expected = (0.01 * np.clip(unmeasured, 2, 7)).sum() - sigma ** 2 * unmeasured.size
+    assert got == pytest.approx(expected, rel=1e-5)
+    naive = (0.01 * np.array([2, 6, 7])).mean() * unmeasured.size
+    assert abs(naive - expected) > 0.05  # the frequency match matters here

@@ -69,6 +69,29 @@ def _split_plan(op: Any) -> tuple[torch.Tensor, torch.Tensor | None, Callable]:
     return valid, groups, reduced
 
 
+def _unmeasured_column_error(pred: torch.Tensor, y_t: torch.Tensor, held: torch.Tensor,
+                             cols: np.ndarray, freq: np.ndarray, sigma: float) -> float:
+    r"""Summed per-sample error over the never-measured k-space columns, each given the
+    held-out error at its own frequency :math:`|k|` (linear interpolation between the
+    held-out columns' frequencies, constant beyond them).
+
+    Variable-density patterns measure low frequencies more often, so the held-out columns
+    are mostly lower in frequency than the never-measured ones: their mean error would stand
+    for the high frequencies at the error level of the low ones (a prior that fills mid
+    frequencies well and invents the high ones wrongly would look best). Matched by
+    frequency, held-out and never-measured columns are exchangeable again.
+    """
+    hcols = held.any(0).cpu().numpy()
+    d = (pred - y_t).abs().square()
+    per_col = d.mean(dim=tuple(i for i in range(d.dim()) if i != d.dim() - 1)).cpu().numpy()
+    e = per_col[hcols] - sigma * sigma
+    fk = freq[hcols]
+    uniq = np.unique(fk)
+    curve = np.array([e[fk == u].mean() for u in uniq])
+    est = np.interp(freq[~cols], uniq, curve)
+    return float(est.sum())
+
+
 def _batched_folds(y_t: torch.Tensor, op: Any, f: Callable, masks: list[torch.Tensor],
                    reduced: Callable) -> torch.Tensor | None:
     """Predictions ``A x_k`` of every fold from one batched run (``None`` where the operator
@@ -99,7 +122,9 @@ def split_estimate(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds:
         \widehat{\rm MSE} = \big(c\,e_{\rm held}\,n_{\rm unmeasured}
         + (1+\delta)\,n\,\widehat{\rm MSE}_W\big)/n,
 
-    with :math:`c` the measurement entries per image sample (coils). Per-fold values pair
+    with :math:`c` the measurement entries per image sample (coils). For k-space columns
+    the first term is a sum over the never-measured columns, each at the held-out error of
+    its own frequency (:func:`_unmeasured_column_error`). Per-fold values pair
     with the same fold's GSURE probe. With ``batch`` the folds run as one batch where the
     operator stacks masks (:class:`~napari_invrec.core.operators.base.SampleMask`) and the
     method is deterministic (a stochastic method's batch holds its samples). Yields
@@ -114,7 +139,11 @@ def split_estimate(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds:
     measured = torch.as_tensor(op.mask, device=y_t.device) > 0
     unmeasured = n - int(measured.sum())
     per_sample = y_t.numel() // n
-    held_vals = []
+    held_vals, unmeasured_vals = [], []
+    if groups is not None:  # k-space columns: errors matched by frequency (see below)
+        cols = measured.reshape(-1, op.shape[1]).any(0).cpu().numpy()
+        freq = np.abs(np.arange(op.shape[1]) - op.shape[1] // 2)
+        rows_per_col = per_sample * op.shape[0]
     preds = _batched_folds(y_t, op, f, masks, reduced) if batch else None
     if preds is not None:
         yield len(masks), total
@@ -128,14 +157,17 @@ def split_estimate(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds:
             pred = preds[i:i + 1]
         h = held.expand(y_t.shape[2:])[None, None].expand_as(y_t)
         held_vals.append(risk.held_out_error(pred, y_t, h, sigma))
+        if groups is not None:
+            unmeasured_vals.append(rows_per_col * _unmeasured_column_error(
+                pred, y_t, held, cols, freq, sigma) / n)
     sure_vals = []
     for j in range(max(1, probes)):
         g = risk.gsure(y_t, op, f, sigma, n_probes=1, generator=gen, x_hat=x_hat)
         sure_vals.append(g.mse * (1 + g.details["delta"]))
         yield len(masks) + j + 1, total
     sure_mean = sum(sure_vals) / len(sure_vals)
-    vals = [(per_sample * e * unmeasured) / n + sure_vals[i % len(sure_vals)]
-            for i, e in enumerate(held_vals)]
+    outside = unmeasured_vals or [per_sample * e * unmeasured / n for e in held_vals]
+    vals = [u + sure_vals[i % len(sure_vals)] for i, u in enumerate(outside)]
     mean, se = risk.mean_se(vals)
     return risk.RiskEstimate(mean, se, "image", "splitting",
                              {"folds": len(held_vals), "values": vals,
