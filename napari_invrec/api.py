@@ -32,6 +32,7 @@ from .core.validation import check_image_array
 from .engine.device import choose_device, replay_device
 from .engine.execute import method_params_for, run_to_result
 from .engine.history import DEFAULT_BUDGET
+from .engine.quality import FOLDS
 from .engine.reproduce import RerunReport
 from .engine.runner import Result, measurement_plane, prepare_measurement
 
@@ -291,7 +292,7 @@ def _run_context(result: Result, y: Any = None) -> tuple:
 
 
 def estimate_quality(result: Result, y: Any = None, *, estimator: str = "auto",
-                     folds: int = 4, probes: int = 2, sigma: float | None = None,
+                     folds: int = FOLDS, probes: int = 2, sigma: float | None = None,
                      op: Any = None, progress: Any = None) -> Any:
     """Estimate the error of a run from its measurement alone (no ground truth).
 
@@ -334,7 +335,7 @@ def estimate_quality(result: Result, y: Any = None, *, estimator: str = "auto",
 
 def autotune(y: Any, op: Any, method: str, *, budget: int = 10, seed: int = 0,
              sigma: float | None = None, noise: dict | None = None, estimator: str = "auto",
-             folds: int = 3, probes: int = 1, normalise: str = "auto", progress: Any = None,
+             folds: int = FOLDS, probes: int = 1, normalise: str = "auto", progress: Any = None,
              cancel: threading.Event | None = None, **params: Any) -> Result:
     """Tune ``method``'s main hyperparameters on ``y`` without ground truth, then run it.
 
@@ -359,7 +360,7 @@ def autotune(y: Any, op: Any, method: str, *, budget: int = 10, seed: int = 0,
 
 
 def rank_methods(y: Any, op: Any, methods: list, *, seed: int = 0, sigma: float | None = None,
-                 noise: dict | None = None, estimator: str = "auto", folds: int = 4,
+                 noise: dict | None = None, estimator: str = "auto", folds: int = FOLDS,
                  probes: int = 2, normalise: str = "auto", progress: Any = None,
                  cancel: threading.Event | None = None) -> Any:
     """Order candidate runs on ``y`` by their ground-truth-free estimated error.

@@ -33,7 +33,13 @@ from ..core.errors import InputError
 from ..core.methods import get_method
 from ..core.params import make_params
 from .execute import drain
-from .quality import QualityEstimate, common_estimator, paired_confidence, quality_steps
+from .quality import (
+    FOLDS,
+    QualityEstimate,
+    common_estimator,
+    paired_confidence,
+    quality_steps,
+)
 
 __all__ = ["LEARNED_CANDIDATES", "candidates_for", "best_steps", "TUNABLE", "COARSE", "SPAN",
            "Trial", "AutotuneResult", "Ranking", "tunable_fields",
@@ -182,7 +188,7 @@ def _smoothed_minimum(scored: dict) -> float | None:
 
 def autotune_steps(y: Any, op: Any, method: str, params: Any = None, *, budget: int = 10,
                    seed: int = 0, noise: dict | None = None, sigma: float | None = None,
-                   estimator: str = "auto", folds: int = 3, probes: int = 1,
+                   estimator: str = "auto", folds: int = FOLDS, probes: int = 1,
                    normalise: str = "auto", cancel: threading.Event | None = None,
                    fields: tuple[str, ...] | None = None
                    ) -> Generator[Trial, None, AutotuneResult]:
@@ -306,7 +312,7 @@ def autotune_steps(y: Any, op: Any, method: str, params: Any = None, *, budget: 
 
 
 def rank_steps(y: Any, op: Any, candidates: list, *, seed: int = 0, noise: dict | None = None,
-               sigma: float | None = None, estimator: str = "auto", folds: int = 4,
+               sigma: float | None = None, estimator: str = "auto", folds: int = FOLDS,
                probes: int = 2, normalise: str = "auto",
                cancel: threading.Event | None = None
                ) -> Generator[Trial, None, Ranking]:
@@ -369,7 +375,7 @@ def candidates_for(op: Any) -> list[tuple[str, dict]]:
 
 
 def best_steps(y: Any, op: Any, *, budget: int = 8, seed: int = 0, noise: dict | None = None,
-               sigma: float | None = None, folds: int = 3, probes: int = 1,
+               sigma: float | None = None, folds: int = FOLDS, probes: int = 1,
                normalise: str = "auto", cancel: threading.Event | None = None
                ) -> Generator[Trial, None, Ranking]:
     """"Best for this data": tune the operator's default method (``budget`` candidates), then

@@ -28,7 +28,13 @@ import numpy as np
 from ..core.errors import InputError
 from ..core.threads import torch_threads
 from .compare import RunInfo, run_operator
-from .quality import QualityEstimate, common_estimator, paired_confidence, quality_steps
+from .quality import (
+    FOLDS,
+    QualityEstimate,
+    common_estimator,
+    paired_confidence,
+    quality_steps,
+)
 
 __all__ = ["FOLDS", "PROBES", "ESTIMATE_SEED", "RunContext", "RankTick", "RunRanking",
            "run_context", "run_quality_steps", "rank_runs_steps",
@@ -37,7 +43,7 @@ __all__ = ["FOLDS", "PROBES", "ESTIMATE_SEED", "RunContext", "RankTick", "RunRan
 
 #: folds, probes and seed of every estimate the docks make (the searches' defaults in
 #: :mod:`.autotune`): estimates made by Auto, Best for this data and Rank pair with each other
-FOLDS, PROBES, ESTIMATE_SEED = 3, 1, 0
+PROBES, ESTIMATE_SEED = 1, 0
 
 
 @dataclass
