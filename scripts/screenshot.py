@@ -375,13 +375,14 @@ def _diffusion_scene(app, viewer, sim, rec, trust) -> None:
 
 
 def _train_scene(app, viewer, train, rec_dock, out: str, at_step: int = 600) -> None:
-    """A supervised DRUNet on mixed synthetic data, shot at ``at_step`` with the activity
-    dock open; then cancelled (nothing is registered)."""
+    """A supervised DRUNet on general data with varied scale and contrast (``+aug``), shot at
+    ``at_step`` with the activity dock open; then cancelled (nothing is registered)."""
     if train is None:
         raise SystemExit("the Train widget could not be created")
     if rec_dock is not None:  # the Train widget gets the right column to itself
         rec_dock.hide()
-    for k, v in {"source": "mixed", "arch": "drunet", "net_width": 16, "steps": 2000,
+    for k, v in {"source": "general", "augment": True, "arch": "drunet", "net_width": 16,
+                 "steps": 2000,
                  "batch": 16, "patch": 48, "lr": "0.002", "sigma_min": 0.01,
                  "sigma_max": 0.2, "weights_name": "screenshot-denoiser"}.items():
         getattr(train, k).value = v
