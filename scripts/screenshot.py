@@ -6,7 +6,7 @@ clicking Run, as a user would), shows a 2x2 grid (ground truth, tv-fista iterate
 middle step, langevin-tv posterior mean and std) and saves
 ``screenshots/napari_invrec_overview.png`` (window with docks, not only canvas).
 ``--scene train`` docks the Train widget instead of Compare and shoots it mid-training
-(``screenshots/napari_invrec_train.png``). ``--scene trust`` docks the Uncertainty &
+(``screenshots/napari_invrec_train_1280x1024.png``). ``--scene trust`` docks the Uncertainty &
 hallucinations widget instead of Compare: langevin-tv on a 50 % inpainting of the phantom, its
 trust maps, the std layer with a hotspot Labels overlay and calibrated bands
 (``screenshots/napari_invrec_trust.png``). ``--scene diffusion``: a diffpir run on 4x MRI of the
