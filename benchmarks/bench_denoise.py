@@ -8,7 +8,7 @@ std (seed 1), and are denoised by
 * the default plug-and-play denoiser (``pnp-admm``'s default ``denoiser``) at the true level;
 * BM3D (the ``bm3d`` package) at the true level: the reference to beat;
 * TV (``tv-fista`` on the ``denoise`` operator, 200 iterations) at its oracle weight per image
-  (a 9-point log grid around ``sigma``, refined by golden section on the true PSNR).
+  (:func:`bench_quality.oracle_tv`: a log grid refined by golden section on the true PSNR).
 
 It prints the mean PSNR of each, the mean gain of the network over BM3D with its standard
 error over the images, and on how many images the network is below BM3D (target: above BM3D
@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 import torch
+from bench_learned import flag_value
+from bench_quality import oracle_tv
 
 import napari_invrec as ir
 from napari_invrec.core.analysis.metrics import psnr
@@ -35,13 +37,6 @@ from napari_invrec.core.denoisers import get_denoiser
 
 SIZES = (128, 256, 512)
 SIGMAS = (0.01, 0.02, 0.05, 0.1)
-
-
-def _flag(flags: list[str], name: str) -> str | None:
-    for f in flags:
-        if f.startswith(f"--{name}="):
-            return f.split("=", 1)[1]
-    return None
 
 
 def _apply(den, y: np.ndarray, sigma: float) -> np.ndarray:
@@ -54,35 +49,14 @@ def _score(x: np.ndarray, est: np.ndarray) -> float:
     return float(psnr(est, x, data_range=1.0))
 
 
-def oracle_tv(y: np.ndarray, x: np.ndarray, sigma: float) -> float:
-    """TV denoising at its best weight by the true PSNR (log grid, then golden section)."""
-    op = ir.make_operator("denoise", x.shape)
-
-    def true(lam: float) -> float:
-        return ir.reconstruct(y, op, "tv-fista", lam=lam, iters=200, reference=x,
-                              ).metrics["psnr"]
-
-    grid = sigma * np.logspace(-1, 1, 9)
-    vals = {lam: true(lam) for lam in grid}
-    best = max(vals, key=vals.get)
-    lo, hi = math.log10(best) - 0.25, math.log10(best) + 0.25
-    g = (math.sqrt(5) - 1) / 2
-    for _ in range(6):
-        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-        fa, fb = true(10 ** a), true(10 ** b)
-        vals[10 ** a], vals[10 ** b] = fa, fb
-        lo, hi = (lo, b) if fa >= fb else (a, hi)
-    return max(vals.values())
-
-
 def main(flags: list[str] | None = None) -> None:
     flags = flags or []
     torch.set_num_threads(1)
     default = ir.method_params("pnp-admm")().denoiser
-    extra = [d for d in (_flag(flags, "den") or "").split(",") if d and d != default]
-    sizes = tuple(int(s) for s in (_flag(flags, "sizes") or "").split(",") if s) or (
+    extra = [d for d in (flag_value(flags, "den") or "").split(",") if d and d != default]
+    sizes = tuple(int(s) for s in (flag_value(flags, "sizes") or "").split(",") if s) or (
         SIZES[:2] if "--quick" in flags else SIZES)
-    sigmas = tuple(float(s) for s in (_flag(flags, "sigmas") or "").split(",") if s) or SIGMAS
+    sigmas = tuple(float(s) for s in (flag_value(flags, "sigmas") or "").split(",") if s) or SIGMAS
     nets = {name: get_denoiser(name) for name in (default, *extra)}
     bm3d = get_denoiser("bm3d")
     print(f"\n## Denoising held-out images ({', '.join(HELDOUT_IMAGES)}): mean PSNR in dB, "
@@ -101,7 +75,8 @@ def main(flags: list[str] | None = None) -> None:
                 rng = np.random.default_rng([1, i, int(sigma * 1e4), n])
                 y = (x + sigma * rng.standard_normal(x.shape)).astype(np.float32)
                 rows["noisy"].append(_score(x, y))
-                rows["tv"].append(oracle_tv(y, x, sigma))
+                rows["tv"].append(oracle_tv(y, ir.make_operator("denoise", x.shape), x,
+                                            iters=200)[1])
                 t = time.perf_counter()
                 rows["bm3d"].append(_score(x, _apply(bm3d, y, sigma)))
                 timing["bm3d"] += time.perf_counter() - t

@@ -126,17 +126,18 @@ def markdown(rows: list[dict], images=None, size: int = SIZE) -> str:
     return "\n".join(out)
 
 
-def _flag(argv: list[str], name: str) -> str | None:
+def flag_value(argv: list[str], name: str) -> str | None:
+    """The value of ``--name=VALUE`` on the command line (``None`` if absent)."""
     return next((a.split("=", 1)[1] for a in argv if a.startswith(f"--{name}=")), None)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    size = int(_flag(argv, "size") or SIZE)
-    methods = tuple(m for m in (_flag(argv, "methods") or "").split(",") if m) or (
+    size = int(flag_value(argv, "size") or SIZE)
+    methods = tuple(m for m in (flag_value(argv, "methods") or "").split(",") if m) or (
         LEARNED + (SLOW if "--with-dip" in argv else ()))
     refs = {} if "--no-bm3d" in argv else dict(REFERENCES)
-    for den in (d for d in (_flag(argv, "den") or "").split(",") if d):
+    for den in (d for d in (flag_value(argv, "den") or "").split(",") if d):
         refs |= {f"{m} ({den})": (m, {"denoiser": den}) for m in ("dpir", "pnp-admm")}
     print(f"== learned priors vs TV on held-out images ({size} px, noise {NOISE})")
     rows = bench_learned(size=size, methods=methods, references=refs)
