@@ -13,7 +13,9 @@ Every figure is measured on held-out images (never trained or tuned on,
 * ``phantom-mri``: "best for this data" on the plugin's own phantom-mri sample (256 px, 4x,
   noise 0.01) against ``tv-fista`` at its oracle weight (target: at least as good).
 
-Run: ``python benchmarks/run.py quality`` (``--quick``: fewer images, no phantom-mri).
+Run: ``python benchmarks/run.py quality`` (``--quick``: fewer images, no phantom-mri;
+``--families=cs,mri``: only those families; ``--tables=spearman,select``: only those tables
+of spearman, autotune, select, phantom-mri).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 
 import numpy as np
 import torch
+from bench_learned import flag_value
 from scipy.stats import spearmanr
 
 import napari_invrec as ir
@@ -60,13 +63,13 @@ def _true(y, op, x, method, params) -> float:
     return ir.reconstruct(y, op, method, reference=x, **params).metrics["psnr"]
 
 
-def spearman_table(images, n: int) -> dict:
+def spearman_table(images, n: int, families=tuple(FAMILIES)) -> dict:
     print("\n## Estimate against true PSNR (Spearman over the grid of "
           f"{len(GRID)} runs, per image, {n} px)")
     print(f"{'family':10s} {'estimator':10s} " + " ".join(f"{i:>11s}" for i in images)
           + "   min   target 0.8")
     out = {}
-    for fam in FAMILIES:
+    for fam in families:
         rs, est_name, t0 = [], "", time.perf_counter()
         for img in images:
             x, op, y, sigma = _problem(fam, img, n)
@@ -103,12 +106,12 @@ def oracle_tv(y, op, x, iters: int = 100) -> tuple[float, float]:
     return best, vals[best]
 
 
-def autotune_table(images, n: int) -> None:
+def autotune_table(images, n: int, families=("denoise", "blur", "inpaint", "mri")) -> None:
     print(f"\n## Auto-tuned tv-fista against TV at the oracle weight ({n} px, budget 10)")
     print(f"{'family':10s} {'image':12s} {'oracle lam':>10s} {'oracle dB':>9s} "
           f"{'auto lam':>9s} {'auto dB':>8s} {'gap dB':>7s}  target <= 0.3")
     gaps = []
-    for fam in ("denoise", "blur", "inpaint", "mri"):
+    for fam in families:
         for img in images:
             x, op, y, sigma = _problem(fam, img, n)
             lam_o, p_o = oracle_tv(y, op, x)
@@ -123,12 +126,12 @@ def autotune_table(images, n: int) -> None:
           f"{sum(g <= 0.3 for g in gaps)}/{len(gaps)}")
 
 
-def select_table(images, n: int) -> None:
+def select_table(images, n: int, families=("denoise", "blur", "inpaint", "mri", "ct")) -> None:
     names = ", ".join(m for m, _ in CANDIDATES)
     print(f"\n## Ranked choice among {names} ({n} px)")
     print(f"{'family':10s} {'image':12s} {'chosen':10s} {'dB':>6s} {'best':10s} {'dB':>6s} "
           f"{'gap':>5s} {'adjoint':>7s} {'sure':>5s}  target gap <= 0.5, >= adjoint")
-    for fam in ("denoise", "blur", "inpaint", "mri", "ct"):
+    for fam in families:
         for img in images:
             x, op, y, sigma = _problem(fam, img, n)
             true = {m: _true(y, op, x, m, kw) for m, kw in CANDIDATES}
@@ -164,13 +167,21 @@ def phantom_mri_best() -> None:
 def main(flags: list[str] | None = None) -> None:
     flags = flags or []
     quick = "--quick" in flags
+    chosen = flag_value(flags, "families")
+    tables = (flag_value(flags, "tables") or "spearman,autotune,select,phantom-mri").split(",")
+
+    def fams(default):
+        return tuple(f for f in default if chosen is None or f in chosen.split(","))
     torch.manual_seed(0)
     images = IMAGES[:2] if quick else IMAGES
     t0 = time.perf_counter()
-    spearman_table(images, 64)
-    autotune_table(images[:3], 64)
-    select_table(images[:3], 64)
-    if not quick:
+    if "spearman" in tables:
+        spearman_table(images, 64, fams(FAMILIES))
+    if "autotune" in tables:
+        autotune_table(images[:3], 64, fams(("denoise", "blur", "inpaint", "mri")))
+    if "select" in tables:
+        select_table(images[:3], 64, fams(("denoise", "blur", "inpaint", "mri", "ct", "cs")))
+    if not quick and "phantom-mri" in tables:
         phantom_mri_best()
     print(f"\nquality benchmark: {time.perf_counter() - t0:.0f} s")
 

@@ -103,6 +103,27 @@ def test_cs_measurement_layout_and_padding():
     torch.testing.assert_close(op.A(x).reshape(2, -1)[:, :m], x.reshape(2, -1) @ op.matrix.T)
 
 
+@pytest.mark.parametrize("ensemble", ["gaussian", "structured"])
+def test_cs_with_a_row_subset_measures_only_those_rows(ensemble):
+    """A copy through a subset K of the rows is K A: adjoint M^T K, pseudo-inverse with
+    A A^+ = K on the measurement, and a stack of subsets measures each batch element through
+    its own."""
+    shape = (16, 20)
+    op = make_operator("cs", shape, ensemble=ensemble, ratio=0.4, seed=3)
+    g = torch.Generator().manual_seed(0)
+    keep = torch.as_tensor(op.mask) * (torch.rand(op.measurement_shape, generator=g) < 0.6)
+    sub = op.with_mask(keep)
+    x = torch.rand(1, 1, *shape, generator=g, dtype=torch.float32)
+    y = torch.randn(1, 1, *op.measurement_shape, generator=g) * torch.as_tensor(op.mask)
+    torch.testing.assert_close(sub.A(x), keep * op.A(x))
+    assert abs(inner64(sub.A(x), y) - inner64(x, sub.A_adjoint(y))) <= 1e-4 * (
+        float(sub.A(x).norm() * y.norm()))
+    torch.testing.assert_close(sub.A(sub.A_pinv(y)), keep * y, atol=1e-4, rtol=1e-4)
+    stack = op.with_mask_stack(torch.stack([keep, torch.as_tensor(op.mask) - keep]))
+    both = stack.A(x)
+    torch.testing.assert_close(both[0:1] + both[1:2], op.A(x))
+
+
 @pytest.mark.parametrize("ensemble", ["gaussian", "bernoulli"])
 def test_cs_dense_ensembles_seed_and_scaling(ensemble):
     shape = (32, 48)

@@ -84,7 +84,9 @@ def test_monte_carlo_divergence_matches_the_trace_of_a_linear_map():
 
 
 @pytest.mark.parametrize("family, kw", [("inpaint", {"keep": 0.5}),
-                                        ("mri", {"acceleration": 4, "center_fraction": 0.08})])
+                                        ("mri", {"acceleration": 4, "center_fraction": 0.08}),
+                                        ("cs", {"ratio": 0.5}),
+                                        ("cs", {"ratio": 0.5, "ensemble": "structured"})])
 def test_splitting_orders_tv_weights_like_the_true_error(family, kw):
     x = shepp_logan(48)
     op = ir.make_operator(family, x.shape, **kw)
@@ -98,6 +100,27 @@ def test_splitting_orders_tv_weights_like_the_true_error(family, kw):
         est.append(q.psnr)
         true.append(res.metrics["psnr"])
     assert spearmanr(est, true).correlation >= 0.8
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_held_out_dense_cs_rows_estimate_the_whole_image_error(seed):
+    """For a reconstruction independent of the held-out rows (here a fixed image z), each
+    held-out Gaussian row gives (a^T(z - x))^2, of mean ||z - x||^2/m and variance twice its
+    square: m/n times the mean over all m rows is ||z - x||^2/n within 4 standard errors
+    sqrt(2/m) (relative), null space included, for any matrix seed."""
+    from napari_invrec.engine.splitting import split_estimate
+
+    x = torch.from_numpy(shepp_logan(24))[None, None].float()
+    op = ir.make_operator("cs", (24, 24), ratio=0.5, seed=seed)
+    z = torch.full_like(x, 0.3)
+
+    def f(y, op_k, whole=False):
+        return z.expand(y.shape[0], *z.shape[1:])
+
+    y = op.A(x)
+    est = drain(split_estimate(y, op, f, 0.0, 5, torch.Generator().manual_seed(seed), z, 1))
+    true = float(((z - x) ** 2).mean())
+    assert abs(est.mse / true - 1) <= 4 * math.sqrt(2 / op.m)
 
 
 def test_estimators_refuse_what_does_not_apply():
@@ -197,7 +220,8 @@ def test_cli_auto_and_estimate_record_their_choice(tmp_path, capsys):
     assert "no hyperparameter" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("family, kw", [("inpaint", {"keep": 0.5}), ("mri", {"acceleration": 4})])
+@pytest.mark.parametrize("family, kw", [("inpaint", {"keep": 0.5}), ("mri", {"acceleration": 4}),
+                                        ("cs", {"ratio": 0.5})])
 def test_folds_run_as_one_batch_with_the_same_estimate(family, kw):
     from napari_invrec.engine import splitting as splitting_mod
 

@@ -7,14 +7,15 @@ turns what it sees into a :class:`QualityEstimate` with the estimators of
 * ``"thinning"``: methods with a Poisson likelihood on count data whose photon count is known
   (binomial thinning, prediction error);
 * ``"splitting"``: operators whose measurement is a subset of samples (:data:`SPLITTABLE`:
-  inpainting masks, k-space lines). ``folds`` disjoint random subsets of the measured samples
-  (whole k-space columns, outside the fully sampled centre) are held out in turn, the method
-  re-runs on the rest, and the result predicts the held-out samples: the error where the run
-  saw no data, which no residual shows. With GSURE for the measured samples it adds up to an
-  image-domain MSE (:func:`_splitting`);
-* ``"gsure"``: every other linear operator (blur, super-resolution, CT, compressed sensing,
-  denoising): generalised SURE of the image error weighted by
-  :math:`(A^HA+\delta)^{-1}A^HA`, blind only to what the operator removes;
+  inpainting masks, k-space lines, compressed-sensing rows). ``folds`` disjoint random subsets
+  of the measured samples (whole k-space columns, outside the fully sampled centre) are held
+  out in turn, the method re-runs on the rest, and the result predicts the held-out samples:
+  the error where the run saw no data, which no residual shows. With GSURE for the measured
+  samples (dense random CS rows need none) it adds up to an image-domain MSE
+  (:mod:`napari_invrec.engine.splitting`);
+* ``"gsure"``: every other linear operator (blur, super-resolution, CT, denoising):
+  generalised SURE of the image error weighted by :math:`(A^HA+\delta)^{-1}A^HA`, blind
+  only to what the operator removes;
 * ``"sure"``: non-linear operators (prediction error of the measurement).
 
 The method re-runs with the run's parameters, seed and normalisation held fixed (the map

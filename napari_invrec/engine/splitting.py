@@ -1,11 +1,18 @@
 r"""Measurement splitting: the error where a run saw no data, from held-out samples.
 
 For operators that measure a 0/1 mask of samples (:data:`SPLITTABLE`: inpainting pixels,
-k-space columns outside the fully sampled centre), ``folds`` disjoint random subsets of the
-measured samples are held out in turn, the method re-runs on the rest and its result predicts
-the held-out samples (:func:`split_estimate`). Unseen samples are exchangeable with the
-never-measured ones, so this estimates the error inside the full operator's null space, which
-no residual shows; GSURE on the measured samples completes it to an image-domain MSE.
+k-space columns outside the fully sampled centre, compressed-sensing rows), ``folds`` disjoint
+random subsets of the measured samples are held out in turn, the method re-runs on the rest
+and its result predicts the held-out samples (:func:`split_estimate`).
+
+* Pixels, k-space columns, rows of the structured (subsampled orthonormal) CS ensemble: unseen
+  samples are exchangeable with the never-measured ones, so this estimates the error inside
+  the full operator's null space, which no residual shows; GSURE on the measured samples
+  completes it to an image-domain MSE.
+* Dense random CS rows (Gaussian / Bernoulli, entries of variance :math:`1/m`): a held-out
+  row :math:`a` is independent of the fold's reconstruction :math:`\hat x_k`, so
+  :math:`E[(a^T\hat x_k - y_a)^2] = \|\hat x_k - x\|^2/m + \sigma^2`: the held-out error
+  times :math:`m/n` is the fold reconstruction's whole image-domain MSE, null space included.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from ..core.errors import InputError
 __all__ = ["SPLITTABLE", "split_estimate"]
 
 #: operator families whose measurement is a set of samples that can be held out
-SPLITTABLE = ("inpaint", "mri", "mri-multicoil")
+SPLITTABLE = ("inpaint", "mri", "mri-multicoil", "cs")
 
 
 def _centre_band(mask_cols: np.ndarray) -> np.ndarray:
@@ -48,6 +55,10 @@ def _split_plan(op: Any) -> tuple[torch.Tensor, torch.Tensor | None, Callable]:
     held out (``(H, W)`` bool on the op's device), their group labels (k-space columns) and
     ``reduced(held) -> operator`` measuring everything but ``held``."""
     mask = torch.as_tensor(op.mask, device=op.device) > 0
+    if op.name == "cs":
+        def reduced(held: torch.Tensor) -> Any:
+            return op.with_mask((mask & ~held).float())
+        return mask, None, reduced
     if op.name == "inpaint":
         def reduced(held: torch.Tensor) -> Any:
             keep = (mask & ~held).float().cpu().numpy()
@@ -124,7 +135,8 @@ def split_estimate(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds:
 
     with :math:`c` the measurement entries per image sample (coils). For k-space columns
     the first term is a sum over the never-measured columns, each at the held-out error of
-    its own frequency (:func:`_unmeasured_column_error`). Per-fold values pair
+    its own frequency (:func:`_unmeasured_column_error`). Dense random CS rows need no GSURE:
+    :math:`\widehat{\rm MSE} = (m/n)\,e_{\rm held}` (module docstring). Per-fold values pair
     with the same fold's GSURE probe. With ``batch`` the folds run as one batch where the
     operator stacks masks (:class:`~napari_invrec.core.operators.base.SampleMask`) and the
     method is deterministic (a stochastic method's batch holds its samples). Yields
@@ -134,11 +146,12 @@ def split_estimate(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds:
         raise InputError(f"too few measured samples outside the calibration region to hold "
                          f"out {folds} folds; use estimator 'gsure'")
     masks = risk.split_folds(valid, folds, gen, groups=groups)
-    total = len(masks) + max(1, probes)
+    dense_rows = op.name == "cs" and not op.structured
+    total = len(masks) + (0 if dense_rows else max(1, probes))
     n = int(np.prod(op.shape))
     measured = torch.as_tensor(op.mask, device=y_t.device) > 0
     unmeasured = n - int(measured.sum())
-    per_sample = y_t.numel() // n
+    per_sample = y_t.numel() // measured.numel()
     held_vals, unmeasured_vals = [], []
     if groups is not None:  # k-space columns: errors matched by frequency (see below)
         cols = measured.reshape(-1, op.shape[1]).any(0).cpu().numpy()
@@ -160,6 +173,13 @@ def split_estimate(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds:
         if groups is not None:
             unmeasured_vals.append(rows_per_col * _unmeasured_column_error(
                 pred, y_t, held, cols, freq, sigma) / n)
+    if dense_rows:  # the held-out rows see the whole error (module docstring)
+        vals = [e * op.m / n for e in held_vals]
+        mean, se = risk.mean_se(vals)
+        return risk.RiskEstimate(mean, se, "image", "splitting",
+                                 {"folds": len(held_vals), "values": vals,
+                                  "held_out_mse": sum(held_vals) / len(held_vals),
+                                  "unmeasured_fraction": unmeasured / n})
     sure_vals = []
     for j in range(max(1, probes)):
         g = risk.gsure(y_t, op, f, sigma, n_probes=1, generator=gen, x_hat=x_hat)

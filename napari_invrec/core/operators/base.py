@@ -233,8 +233,8 @@ class LinearOperator(ForwardOperator):
 
 
 class SampleMask:
-    """Mixin of operators that measure a 0/1 mask of samples (buffer ``_mask``, the image
-    shape): inpainting pixels, single-coil k-space."""
+    """Mixin of operators that measure a 0/1 mask of samples (buffer ``_mask``, the shape of
+    one measurement channel): inpainting pixels, single-coil k-space, compressed-sensing rows."""
 
     def mask_tensor(self) -> Tensor:
         """The mask as a tensor on the operator's device (``(K, 1, *shape)`` for a stack;
@@ -246,9 +246,18 @@ class SampleMask:
         each a subset of this operator's samples), so that ``K`` reconstructions from ``K``
         sample subsets (measurement-splitting folds) run as one batch. Its spec describes this
         operator, not the stack: an internal operator, never the record of a run."""
-        if masks.dim() != 1 + len(self.shape) or tuple(masks.shape[1:]) != tuple(self.shape):
-            raise InputError(f"a mask stack must be (K, {', '.join(map(str, self.shape))}), "
+        shape = tuple(self._mask.shape[-len(self.shape):])
+        if masks.dim() != 1 + len(shape) or tuple(masks.shape[1:]) != shape:
+            raise InputError(f"a mask stack must be (K, {', '.join(map(str, shape))}), "
                              f"got {tuple(masks.shape)}")
+        return self.with_mask(masks[:, None])
+
+    def with_mask(self, mask: Tensor) -> Any:
+        """A copy measuring through ``mask`` (this operator's mask shape, or a stack from
+        :meth:`with_mask_stack`), a subset of its samples: an internal operator (its spec
+        still describes this one). Its :meth:`norm` is this operator's, a bound (fewer samples
+        never raise it) that gives a stack and its members the same solver step sizes."""
         new = type(self)(self.shape, self.params, device=self.device)
-        new.register_buffer("_mask", masks[:, None].to(self._mask), persistent=False)
+        new.register_buffer("_mask", mask.to(self._mask), persistent=False)
+        new._norm = self.norm()
         return new

@@ -34,7 +34,10 @@ by ``seed`` and then moved to the device, so every device sees the same operator
 Measurement layout: the :math:`m` measurements form a vector; it is stored row by row in a 2-D
 array of shape :math:`(\lceil m / W \rceil, W)` (so it displays as an image). Entries past
 :math:`m` are padding: always zero in :math:`A x` and in simulated measurements, and ignored by
-:math:`A^T`. :attr:`CS.mask` marks the real entries.
+:math:`A^T`. :attr:`CS.mask` marks the real entries. The operator applies that mask on both
+sides (:math:`A = K M`, :math:`A^T = M^T K`), so a copy with a subset of the entries
+(:meth:`~napari_invrec.core.operators.base.SampleMask.with_mask_stack`) measures only those
+rows: measurement splitting holds rows out this way.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ import torch
 from ..errors import InputError
 from ..linalg import conjugate_gradient
 from ..params import param
-from .base import LinearOperator
+from .base import LinearOperator, SampleMask
 from .noise import NoiseParams
 from .registry import register_operator
 
@@ -96,7 +99,7 @@ def n_measurements(p: CSParams, n: int) -> int:
 
 
 @register_operator
-class CS(LinearOperator):
+class CS(SampleMask, LinearOperator):
     """Compressed sensing: random Gaussian / Bernoulli matrix or random-sign subsampled DCT.
 
     Attributes
@@ -180,8 +183,13 @@ class CS(LinearOperator):
         return y.reshape(*y.shape[:2], -1)[..., :self.m]
 
     # ------------------------------------------------------------------ the maths
+    def _row_mask(self) -> Tensor:
+        """The mask as a row vector ``(m,)`` (or ``(K, 1, m)`` for a stack)."""
+        return self._mask.reshape(*self._mask.shape[:-2], -1)[..., :self.m]
+
     def A(self, x: Tensor) -> Tensor:  # noqa: N802
-        """:math:`M \\mathrm{vec}(x)` or :math:`S F D x`, packed into the measurement shape."""
+        """:math:`K M \\mathrm{vec}(x)` or :math:`K S F D x`, packed into the measurement shape
+        (:math:`K` the mask: the real entries, or the subset a split keeps)."""
         self.check_image(x)
         x = self.as_image(x)
         if self.structured:
@@ -189,12 +197,12 @@ class CS(LinearOperator):
             v = coef.flatten(2).index_select(2, self._select)
         else:
             v = x.flatten(2) @ self.matrix.T
-        return self._pack(v)
+        return self._pack(v) * self._mask
 
     def A_adjoint(self, y: Tensor) -> Tensor:  # noqa: N802
-        """:math:`\\mathrm{vec}^{-1}(M^T y)` or :math:`D F^T S^T y` (padding ignored)."""
+        """:math:`\\mathrm{vec}^{-1}(M^T K y)` or :math:`D F^T S^T K y` (padding ignored)."""
         self.check_measurement(y)
-        v = self._unpack(self.as_measurement(y))
+        v = self._unpack(self.as_measurement(y) * self._mask)
         if not self.structured:
             return (v @ self.matrix).view(*v.shape[:2], *self.shape)
         coef = torch.zeros((*v.shape[:2], self.shape[0] * self.shape[1]), dtype=v.dtype,
@@ -204,15 +212,17 @@ class CS(LinearOperator):
         return (self._ch.T @ coef @ self._cw) * self._signs
 
     def A_pinv(self, y: Tensor) -> Tensor:  # noqa: N802
-        """Structured: :math:`A^T y` (orthonormal rows); dense: :math:`M^T z` with
-        :math:`M M^T z = y` solved by CG in measurement space (:attr:`pinv_iters`)."""
+        """Structured: :math:`A^T y` (orthonormal rows); dense: :math:`M^T K z` with
+        :math:`K M M^T K z = K y` solved by CG in measurement space (:attr:`pinv_iters`; the
+        iterates stay on the kept rows, where the system is positive definite)."""
         if self.structured:
             return self.A_adjoint(y)
         self.check_measurement(y)
-        v = self._unpack(self.as_measurement(y))
-        z = conjugate_gradient(lambda u: (u @ self.matrix) @ self.matrix.T, v, tol=1e-7,
-                               maxiter=self.pinv_iters)
-        return (z @ self.matrix).view(*v.shape[:2], *self.shape)
+        k = self._row_mask()
+        v = self._unpack(self.as_measurement(y)) * k
+        z = conjugate_gradient(lambda u: ((u * k) @ self.matrix) @ self.matrix.T * k, v,
+                               tol=1e-7, maxiter=self.pinv_iters)
+        return ((z * k) @ self.matrix).view(*z.shape[:2], *self.shape)
 
     def norm(self) -> float:
         """Structured: 1; dense: power iteration (base class)."""
