@@ -189,6 +189,32 @@ def test_rank_puts_the_measurement_last_with_a_confidence():
                                                       ranking.trials[1].estimate)
 
 
+def test_the_choice_beats_the_adjoint_with_the_floor_confidence_or_is_the_adjoint():
+    """Paired per-fold MSEs: a candidate whose lead over the adjoint is within its noise is
+    not chosen over the data; the first one sure enough is; without the adjoint, the top."""
+    from napari_invrec.engine.autotune import FLOOR_CONFIDENCE, Trial, _floor_choice
+    from napari_invrec.engine.quality import QualityEstimate
+
+    def trial(method, values):
+        m = float(np.mean(values))
+        est = QualityEstimate("splitting", "image", m, 0.0, 0.0, 0.0, 1.0, True, m, 0.02,
+                              "given", None, values=list(values))
+        return Trial(0, 3, method, {}, est)
+
+    floor = trial("adjoint", [1.0, 1.0, 1.0, 1.0, 1.0])
+    shaky = trial("dpir", [0.7, 1.2, 0.8, 1.1, 0.9])   # mean 0.94, differences' se 0.09
+    steady = trial("tv-fista", [0.95, 0.96, 0.97, 0.95, 0.96])
+    assert paired_confidence(shaky.estimate, floor.estimate) < FLOOR_CONFIDENCE
+    assert paired_confidence(steady.estimate, floor.estimate) >= FLOOR_CONFIDENCE
+    order = sorted([floor, steady, shaky], key=lambda t: t.estimate.score)
+    assert [t.method for t in order] == ["dpir", "tv-fista", "adjoint"]
+    chosen, sure = _floor_choice(order)
+    assert order[chosen].method == "tv-fista" and len(sure) == 2
+    chosen, _ = _floor_choice([shaky, floor])
+    assert chosen == 1
+    assert _floor_choice([shaky, steady]) == (0, [])
+
+
 def test_api_estimate_is_stored_in_the_provenance():
     x = shepp_logan(32)
     op = ir.make_operator("denoise", x.shape)
@@ -258,25 +284,53 @@ def test_smoothed_minimum_is_the_vertex_of_the_fitted_parabola():
     assert _smoothed_minimum(dict(list(scored.items())[:3])) is None
 
 
-def test_unmeasured_columns_take_the_held_out_error_at_their_own_frequency():
-    """Per-column errors that grow linearly with |k| are interpolated exactly between the
-    held-out columns' frequencies (constant beyond them): the sum over never-measured columns
-    is the true one, where the held-out mean would stand for them at the held-out level."""
+def test_unmeasured_columns_take_their_energy_times_the_held_out_relative_error():
+    """Column energies on a power law in (1 + |k|) are interpolated exactly in log-log between
+    the measured columns, so with held-out errors a fixed fraction of their columns' energy
+    the sum over never-measured columns is that fraction of their true energy (less the
+    noise), where the held-out errors carried as they are would miss it by far."""
     from napari_invrec.engine.splitting import _unmeasured_column_error
 
-    h, w, sigma = 8, 16, 0.1
+    w, sigma = 32, 0.01
     freq = np.abs(np.arange(w) - w // 2)
+    energy = 3.0 * (1.0 + freq) ** -2.0
     cols = np.zeros(w, bool)
-    cols[[2, 6, 7, 8, 9, 15]] = True            # measured (freq 6, 2, 1, 0, 1, 7)
-    held = torch.zeros(h, w, dtype=torch.bool)
-    held[:, [6, 2, 15]] = True                   # held out: freq 2, 6, 7
-    err = torch.as_tensor(0.01 * freq, dtype=torch.float32)  # squared error per sample
-    y = torch.zeros(1, 1, h, w, dtype=torch.complex64)
-    pred = (err.sqrt() + 0j).expand(1, 1, h, w) * torch.ones(1, 1, h, 1)
-    # the targets' noise variance is subtracted from the held-out errors
-    got = _unmeasured_column_error(pred, y, held, cols, freq, sigma)
-    unmeasured = freq[~cols]
-    expected = (0.01 * np.clip(unmeasured, 2, 7)).sum() - sigma ** 2 * unmeasured.size
-    assert got == pytest.approx(expected, rel=1e-5)
-    naive = (0.01 * np.array([2, 6, 7])).mean() * unmeasured.size
-    assert abs(naive - expected) > 0.05  # the frequency match matters here
+    cols[[0, 5, 14, 15, 16, 17, 18, 26, 30]] = True    # centre 14-18 and four others
+    hcols = np.zeros(w, bool)
+    hcols[[5, 26]] = True
+    err = 0.25 * energy
+    dst = ~cols
+    got = _unmeasured_column_error(err, hcols, energy, cols, dst, freq, sigma)
+    # never-measured columns lie inside the measured span (|k| 0..16)
+    expected = (0.25 * energy[dst] - sigma ** 2).sum()
+    assert got == pytest.approx(expected, rel=1e-9)
+    carried = err[hcols].mean() * dst.sum()
+    assert abs(carried - expected) > 0.5 * expected
+
+
+def test_hermitian_data_and_mirror_columns_are_scored_against_the_conjugate_mirror():
+    """Noise-free k-space of a real image is Hermitian, of an image with a phase ramp it is
+    not; a never-measured column whose mirror is measured is scored exactly against that
+    mirror's conjugate (here the zero-filled image's error, the column's true energy)."""
+    from napari_invrec.core.operators.mri import fft2c
+    from napari_invrec.engine.splitting import (
+        _mirror_column_error,
+        hermitian_data,
+        mirror_index,
+    )
+
+    x = torch.from_numpy(shepp_logan(32))[None, None].to(torch.complex64)
+    op = ir.make_operator("mri", (32, 32), acceleration=3, center_fraction=0.1, seed=2)
+    mask = torch.as_tensor(op.mask) > 0
+    y = op.A(x)
+    assert hermitian_data(y, mask, 0.0)
+    ramp = torch.exp(1j * torch.linspace(0, 3, 32))[None, None, :, None].to(torch.complex64)
+    assert not hermitian_data(op.A(x * ramp), mask, 0.0)
+    cols = mask.any(0).numpy()
+    twins = ~cols & cols[mirror_index(32)]
+    assert twins.any()
+    x_hat = op.A_adjoint(y)
+    true = (fft2c(x_hat - x).abs().square().mean(dim=(0, 1, 2)).numpy())[twins].sum()
+    assert _mirror_column_error(x_hat, y, op, twins, 0.0) == pytest.approx(true, rel=1e-4)
+
+

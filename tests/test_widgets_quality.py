@@ -184,7 +184,7 @@ def test_best_for_this_data_picks_and_runs_a_method(make_napari_viewer, qtbot, s
     name = f"{ranking.best.method} · inpaint"
     prov = viewer.layers[name].metadata["invrec"]["provenance"]
     assert prov["method"] == ranking.best.method
-    assert prov["ranking"]["order"][0]["method"] == ranking.best.method
+    assert prov["ranking"]["order"][prov["ranking"]["chosen"]]["method"] == ranking.best.method
     assert prov["quality"]["estimator"] == ranking.best.estimate.estimator
     assert ranking.trials[-1].method != ranking.best.method
     assert "best for this data" in w.status.value and "sure" in w.status.value

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.threads import torch_threads
+from .autotune import FLOOR, FLOOR_CONFIDENCE
 from .compare import RunInfo, run_operator
 from .quality import (
     FOLDS,
@@ -284,7 +285,15 @@ def winner_line(ranking: Any) -> str:
     87 % sure it beats pnp-admm ... (30.1 dB)"``."""
     best = ranking.best
     text = f"best for this data: {best.label()} ({short_label(best.estimate)})"
-    if len(ranking.trials) > 1 and ranking.confidence:
+    if ranking.chosen > 0 and best.method == FLOOR:
+        top = ranking.trials[0]
+        text += (f": no candidate beats it with {FLOOR_CONFIDENCE:.0%} confidence "
+                 f"({top.label()}: {ranking.beats_floor[0]:.0%})")
+    elif ranking.chosen > 0:
+        text += (f", {ranking.beats_floor[ranking.chosen]:.0%} sure it beats the {FLOOR} "
+                 f"(the {ranking.chosen} ranked above it are less than "
+                 f"{FLOOR_CONFIDENCE:.0%} sure)")
+    elif len(ranking.trials) > 1 and ranking.confidence:
         nxt = ranking.trials[1]
         text += (f", {ranking.confidence[0]:.0%} sure it beats {nxt.label()} "
                  f"({short_label(nxt.estimate)})")
