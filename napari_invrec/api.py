@@ -308,9 +308,10 @@ def estimate_quality(result: Result, y: Any = None, *, estimator: str = "auto",
     y
         The measurement (default: the one stored in the result).
     estimator
-        ``auto``, ``splitting``, ``gsure``, ``sure``, ``recorrupted`` or ``thinning``.
+        ``auto``, ``splitting``, ``rescaled``, ``gsure``, ``sure``, ``recorrupted`` or
+        ``thinning``.
     folds, probes
-        Held-out folds (splitting) and Monte-Carlo probes.
+        Held-out folds (splitting) or coarse draws (rescaled), and Monte-Carlo probes.
     sigma
         Noise std of ``y`` in its units (default: the run's simulated noise, else estimated).
     op

@@ -123,6 +123,50 @@ def test_held_out_dense_cs_rows_estimate_the_whole_image_error(seed):
     assert abs(est.mse / true - 1) <= 4 * math.sqrt(2 / op.m)
 
 
+def test_rescaled_null_space_error_is_unbiased_for_a_map_that_ignores_the_data():
+    """For a fixed answer u, each draw's null-space term has mean ||(I - P_c)(u - A x)||^2/n_c
+    over the measurement noise and the recorruption (module docstring of rescaling): the mean
+    over 24 measurements lies within 4 standard errors of it."""
+    from napari_invrec.engine.rescaling import coarse_operator, rescaled_estimate
+
+    x = torch.from_numpy(shepp_logan(64))[None, None].float()
+    op = ir.make_operator("superres", (64, 64), factor=2)
+    y0 = op.A(x)
+    op_c = coarse_operator(op, tuple(y0.shape[-2:]))
+    u = torch.full_like(y0, 0.2)
+    true = float(op_c.null_project(u - y0).square().sum()) / y0.numel()
+    sigma, vals = 0.05, []
+    for seed in range(24):
+        g = torch.Generator().manual_seed(seed)
+        y = y0 + sigma * torch.randn(y0.shape, generator=g)
+        est = drain(rescaled_estimate(y, op, lambda yy, op_=op, whole=False: (
+            x * 0 + 0.2 if op_ is op else u), sigma, 2, g, x * 0 + 0.2))
+        vals.append(est.details["null_mse"])
+    assert abs(np.mean(vals) - true) <= 4 * np.std(vals, ddof=1) / math.sqrt(len(vals))
+    assert true > 10 * np.std(vals, ddof=1) / math.sqrt(len(vals))  # the test can fail
+
+
+def test_rescaled_orders_tv_weights_and_refuses_tiny_measurements():
+    x = shepp_logan(64)
+    op = ir.make_operator("superres", x.shape, factor=2)
+    y = ir.simulate(x, op, sigma=0.02, seed=1)
+    est, true = [], []
+    for lam in (1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3):
+        p = ir.method_params("tv-fista")(lam=lam, iters=60)
+        res = ir.reconstruct(y, op, "tv-fista", lam=lam, iters=60, reference=x)
+        q = estimate_quality(y, op, "tv-fista", p, x_hat=res.x, sigma=0.02)
+        assert q.estimator == "rescaled"
+        est.append(-q.score)
+        true.append(res.metrics["psnr"])
+    assert spearmanr(est, true).correlation >= 0.8
+    small = ir.make_operator("superres", (24, 24), factor=2)
+    y_small = ir.simulate(shepp_logan(24), small, sigma=0.02)
+    p = ir.method_params("tikhonov")()
+    assert estimate_quality(y_small, small, "tikhonov", p, sigma=0.02).estimator == "gsure"
+    with pytest.raises(InputError, match="too small to rescale"):
+        estimate_quality(y_small, small, "tikhonov", p, sigma=0.02, estimator="rescaled")
+
+
 def test_estimators_refuse_what_does_not_apply():
     x = shepp_logan(24)
     op = ir.make_operator("blur", x.shape, sigma=1.0)

@@ -13,7 +13,11 @@ turns what it sees into a :class:`QualityEstimate` with the estimators of
   the error where the run saw no data, which no residual shows. With GSURE for the measured
   samples (dense random CS rows need none) it adds up to an image-domain MSE
   (:mod:`napari_invrec.engine.splitting`);
-* ``"gsure"``: every other linear operator (blur, super-resolution, CT, denoising):
+* ``"rescaled"``: super-resolution (:data:`RESCALABLE`, measurements of at least 16 px a
+  side at factor 2): GSURE plus the null-space error of
+  the same method one scale down, where the measurement is the answer
+  (:mod:`napari_invrec.engine.rescaling`; it assumes the image is self-similar across scales);
+* ``"gsure"``: every other linear operator (blur, CT, denoising):
   generalised SURE of the image error weighted by :math:`(A^HA+\delta)^{-1}A^HA`, blind
   only to what the operator removes;
 * ``"sure"``: non-linear operators (prediction error of the measurement).
@@ -48,10 +52,12 @@ from ..core.methods import get_method
 from .execute import drain
 from .noise_level import noise_estimate
 from .normalise import Normalisation, method_normalisation, plan_normalisation
+from .rescaling import RESCALABLE, rescalable, rescaled_estimate
 from .runner import prepare_measurement
 from .splitting import SPLITTABLE, split_estimate
 
-__all__ = ["ESTIMATORS", "SPLITTABLE", "QualityEstimate", "choose_estimator", "common_estimator",
+__all__ = ["ESTIMATORS", "RESCALABLE", "SPLITTABLE", "QualityEstimate", "choose_estimator",
+           "common_estimator",
            "measurement_peak", "reconstruction_map", "quality_steps", "estimate_quality",
            "paired_confidence", "FOLDS"]
 
@@ -61,10 +67,11 @@ __all__ = ["ESTIMATORS", "SPLITTABLE", "QualityEstimate", "choose_estimator", "c
 #: (brick, 64 px) was 20x the oracle's, with 5 it lands at the oracle's
 FOLDS = 5
 
-ESTIMATORS = ("auto", "splitting", "gsure", "sure", "recorrupted", "thinning")
+ESTIMATORS = ("auto", "splitting", "rescaled", "gsure", "sure", "recorrupted", "thinning")
 
 _WHAT = {
     "splitting": "error at measurements the run did not see (held-out folds)",
+    "rescaled": "generalised SURE plus the null-space error one scale down",
     "gsure": "image error weighted by what the operator passes (generalised SURE)",
     "sure": "error of the predicted clean measurement (SURE)",
     "recorrupted": "prediction error at a higher noise level (recorrupted pairs)",
@@ -169,6 +176,8 @@ def choose_estimator(op: Any, method: str, *, photons: float | None = None) -> s
         return "thinning"
     if op.name in SPLITTABLE:
         return "splitting"
+    if rescalable(op):
+        return "rescaled"
     if getattr(op, "linear", False):
         return "gsure"
     return "sure"
@@ -285,8 +294,8 @@ def quality_steps(y: Any, op: Any, method: str, params: Any, *, seed: int = 0,
     estimator
         One of :data:`ESTIMATORS` (``auto``: :func:`choose_estimator`).
     folds, probes
-        Held-out folds (splitting), Monte-Carlo probes (SURE, GSURE) or pairs/splits
-        (recorrupted, thinning).
+        Held-out folds (splitting) or coarse draws (rescaled), Monte-Carlo probes (SURE,
+        GSURE) or pairs/splits (recorrupted, thinning).
     estimate_seed
         Seed of the folds and probes (runs compared with one seed share them: paired).
     cancel
@@ -309,15 +318,18 @@ def quality_steps(y: Any, op: Any, method: str, params: Any, *, seed: int = 0,
     if est_name == "splitting" and op.name not in SPLITTABLE:
         raise InputError(f"the {op.name} operator's measurements cannot be split; choose "
                          f"gsure or sure")
+    if est_name == "rescaled" and op.name not in RESCALABLE:
+        raise InputError(f"the {op.name} operator's measurement is not the image at a coarser "
+                         "pixel size: choose gsure or sure")
     if est_name == "gsure" and not getattr(op, "linear", False):
         raise InputError(f"gsure needs a linear operator; {op.name} is not: choose sure")
     if est_name == "thinning" and not n_photons:
         raise InputError("thinning needs Poisson counts: give photons= (counts per unit "
                          "intensity) or a run simulated with Poisson noise")
-    if est_name == "splitting" and int(folds) < 2:
-        raise InputError(f"splitting needs at least 2 folds, got {folds}")
+    if est_name in ("splitting", "rescaled") and int(folds) < 2:
+        raise InputError(f"{est_name} needs at least 2 folds, got {folds}")
     sig, sig_source = _sigma(y, op, sigma, noise)
-    if sig is None and est_name in ("gsure", "sure", "recorrupted"):
+    if sig is None and est_name in ("gsure", "rescaled", "sure", "recorrupted"):
         raise InputError(f"{est_name} needs the noise level and this measurement gives no "
                          "estimate of it: pass sigma=")
     norm = method_normalisation(y_t, op, normalise, spec)
@@ -328,7 +340,7 @@ def quality_steps(y: Any, op: Any, method: str, params: Any, *, seed: int = 0,
     else:
         xh = op.as_image(torch.as_tensor(np.asarray(x_hat))[None, None].to(op.device))
     n = max(1, int(probes))
-    total = n + (int(folds) if est_name == "splitting" else 0)
+    total = {"splitting": n + int(folds), "rescaled": int(folds)}.get(est_name, n)
     counted: list[int] = [0]
 
     def counting(yy: torch.Tensor, op_: Any = op, whole: bool = False) -> torch.Tensor:
@@ -341,6 +353,8 @@ def quality_steps(y: Any, op: Any, method: str, params: Any, *, seed: int = 0,
         if est_name == "splitting":
             r = yield from split_estimate(y_t, op, counting, sig or 0.0, int(folds), gen, xh,
                                           max(1, int(probes)), batch=not spec.stochastic)
+        elif est_name == "rescaled":
+            r = yield from rescaled_estimate(y_t, op, counting, sig, int(folds), gen, xh)
         else:
             r = None
             vals = []
