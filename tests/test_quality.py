@@ -330,9 +330,9 @@ def test_smoothed_minimum_is_the_vertex_of_the_fitted_parabola():
 
 def test_unmeasured_columns_take_their_energy_times_the_held_out_relative_error():
     """Column energies on a power law in (1 + |k|) are interpolated exactly in log-log between
-    the measured columns, so with held-out errors a fixed fraction of their columns' energy
-    the sum over never-measured columns is that fraction of their true energy (less the
-    noise), where the held-out errors carried as they are would miss it by far."""
+    the measured columns, so with held-out errors (less the noise) a fixed fraction of their
+    columns' energy the sum over never-measured columns is that fraction of their true
+    energy, where the held-out errors carried as they are would miss it by far."""
     from napari_invrec.engine.splitting import _unmeasured_column_error
 
     w, sigma = 32, 0.01
@@ -342,11 +342,11 @@ def test_unmeasured_columns_take_their_energy_times_the_held_out_relative_error(
     cols[[0, 5, 14, 15, 16, 17, 18, 26, 30]] = True    # centre 14-18 and four others
     hcols = np.zeros(w, bool)
     hcols[[5, 26]] = True
-    err = 0.25 * energy
+    err = 0.25 * energy + sigma ** 2                  # a quarter of the energy, plus noise
     dst = ~cols
     got = _unmeasured_column_error(err, hcols, energy, cols, dst, freq, sigma)
     # never-measured columns lie inside the measured span (|k| 0..16)
-    expected = (0.25 * energy[dst] - sigma ** 2).sum()
+    expected = (0.25 * energy[dst]).sum()
     assert got == pytest.approx(expected, rel=1e-9)
     carried = err[hcols].mean() * dst.sum()
     assert abs(carried - expected) > 0.5 * expected

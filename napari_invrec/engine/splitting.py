@@ -132,13 +132,16 @@ def _unmeasured_column_error(err: np.ndarray, hcols: np.ndarray, energy: np.ndar
 
     With :math:`e_c` (``err``) a held-out column's mean squared prediction error and
     :math:`E_c` (``energy``) its measured energy (noise included), the relative error is
-    :math:`\bar\rho = \mathrm{mean}_c\, e_c/E_c`; the energy of a column that was never
-    measured is interpolated in :math:`\log E` over :math:`\log(1 + |k|)` between the
-    measured columns ``cols`` (the fully sampled centre gives the low frequencies):
+    :math:`\bar\rho = \mathrm{mean}_c\,(e_c - \sigma^2)/E_c` (the target's noise taken out of
+    the error, not of the energy: a column at the noise level then adds about 0 for a method
+    that predicts it well, where :math:`e_c/E_c` would add about 1); the energy of a column
+    that was never measured is interpolated in :math:`\log E` over :math:`\log(1 + |k|)`
+    between the measured columns ``cols`` (the fully sampled centre gives the low
+    frequencies):
 
     .. math::
 
-        \hat e_c = \bar\rho\,\hat E(|k_c|) - \sigma^2 .
+        \hat e_c = \bar\rho\,\hat E(|k_c|) .
 
     Spectra fall by orders of magnitude across :math:`|k|`, and variable-density patterns
     hold out mostly low frequencies: a held-out error carried to other frequencies as it is
@@ -151,12 +154,12 @@ def _unmeasured_column_error(err: np.ndarray, hcols: np.ndarray, energy: np.ndar
     on a 64 px brick texture at 4x: 0.79 per-fold curves, 0.46 one pooled curve, 0.88 the
     mean).
     """
-    rho = float((err[hcols] / energy[hcols]).mean())
+    rho = float(((err[hcols] - sigma * sigma) / energy[hcols]).mean())
     fm = freq[cols]
     um = np.unique(fm)
     log_e = np.array([np.log(energy[cols][fm == u]).mean() for u in um])
     e_hat = np.exp(np.interp(np.log1p(freq[dst]), np.log1p(um), log_e))
-    return float((rho * e_hat - sigma * sigma).sum())
+    return float((rho * e_hat).sum())
 
 
 def _pooled_column_errors(errs: list[np.ndarray], helds: list[np.ndarray], energy: np.ndarray,
