@@ -47,6 +47,8 @@ FAMILIES = {
     "lensless": ({}, 0.01),
 }
 IMAGES = ("moon", "cell", "brick", "shepp-logan")
+AUTOTUNE_FAMILIES = ("denoise", "blur", "inpaint", "mri")
+SELECT_FAMILIES = ("denoise", "blur", "inpaint", "mri", "ct", "cs")
 GRID = ([("tv-fista", {"lam": lam, "iters": 100}) for lam in (1e-3, 3e-3, 1e-2, 3e-2, 0.1)]
         + [("tikhonov", {"lam": lam}) for lam in (1e-3, 1e-2, 0.1)]
         + [("pnp-admm", {}), ("dpir", {}), ("adjoint", {})])
@@ -108,7 +110,7 @@ def oracle_tv(y, op, x, iters: int = 100) -> tuple[float, float]:
     return best, vals[best]
 
 
-def autotune_table(images, n: int, families=("denoise", "blur", "inpaint", "mri")) -> None:
+def autotune_table(images, n: int, families=AUTOTUNE_FAMILIES) -> None:
     print(f"\n## Auto-tuned tv-fista against TV at the oracle weight ({n} px, budget 10)")
     print(f"{'family':10s} {'image':12s} {'oracle lam':>10s} {'oracle dB':>9s} "
           f"{'auto lam':>9s} {'auto dB':>8s} {'gap dB':>7s}  target <= 0.3")
@@ -128,7 +130,7 @@ def autotune_table(images, n: int, families=("denoise", "blur", "inpaint", "mri"
           f"{sum(g <= 0.3 for g in gaps)}/{len(gaps)}")
 
 
-def select_table(images, n: int, families=("denoise", "blur", "inpaint", "mri", "ct")) -> None:
+def select_table(images, n: int, families=SELECT_FAMILIES) -> None:
     names = ", ".join(m for m, _ in CANDIDATES)
     print(f"\n## Ranked choice among {names} ({n} px)")
     print(f"{'family':10s} {'image':12s} {'chosen':10s} {'dB':>6s} {'best':10s} {'dB':>6s} "
@@ -180,9 +182,9 @@ def main(flags: list[str] | None = None) -> None:
     if "spearman" in tables:
         spearman_table(images, 64, fams(FAMILIES))
     if "autotune" in tables:
-        autotune_table(images[:3], 64, fams(("denoise", "blur", "inpaint", "mri")))
+        autotune_table(images[:3], 64, fams(AUTOTUNE_FAMILIES))
     if "select" in tables:
-        select_table(images[:3], 64, fams(("denoise", "blur", "inpaint", "mri", "ct", "cs")))
+        select_table(images[:3], 64, fams(SELECT_FAMILIES))
     if not quick and "phantom-mri" in tables:
         phantom_mri_best()
     print(f"\nquality benchmark: {time.perf_counter() - t0:.0f} s")

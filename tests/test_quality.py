@@ -333,7 +333,7 @@ def test_unmeasured_columns_take_their_energy_times_the_held_out_relative_error(
     the measured columns, so with held-out errors (less the noise) a fixed fraction of their
     columns' energy the sum over never-measured columns is that fraction of their true
     energy, where the held-out errors carried as they are would miss it by far."""
-    from napari_invrec.engine.splitting import _unmeasured_column_error
+    from napari_invrec.engine.splitting import _unmeasured_column_errors, _unmeasured_energy
 
     w, sigma = 32, 0.01
     freq = np.abs(np.arange(w) - w // 2)
@@ -344,7 +344,14 @@ def test_unmeasured_columns_take_their_energy_times_the_held_out_relative_error(
     hcols[[5, 26]] = True
     err = 0.25 * energy + sigma ** 2                  # a quarter of the energy, plus noise
     dst = ~cols
-    got = _unmeasured_column_error(err, hcols, energy, cols, dst, freq, sigma)
+    unseen = _unmeasured_energy(energy, cols, dst, freq)
+    assert unseen == pytest.approx(energy[dst].sum(), rel=1e-9)
+    # one fold, or the same columns split over two folds: the same pooled mean
+    got = _unmeasured_column_errors([err], [hcols], energy, unseen, sigma)[0]
+    first, second = hcols.copy(), hcols.copy()
+    first[26], second[5] = False, False
+    pseudo = _unmeasured_column_errors([err, err], [first, second], energy, unseen, sigma)
+    assert np.mean(pseudo) == pytest.approx(got, rel=1e-9)
     # never-measured columns lie inside the measured span (|k| 0..16)
     expected = (0.25 * energy[dst]).sum()
     assert got == pytest.approx(expected, rel=1e-9)

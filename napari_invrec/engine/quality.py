@@ -14,12 +14,12 @@ turns what it sees into a :class:`QualityEstimate` with the estimators of
   samples (dense random CS rows need none) it adds up to an image-domain MSE
   (:mod:`napari_invrec.engine.splitting`);
 * ``"rescaled"``: super-resolution (:data:`RESCALABLE`, measurements of at least 16 px a
-  side at factor 2): GSURE plus the null-space error of
-  the same method one scale down, where the measurement is the answer
-  (:mod:`napari_invrec.engine.rescaling`; it assumes the image is self-similar across scales);
-* ``"gsure"``: every other linear operator (blur, CT, denoising):
-  generalised SURE of the image error weighted by :math:`(A^HA+\delta)^{-1}A^HA`, blind
-  only to what the operator removes;
+  side at factor 2): GSURE plus the null-space error of the same method one scale down, where
+  the measurement is the answer (:mod:`napari_invrec.engine.rescaling`; it assumes the image
+  is self-similar across scales);
+* ``"gsure"``: every other linear operator (blur, CT, lensless, denoising): generalised SURE
+  of the image error weighted by :math:`(A^HA+\delta)^{-1}A^HA`, blind only to what the
+  operator removes;
 * ``"sure"``: non-linear operators (prediction error of the measurement).
 
 The method re-runs with the run's parameters, seed and normalisation held fixed (the map

@@ -11,7 +11,7 @@ and its result predicts the held-out samples (:func:`split_estimate`).
   completes it to an image-domain MSE.
 * K-space columns: a never-measured column gets its own energy (interpolated between the
   measured columns) times the held-out columns' relative error
-  (:func:`_unmeasured_column_error`). Where the data are Hermitian (a real image,
+  (:func:`_unmeasured_column_errors`). Where the data are Hermitian (a real image,
   :func:`hermitian_data`) a column and its mirror carry the same information: they are held
   out together, and a never-measured column whose mirror is measured is scored against the
   conjugate mirror (:func:`_mirror_column_error`).
@@ -124,24 +124,35 @@ def _column_means(v: torch.Tensor) -> np.ndarray:
     return d.mean(dim=tuple(range(d.dim() - 1))).cpu().numpy()
 
 
-def _unmeasured_column_error(err: np.ndarray, hcols: np.ndarray, energy: np.ndarray,
-                             cols: np.ndarray, dst: np.ndarray, freq: np.ndarray,
-                             sigma: float) -> float:
-    r"""Summed per-sample error over the never-measured k-space columns ``dst``: each column's
-    energy times the mean relative error of the held-out columns ``hcols``.
+def _unmeasured_energy(energy: np.ndarray, cols: np.ndarray, dst: np.ndarray,
+                       freq: np.ndarray) -> float:
+    r"""Summed energy :math:`\sum_{c \in dst} \hat E(|k_c|)` of the never-measured columns
+    ``dst``, each interpolated in :math:`\log E` over :math:`\log(1 + |k|)` between the
+    measured columns ``cols`` (``energy``: mean :math:`|y|^2` per column; the fully sampled
+    centre gives the low frequencies)."""
+    fm = freq[cols]
+    um = np.unique(fm)
+    log_e = np.array([np.log(energy[cols][fm == u]).mean() for u in um])
+    return float(np.exp(np.interp(np.log1p(freq[dst]), np.log1p(um), log_e)).sum())
 
-    With :math:`e_c` (``err``) a held-out column's mean squared prediction error and
-    :math:`E_c` (``energy``) its measured energy (noise included), the relative error is
+
+def _unmeasured_column_errors(errs: list[np.ndarray], helds: list[np.ndarray],
+                              energy: np.ndarray, unmeasured_energy: float,
+                              sigma: float) -> list[float]:
+    r"""Summed per-sample error over the never-measured k-space columns, per fold (jackknife
+    pseudo-values): their energy (:func:`_unmeasured_energy`) times the mean relative error of
+    the held-out columns.
+
+    With :math:`e_c` (``errs[k]``, fold :math:`k`'s per-column mean squared prediction error at
+    its held-out columns ``helds[k]``) and :math:`E_c` (``energy``) the column's measured
+    energy (noise included), the relative error is
     :math:`\bar\rho = \mathrm{mean}_c\,(e_c - \sigma^2)/E_c` (the target's noise taken out of
     the error, not of the energy: a column at the noise level then adds about 0 for a method
-    that predicts it well, where :math:`e_c/E_c` would add about 1); the energy of a column
-    that was never measured is interpolated in :math:`\log E` over :math:`\log(1 + |k|)`
-    between the measured columns ``cols`` (the fully sampled centre gives the low
-    frequencies):
+    that predicts it well, where :math:`e_c/E_c` would add about 1), and
 
     .. math::
 
-        \hat e_c = \bar\rho\,\hat E(|k_c|) .
+        \hat e = \bar\rho \sum_{c\ \rm never\ measured} \hat E(|k_c|) .
 
     Spectra fall by orders of magnitude across :math:`|k|`, and variable-density patterns
     hold out mostly low frequencies: a held-out error carried to other frequencies as it is
@@ -153,35 +164,19 @@ def _unmeasured_column_error(err: np.ndarray, hcols: np.ndarray, energy: np.ndar
     over :math:`|k|`: with ten or so held-out columns a curve follows their noise (Spearman
     on a 64 px brick texture at 4x: 0.79 per-fold curves, 0.46 one pooled curve, 0.88 the
     mean).
-    """
-    rho = float(((err[hcols] - sigma * sigma) / energy[hcols]).mean())
-    fm = freq[cols]
-    um = np.unique(fm)
-    log_e = np.array([np.log(energy[cols][fm == u]).mean() for u in um])
-    e_hat = np.exp(np.interp(np.log1p(freq[dst]), np.log1p(um), log_e))
-    return float((rho * e_hat).sum())
 
-
-def _pooled_column_errors(errs: list[np.ndarray], helds: list[np.ndarray], energy: np.ndarray,
-                          cols: np.ndarray, dst: np.ndarray, freq: np.ndarray,
-                          sigma: float) -> list[float]:
-    r"""Jackknife pseudo-values of :func:`_unmeasured_column_error` over the folds.
-
-    Every held-out column (each predicted by its own fold) goes into one estimate: a fold
+    Every held-out column (each predicted by its own fold) goes into the one mean: a fold
     holds out one or two columns, too few to stand for the never-measured ones alone. With
     :math:`\theta` the estimate from all :math:`K` folds and :math:`\theta_{-k}` without fold
     :math:`k`, the pseudo-values :math:`K\theta - (K-1)\theta_{-k}` have mean
     :math:`\approx\theta` and give its standard error as independent per-fold values would;
     the same folds for every run of one measurement keep them paired."""
+    rel = [(e[h] - sigma * sigma) / energy[h] for e, h in zip(errs, helds)]
 
     def pooled(ks: list[int]) -> float:
-        err, hcols = np.zeros_like(energy), np.zeros(cols.shape, bool)
-        for k in ks:
-            err[helds[k]] = errs[k][helds[k]]
-            hcols |= helds[k]
-        return _unmeasured_column_error(err, hcols, energy, cols, dst, freq, sigma)
+        return float(np.concatenate([rel[k] for k in ks]).mean()) * unmeasured_energy
 
-    kk = len(errs)
+    kk = len(rel)
     theta = pooled(list(range(kk)))
     if kk < 2:
         return [theta]
@@ -198,9 +193,7 @@ def _mirror_column_error(x_hat: torch.Tensor, y_t: torch.Tensor, op: Any, dst: n
     full = op.with_mask(torch.ones_like(op.mask_tensor())).A(x_hat)
     rows, cols = (torch.as_tensor(mirror_index(n), device=y_t.device) for n in op.shape)
     twin = y_t[..., rows, :][..., cols].conj()
-    d = (full - twin).abs().square()
-    per_col = d.mean(dim=tuple(range(d.dim() - 1))).cpu().numpy()
-    return float((per_col[dst] - sigma * sigma).sum())
+    return float((_column_means(full - twin)[dst] - sigma * sigma).sum())
 
 
 def _batched_folds(y_t: torch.Tensor, op: Any, f: Callable, masks: list[torch.Tensor],
@@ -235,11 +228,11 @@ def split_estimate(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds:
 
     with :math:`c` the measurement entries per image sample (coils). For k-space columns
     the first term is a sum over the never-measured columns, each its energy times the
-    held-out relative error (:func:`_unmeasured_column_error`, pooled over the folds with
-    jackknife pseudo-values per fold: :func:`_pooled_column_errors`), or against its
-    conjugate mirror (:func:`_mirror_column_error`). Dense random CS rows need no GSURE:
-    :math:`\widehat{\rm MSE} = (m/n)\,e_{\rm held}` (module docstring). Per-fold values pair
-    with the same fold's GSURE probe. With ``batch`` the folds run as one batch where the
+    held-out relative error (:func:`_unmeasured_column_errors`, pooled over the folds with
+    jackknife pseudo-values per fold), or against its conjugate mirror
+    (:func:`_mirror_column_error`). Dense random CS rows need no GSURE:
+    :math:`\widehat{\rm MSE} = (m/n)\,e_{\rm held}` (module docstring). Per-fold values
+    pair with the same fold's GSURE probe. With ``batch`` the folds run as one batch where the
     operator stacks masks (:class:`~napari_invrec.core.operators.base.SampleMask`) and the
     method is deterministic (a stochastic method's batch holds its samples). Yields
     ``(done, total)`` after every re-run."""
@@ -280,9 +273,10 @@ def split_estimate(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds:
             col_errs.append(_column_means(pred - y_t))
             col_helds.append(held.any(0).cpu().numpy())
     if groups is not None:
-        unmeasured_vals = [mirrored + rows_per_col * v / n for v in _pooled_column_errors(
-            col_errs, col_helds, np.maximum(_column_means(y_t), 1e-30), cols,
-            ~cols & ~twins, freq, sigma)]
+        energy = np.maximum(_column_means(y_t), 1e-30)
+        unseen = _unmeasured_energy(energy, cols, ~cols & ~twins, freq)
+        unmeasured_vals = [mirrored + rows_per_col * v / n for v in _unmeasured_column_errors(
+            col_errs, col_helds, energy, unseen, sigma)]
     if dense_rows:  # the held-out rows see the whole error (module docstring)
         vals = [e * op.m / n for e in held_vals]
         mean, se = risk.mean_se(vals)
