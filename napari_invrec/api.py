@@ -32,7 +32,7 @@ from .core.validation import check_image_array
 from .engine.device import choose_device, replay_device
 from .engine.execute import method_params_for, run_to_result
 from .engine.history import DEFAULT_BUDGET
-from .engine.quality import FOLDS
+from .engine.quality import FOLDS, PROBES
 from .engine.reproduce import RerunReport
 from .engine.runner import Result, measurement_plane, prepare_measurement
 
@@ -117,6 +117,11 @@ def reconstruct(y: Any, op: Any, method: str, *, seed: int = 0, x0: Any = None,
                 progress: Any = None, threads: int | None = None, normalise: str = "auto",
                 **params: Any) -> Result:
     """Reconstruct the 2-D measurement ``y`` and return a :class:`Result`.
+
+    A run that diverges to non-finite values raises
+    :class:`~napari_invrec.core.errors.DivergenceError`; one that blows up without them
+    (its data residual and its image growing together) returns with a line in
+    ``res.provenance["warnings"]`` (:func:`~napari_invrec.engine.runner.growth_warning`).
 
     Parameters
     ----------
@@ -292,7 +297,7 @@ def _run_context(result: Result, y: Any = None) -> tuple:
 
 
 def estimate_quality(result: Result, y: Any = None, *, estimator: str = "auto",
-                     folds: int = FOLDS, probes: int = 2, sigma: float | None = None,
+                     folds: int = FOLDS, probes: int = PROBES, sigma: float | None = None,
                      op: Any = None, progress: Any = None) -> Any:
     """Estimate the error of a run from its measurement alone (no ground truth).
 
@@ -336,8 +341,8 @@ def estimate_quality(result: Result, y: Any = None, *, estimator: str = "auto",
 
 def autotune(y: Any, op: Any, method: str, *, budget: int = 10, seed: int = 0,
              sigma: float | None = None, noise: dict | None = None, estimator: str = "auto",
-             folds: int = FOLDS, probes: int = 1, normalise: str = "auto", progress: Any = None,
-             cancel: threading.Event | None = None, **params: Any) -> Result:
+             folds: int = FOLDS, probes: int = PROBES, normalise: str = "auto",
+             progress: Any = None, cancel: threading.Event | None = None, **params: Any) -> Result:
     """Tune ``method``'s main hyperparameters on ``y`` without ground truth, then run it.
 
     Each of ``budget`` candidates is scored by the ground-truth-free estimate
@@ -362,7 +367,7 @@ def autotune(y: Any, op: Any, method: str, *, budget: int = 10, seed: int = 0,
 
 def rank_methods(y: Any, op: Any, methods: list, *, seed: int = 0, sigma: float | None = None,
                  noise: dict | None = None, estimator: str = "auto", folds: int = FOLDS,
-                 probes: int = 2, normalise: str = "auto", progress: Any = None,
+                 probes: int = PROBES, normalise: str = "auto", progress: Any = None,
                  cancel: threading.Event | None = None) -> Any:
     """Order candidate runs on ``y`` by their ground-truth-free estimated error.
 

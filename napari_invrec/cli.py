@@ -428,6 +428,8 @@ def _cmd_reconstruct(ns: argparse.Namespace, spec: dict | None, spec_arrays: dic
         m = ", ".join(f"{k}={v:.4g}" for k, v in res.metrics.items())
         print(f"wrote {ns.output} and {written}: {ns.method} on {op.name}, "
               f"{res.provenance['timings']['total_s']:.2f} s, {m}")
+    for w in res.provenance.get("warnings", []):
+        print(f"napari-invrec: warning: {w}", file=sys.stderr)
     return 0
 
 

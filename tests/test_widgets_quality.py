@@ -8,7 +8,7 @@ from helpers import drain
 
 from napari_invrec import api
 from napari_invrec.engine.layers import measurement_layer, result_layers
-from napari_invrec.engine.quality import FOLDS
+from napari_invrec.engine.quality import FOLDS, PROBES
 
 pytestmark = pytest.mark.gui
 
@@ -71,7 +71,7 @@ def test_auto_tunes_fills_the_form_and_records_the_search(make_napari_viewer, qt
     assert w.method_form.values()["lam"] == pytest.approx(chosen, rel=1e-5)
     assert prov["params"]["lam"] == pytest.approx(chosen, rel=1e-5)
     assert prov["quality"]["estimator"] == "splitting"
-    assert prov["quality"]["settings"] == {"folds": FOLDS, "probes": 1, "estimate_seed": 0}
+    assert prov["quality"]["settings"] == {"folds": FOLDS, "probes": PROBES, "estimate_seed": 0}
     assert "auto chose lam=" in w.status.value
     assert w.run_button.enabled and w.quality.auto_button.enabled
     # Compare shows the stored estimate without computing anything
@@ -210,7 +210,7 @@ def test_run_context_records_and_refusals(three_runs):
     assert ctx.noise["sigma"] == 0.02 and ctx.fingerprint == res.provenance["measurement"][
         "sha256"]
     est = drain(run_quality_steps(ctx))[1]
-    ref = api.estimate_quality(res, folds=FOLDS, probes=1)
+    ref = api.estimate_quality(res, folds=FOLDS, probes=PROBES)
     assert est.estimator == "splitting" and est.score == pytest.approx(ref.score, rel=1e-4)
     rec = quality_record(est)
     back = estimate_from_dict(rec)

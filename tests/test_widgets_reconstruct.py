@@ -186,6 +186,18 @@ def test_pause_holds_the_run_until_resumed(make_napari_viewer, qtbot, truth):
     qtbot.waitUntil(lambda: not w.controller.running, timeout=3000)
 
 
+def test_a_diverging_run_keeps_its_result_and_warns(make_napari_viewer, truth, wait_idle,
+                                                    notes):
+    viewer, w = _setup(make_napari_viewer, truth, "mri", acceleration=4.0)
+    w.method.value = "pnp-admm"
+    w.method_form.set_values({"denoiser": "n2s-atoms"})
+    w.run()
+    wait_idle(w, 60000)
+    res = viewer.layers["pnp-admm · mri"]
+    assert "diverged" in res.metadata["invrec"]["provenance"]["warnings"][0]
+    assert "diverged" in w.status.value and "diverged" in notes()[-1]
+
+
 def test_nan_measurement_reports_error_and_starts_nothing(make_napari_viewer, truth, notes):
     from napari_invrec._widgets.reconstruct import ReconstructWidget
 

@@ -51,6 +51,14 @@ def notify_error(message: str, status: Any = None) -> None:
     show_error(message)
 
 
+def notify_warning(message: str, status: Any = None) -> None:
+    """Show ``message`` as a napari warning notification (and in ``status``)."""
+    from napari.utils.notifications import show_warning
+
+    _set_status(status, message)
+    show_warning(message)
+
+
 def notify_info(message: str, status: Any = None) -> None:
     """Show ``message`` as a napari info notification (and in ``status``)."""
     from napari.utils.notifications import show_info

@@ -32,7 +32,7 @@ from ._batch import choose_and_start as batch_folder
 from ._inputs import LayerCombo, OperatorPanel, heading, labelled, layer_by_name
 from ._levels import LevelReadout
 from ._meta import checked_meta, layer_kind, layer_meta
-from ._notify import guarded, notify_error, notify_info, report_error
+from ._notify import guarded, notify_error, notify_info, notify_warning, report_error
 from ._pacing import DisplayThrottle
 from ._quality import QualityRow
 from ._results import show_steps
@@ -629,8 +629,12 @@ class ReconstructWidget(StackRuns, Container):
         metrics = " · ".join(f"{k} {result.metrics[k]:.4g}" for k in shown)
         steps = int(result.provenance.get("timings", {}).get("steps", len(result.steps)))
         note = f" · {info['note']}" if info.get("note") else ""
-        notify_info(f"{info['name']}: {steps} steps in {secs:.2f} s · {metrics}{note}",
-                    self.status)
+        line = f"{info['name']}: {steps} steps in {secs:.2f} s · {metrics}{note}"
+        warned = result.provenance.get("warnings")
+        if warned:
+            notify_warning(f"{line} · {'; '.join(warned)}", self.status)
+        else:
+            notify_info(line, self.status)
 
     def _on_error(self, exc: BaseException) -> None:
         self._remove_live()

@@ -38,6 +38,7 @@ from ..core.params import make_params
 from .execute import drain
 from .quality import (
     FOLDS,
+    PROBES,
     QualityEstimate,
     common_estimator,
     paired_confidence,
@@ -218,7 +219,7 @@ def _smoothed_minimum(scored: dict) -> float | None:
 
 def autotune_steps(y: Any, op: Any, method: str, params: Any = None, *, budget: int = 10,
                    seed: int = 0, noise: dict | None = None, sigma: float | None = None,
-                   estimator: str = "auto", folds: int = FOLDS, probes: int = 1,
+                   estimator: str = "auto", folds: int = FOLDS, probes: int = PROBES,
                    normalise: str = "auto", cancel: threading.Event | None = None,
                    fields: tuple[str, ...] | None = None
                    ) -> Generator[Trial, None, AutotuneResult]:
@@ -343,7 +344,7 @@ def autotune_steps(y: Any, op: Any, method: str, params: Any = None, *, budget: 
 
 def rank_steps(y: Any, op: Any, candidates: list, *, seed: int = 0, noise: dict | None = None,
                sigma: float | None = None, estimator: str = "auto", folds: int = FOLDS,
-               probes: int = 2, normalise: str = "auto",
+               probes: int = PROBES, normalise: str = "auto",
                cancel: threading.Event | None = None
                ) -> Generator[Trial, None, Ranking]:
     """Score each candidate run and order them by estimated error.
@@ -415,7 +416,7 @@ def candidates_for(op: Any) -> list[tuple[str, dict]]:
 
 
 def best_steps(y: Any, op: Any, *, budget: int = 8, seed: int = 0, noise: dict | None = None,
-               sigma: float | None = None, folds: int = FOLDS, probes: int = 1,
+               sigma: float | None = None, folds: int = FOLDS, probes: int = PROBES,
                normalise: str = "auto", cancel: threading.Event | None = None
                ) -> Generator[Trial, None, Ranking]:
     """"Best for this data": tune the operator's default method (``budget`` candidates), then

@@ -31,6 +31,7 @@ from .autotune import FLOOR, FLOOR_CONFIDENCE
 from .compare import RunInfo, run_operator
 from .quality import (
     FOLDS,
+    PROBES,
     QualityEstimate,
     common_estimator,
     paired_confidence,
@@ -44,7 +45,7 @@ __all__ = ["FOLDS", "PROBES", "ESTIMATE_SEED", "RunContext", "RankTick", "RunRan
 
 #: folds, probes and seed of every estimate the docks make (the searches' defaults in
 #: :mod:`.autotune`): estimates made by Auto, Best for this data and Rank pair with each other
-PROBES, ESTIMATE_SEED = 1, 0
+ESTIMATE_SEED = 0
 
 
 @dataclass

@@ -41,6 +41,7 @@ import torch
 
 from ..core.analysis import risk
 from ..core.errors import InputError
+from .splitting import stacked_map
 
 __all__ = ["RESCALABLE", "rescalable", "rescaled_estimate"]
 
@@ -88,29 +89,37 @@ def noise_gain(op: Any) -> float:
 
 
 def rescaled_estimate(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, draws: int,
-                      gen: torch.Generator, x_hat: torch.Tensor
+                      gen: torch.Generator, x_hat: torch.Tensor, batch: bool = True
                       ) -> Generator[tuple[int, int], None, risk.RiskEstimate]:
     r"""GSURE's weighted error plus the null-space error one scale down (module docstring),
-    per draw of :math:`z` (each with its own GSURE probe, so per-draw values pair between runs
-    with the same generator). The shared GSURE constant stays in the details: runs on one
-    measurement order alike whether or not its level is known. Yields ``(done, total)``
-    after every draw (two re-runs of the method)."""
+    per draw of :math:`z`, each paired with its own GSURE probe (per-draw values pair between
+    runs with the same generator). The shared GSURE constant stays in the details: runs on
+    one measurement order alike whether or not its level is known. With ``batch`` (a
+    deterministic method) the draws run as one batch and so do the probes
+    (:func:`~napari_invrec.engine.splitting.stacked_map`). Yields ``(done, total)`` after
+    the draws and after the probes."""
     op_c = coarse_operator(op, tuple(y_t.shape[-2:]))
     kappa = noise_gain(op_c)
     top = math.sqrt(max(0.0, 1.0 - 2.0 * kappa)) * sigma
     n_c = y_t[0, 0].numel()
     null_dim = n_c - int(torch.tensor(op_c.measurement_shape).prod())
-    vals, nulls, g = [], [], None
-    for k in range(draws):
+    zs, y_cs = [], []
+    for _ in range(draws):
         z = sigma * torch.randn(y_t.shape, generator=gen, device=gen.device).to(y_t)
         y_c = op_c.A(y_t + z)
-        y_c = y_c + top * torch.randn(y_c.shape, generator=gen, device=gen.device).to(y_c)
-        d = op_c.null_project(f(y_c, op_c) - (y_t - z))
-        null = (float(d.square().sum()) - 2 * sigma * sigma * null_dim) / n_c
-        g = risk.gsure(y_t, op, f, sigma, n_probes=1, generator=gen, x_hat=x_hat)
-        vals.append(g.mse + null)
-        nulls.append(null)
-        yield k + 1, draws
+        zs.append(z)
+        y_cs.append(y_c + top * torch.randn(y_c.shape, generator=gen, device=gen.device).to(y_c))
+    x_cs = stacked_map(f, op_c)(torch.cat(y_cs)).split(1) if batch \
+        else [f(y_c, op_c) for y_c in y_cs]
+    nulls = []
+    for z, x_c in zip(zs, x_cs):
+        d = op_c.null_project(x_c - (y_t - z))
+        nulls.append((float(d.square().sum()) - 2 * sigma * sigma * null_dim) / n_c)
+    yield 1, 2
+    g = risk.gsure(y_t, op, f, sigma, n_probes=draws, generator=gen, x_hat=x_hat,
+                   f_batch=stacked_map(f, op) if batch else None)
+    vals = [v + null for v, null in zip(g.details["values"], nulls)]
+    yield 2, 2
     mean, se = risk.mean_se(vals)
     return risk.RiskEstimate(mean, se, "image", "rescaled",
                              {"values": vals, "null_mse": sum(nulls) / len(nulls),

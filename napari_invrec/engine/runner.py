@@ -166,6 +166,35 @@ def _in_units(state: IterState, norm: Any) -> IterState:
     return dataclasses.replace(state, x=norm.to_units(state.x), extras=extras)
 
 
+#: a run whose data residual ends above this fraction of ``|y|`` and this many times its
+#: lowest while its image's energy grows by this factor has diverged (:func:`growth_warning`)
+GROWTH_RESIDUAL, GROWTH_RATIO, GROWTH_ENERGY = 0.1, 3.0, 1.25
+
+
+def growth_warning(method: str, residuals: list[float], e_first: float | None,
+                   e_last: float | None) -> str | None:
+    r"""One line when a run diverged without producing a NaN, else ``None``.
+
+    It diverged when its relative data residual :math:`r_k = \|Ax_k - y\|/\|y\|` ends
+    above :data:`GROWTH_RESIDUAL` and :data:`GROWTH_RATIO` times its lowest value while the
+    image's energy :math:`\overline{|x|^2}` grew by :data:`GROWTH_ENERGY` from the first
+    iterate: regularisation that is too strong also raises the residual, but it shrinks the
+    image; a blow-up inflates it. (``pnp-admm`` with the ``n2s-atoms`` denoiser on 4x MRI of a
+    128 px moon image: :math:`r` 0.024 at step 2, 0.70 at step 50, energy 1.5x, 12.7 dB
+    against 39.8 with the default denoiser; ``tv-fista`` with a weight of 3 on the same data
+    raises :math:`r` 3.2x but shrinks the image.)"""
+    if not residuals or e_first is None or e_last is None:
+        return None
+    r = np.asarray(residuals, dtype=float)
+    k = int(np.nanargmin(r))
+    if not (r[-1] > GROWTH_RESIDUAL and r[-1] > GROWTH_RATIO * r[k]
+            and e_last > GROWTH_ENERGY * e_first):
+        return None
+    return (f"{method} diverged: its data residual grew from {r[k]:.3g} of |y| (iterate "
+            f"{k + 1}) to {r[-1]:.3g} while the image's energy grew {e_last / e_first:.1f}x: "
+            "lower its step size, raise its regularisation or choose another denoiser")
+
+
 def measurement_plane(y: Any, op: Any) -> np.ndarray:
     """The measurement as it runs (validated float32/complex64 copy); its fingerprint is the
     provenance's ``measurement``."""
@@ -245,6 +274,7 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
     last_preview = -np.inf
     reserved = False
     state: IterState | None = None
+    energy: list = [None, None]  # mean |x|^2 of the first and the latest iterate
     it = spec.fn(norm.measurement(y_t, op), op, params, x0=x0_t, generator=gen)
     t_setup = time.perf_counter() - t_start
     try:
@@ -275,6 +305,8 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
                                           "regularisation weight")
                 if "residual" not in metrics or norm.applied:  # in the data's units
                     metrics["residual"] = float(residual(op, state.x[:1], y_t))
+                energy[1] = float(state.x[:1].abs().square().mean())
+                energy[0] = energy[1] if energy[0] is None else energy[0]
                 if ref_t is not None:
                     xm = state.x[:1].abs() if state.x.is_complex() else state.x[:1]
                     metrics["psnr"] = float(psnr(xm, ref_t))
@@ -317,6 +349,9 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
                                                    "steps": state.step},
                            metrics=final_metrics, noise=noise, ground_truth=ground_truth,
                            normalise=norm.to_dict())
+    warning = growth_warning(method, metric_history.get("residual", []), *energy)
+    if warning:
+        prov["warnings"] = [warning]
     streams = {k: history.stack(k) for k in history.streams() if k != "x"}
     res = Result(x=x_final, iterates=history.stack("x"), steps=history.steps, streams=streams,
                  metrics=final_metrics, metric_history=metric_history, provenance=prov,

@@ -33,7 +33,7 @@ import torch
 from ..core.analysis import risk
 from ..core.errors import InputError
 
-__all__ = ["SPLITTABLE", "split_estimate"]
+__all__ = ["SPLITTABLE", "split_estimate", "stacked_map"]
 
 #: operator families whose measurement is a set of samples that can be held out
 SPLITTABLE = ("inpaint", "mri", "mri-multicoil", "cs")
@@ -196,6 +196,25 @@ def _mirror_column_error(x_hat: torch.Tensor, y_t: torch.Tensor, op: Any, dst: n
     return float((_column_means(full - twin)[dst] - sigma * sigma).sum())
 
 
+def _whole_batch(f: Callable, ys: torch.Tensor, op: Any) -> torch.Tensor | None:
+    """``f`` run once on the stack ``ys`` (``None`` where the method cannot run a batch)."""
+    try:
+        x = f(ys, op, whole=True)
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        return None
+    return x if x.shape[0] == ys.shape[0] else None
+
+
+def stacked_map(f: Callable, op: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``f`` (a :func:`~napari_invrec.engine.quality.reconstruction_map`) on a stack of
+    measurements ``(B, C, ...)`` of ``op``: one batched run where the method runs a batch,
+    else one run per element."""
+    def f_batch(ys: torch.Tensor) -> torch.Tensor:
+        x = _whole_batch(f, ys, op)
+        return x if x is not None else torch.cat([f(ys[i:i + 1], op) for i in range(len(ys))])
+    return f_batch
+
+
 def _batched_folds(y_t: torch.Tensor, op: Any, f: Callable, masks: list[torch.Tensor],
                    reduced: Callable) -> torch.Tensor | None:
     """Predictions ``A x_k`` of every fold from one batched run (``None`` where the operator
@@ -203,14 +222,8 @@ def _batched_folds(y_t: torch.Tensor, op: Any, f: Callable, masks: list[torch.Te
     if not hasattr(op, "with_mask_stack"):
         return None
     stack = torch.stack([torch.as_tensor(reduced(h).mask, device=y_t.device) for h in masks])
-    op_b = op.with_mask_stack(stack)
-    try:
-        x = f(y_t * stack[:, None], op_b, whole=True)
-    except (RuntimeError, ValueError, TypeError, IndexError):
-        return None
-    if x.shape[0] != len(masks):
-        return None
-    return op.A(x)
+    x = _whole_batch(f, y_t * stack[:, None], op.with_mask_stack(stack))
+    return None if x is None else op.A(x)
 
 
 def split_estimate(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds: int,
@@ -234,8 +247,8 @@ def split_estimate(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds:
     :math:`\widehat{\rm MSE} = (m/n)\,e_{\rm held}` (module docstring). Per-fold values
     pair with the same fold's GSURE probe. With ``batch`` the folds run as one batch where the
     operator stacks masks (:class:`~napari_invrec.core.operators.base.SampleMask`) and the
-    method is deterministic (a stochastic method's batch holds its samples). Yields
-    ``(done, total)`` after every re-run."""
+    method is deterministic (a stochastic method's batch holds its samples), and so do the
+    GSURE probes. Yields ``(done, total)`` after the folds and after the probes."""
     measured = torch.as_tensor(op.mask, device=y_t.device) > 0
     hermitian = op.name == "mri" and hermitian_data(y_t, measured, sigma)
     valid, groups, reduced = _split_plan(op, pairs=hermitian)
@@ -284,11 +297,10 @@ def split_estimate(y_t: torch.Tensor, op: Any, f: Callable, sigma: float, folds:
                                  {"folds": len(held_vals), "values": vals,
                                   "held_out_mse": sum(held_vals) / len(held_vals),
                                   "unmeasured_fraction": unmeasured / n})
-    sure_vals = []
-    for j in range(max(1, probes)):
-        g = risk.gsure(y_t, op, f, sigma, n_probes=1, generator=gen, x_hat=x_hat)
-        sure_vals.append(g.mse * (1 + g.details["delta"]))
-        yield len(masks) + j + 1, total
+    g = risk.gsure(y_t, op, f, sigma, n_probes=max(1, probes), generator=gen, x_hat=x_hat,
+                   f_batch=stacked_map(f, op) if batch else None)
+    sure_vals = [v * (1 + g.details["delta"]) for v in g.details["values"]]
+    yield total, total
     sure_mean = sum(sure_vals) / len(sure_vals)
     outside = unmeasured_vals or [per_sample * e * unmeasured / n for e in held_vals]
     vals = [u + sure_vals[i % len(sure_vals)] for i, u in enumerate(outside)]

@@ -168,9 +168,26 @@ def mc_epsilon(y: Tensor, sigma: float) -> float:
     return 0.1 * sigma if sigma > 0 else 1e-3 * max(peak, 1e-12)
 
 
+def _probe_results(y: Tensor, f: Callable[[Tensor], Tensor],
+                   f_batch: Callable[[Tensor], Tensor] | None, x_hat: Tensor, eps: float,
+                   probes: list[Tensor]) -> list[tuple[Tensor, Tensor]]:
+    r"""``(f(y + eps b), f(y))`` for every probe ``b``.
+
+    Without ``f_batch`` each probe is one evaluation of ``f`` and ``f(y)`` is ``x_hat``. With
+    it the probes run as one batch whose first element is ``y`` itself: the finite
+    difference, divided by :math:`\epsilon`, then compares results computed alike (a
+    convolution's result can change in its last bits with the batch size, which
+    :math:`1/\epsilon` would amplify into the divergence)."""
+    if f_batch is None:
+        return [(f(y + eps * b), x_hat) for b in probes]
+    xs = f_batch(torch.cat([y] + [y + eps * b for b in probes]))
+    return [(xs[i:i + 1], xs[:1]) for i in range(1, len(probes) + 1)]
+
+
 def sure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
          n_probes: int = 1, generator: torch.Generator | None = None,
-         x_hat: Tensor | None = None, epsilon: float | None = None) -> RiskEstimate:
+         x_hat: Tensor | None = None, epsilon: float | None = None,
+         f_batch: Callable[[Tensor], Tensor] | None = None) -> RiskEstimate:
     r"""Monte-Carlo SURE of the prediction risk of ``f`` at ``y`` (Gaussian noise ``sigma``).
 
     Parameters
@@ -190,6 +207,12 @@ def sure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
         ``f(y)`` if already computed.
     epsilon
         Finite-difference step (default :func:`mc_epsilon`).
+    f_batch
+        ``f`` on a stack of measurements ``(B, C, ...)``: the probes then run as one batch
+        (:func:`_probe_results`).
+
+    The details hold ``values``, the estimate of each probe alone (paired between runs
+    that share the generator's seed).
     """
     live = live_entries(y, op)
     m = int(live.sum())
@@ -198,17 +221,16 @@ def sure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
     fit = _sq(fy - y)
     eps = mc_epsilon(y, sigma) if epsilon is None else epsilon
     var_r = _real_var(y, sigma)
-    divs = []
-    for _ in range(max(1, int(n_probes))):
-        b = _randn_like(y, generator) * live
-        d = op.A(f(y + eps * b)) - fy
-        divs.append(float((b.conj() * d).real.sum(dtype=torch.float64)) / eps
-                    if d.is_complex() else float((b.double() * d.double()).sum()) / eps)
+    bs = [_randn_like(y, generator) * live for _ in range(max(1, int(n_probes)))]
+    divs = [_dot(b, op.A(xp) - op.A(x0)) / eps
+            for b, (xp, x0) in zip(bs, _probe_results(y, f, f_batch, x_hat, eps, bs))]
     div, div_se = mean_se(divs)
     mse = (fit - m * sigma * sigma + 2 * var_r * div) / m
     return RiskEstimate(mse, 2 * var_r * div_se / m, "prediction", "sure",
                         {"divergence": div, "dof": div / (2 if y.is_complex() else 1),
-                         "fit": fit / m, "n_probes": len(divs), "epsilon": eps})
+                         "fit": fit / m, "n_probes": len(divs), "epsilon": eps,
+                         "values": [(fit - m * sigma * sigma + 2 * var_r * d) / m
+                                    for d in divs]})
 
 
 def _dot(u: Tensor, v: Tensor) -> float:
@@ -221,16 +243,21 @@ def _dot(u: Tensor, v: Tensor) -> float:
 def gsure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
           delta: float | None = None, n_probes: int = 1, n_trace: int = 4,
           generator: torch.Generator | None = None, x_hat: Tensor | None = None,
-          epsilon: float | None = None) -> RiskEstimate:
+          epsilon: float | None = None,
+          f_batch: Callable[[Tensor], Tensor] | None = None) -> RiskEstimate:
     r"""Generalised SURE of the weighted image-domain error (see the module docstring).
 
     Parameters
     ----------
-    y, op, f, sigma, n_probes, x_hat, epsilon
-        As for :func:`sure`; ``op`` must be linear.
+    y, op, f, sigma, n_probes, x_hat, epsilon, f_batch
+        As for :func:`sure` (the details hold each probe's estimate, ``values``); ``op`` must
+        be linear.
     delta
         Regularisation of the weight :math:`W = (A^H A + \delta)^{-1} A^H A`, default
-        :math:`10^{-2}\|A\|^2`: singular values above a tenth of the largest count fully.
+        :math:`10^{-3}\|A\|^2`: singular values above 3 % of the largest count fully (with
+        :math:`10^{-2}` a lensless camera's weak frequencies, where most of a run's error
+        lies, hardly counted: ordering 11 runs of a 64 px moon image by the true weighted
+        error gave Spearman 0.87 against the true PSNR, 0.99 at :math:`10^{-3}`).
     n_trace
         Hutchinson probes of :math:`\operatorname{tr} Q` (a constant of the measurement: it
         shifts every run's estimate alike and drawn from its own seed it never changes a
@@ -240,7 +267,7 @@ def gsure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
 
     n = int(torch.tensor(op.shape).prod())
     x_hat = f(y) if x_hat is None else x_hat
-    delta = 1e-2 * op.norm() ** 2 if delta is None else float(delta)
+    delta = 1e-3 * op.norm() ** 2 if delta is None else float(delta)
     solve = normal_solver(op, x_hat, cg_iters=200)
 
     def k(v: Tensor) -> Tensor:
@@ -262,11 +289,9 @@ def gsure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
     eps = mc_epsilon(y, sigma) if epsilon is None else epsilon
     var_r = _real_var(y, sigma)
     live = live_entries(y, op)
-    divs = []
-    for _ in range(max(1, int(n_probes))):
-        b = _randn_like(y, generator) * live
-        d = op.A(k(f(y + eps * b) - x_hat))
-        divs.append(_dot(b, d) / eps)
+    bs = [_randn_like(y, generator) * live for _ in range(max(1, int(n_probes)))]
+    divs = [_dot(b, op.A(k(xp - x0))) / eps
+            for b, (xp, x0) in zip(bs, _probe_results(y, f, f_batch, x_hat, eps, bs))]
     div, div_se = mean_se(divs)
     m = int(live.sum())
     const = (_dot(y, y) - quad_y - sigma * sigma * (m - trace)) / delta
@@ -276,7 +301,8 @@ def gsure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
     return RiskEstimate(total / n, 2 * var_r * div_se / n, "weighted", "gsure",
                         {"delta": delta, "divergence": div, "trace": trace, "constant": const / n,
                          "constant_se": const_se / n,
-                         "n_probes": len(divs), "epsilon": eps})
+                         "n_probes": len(divs), "epsilon": eps,
+                         "values": [(total + 2 * var_r * (d - div)) / n for d in divs]})
 
 
 def recorrupted(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
