@@ -31,9 +31,10 @@ from scipy.stats import spearmanr
 import napari_invrec as ir
 from napari_invrec.core.data import shepp_logan
 from napari_invrec.core.data.heldout import heldout_image
-from napari_invrec.engine.autotune import autotune_steps, rank_steps
+from napari_invrec.engine.autotune import autotune_steps
 from napari_invrec.engine.execute import drain
 from napari_invrec.engine.quality import estimate_quality
+from napari_invrec.engine.ranking import rank_steps
 
 FAMILIES = {
     "denoise": ({}, 0.05),

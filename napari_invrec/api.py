@@ -372,12 +372,12 @@ def rank_methods(y: Any, op: Any, methods: list, *, seed: int = 0, sigma: float 
     """Order candidate runs on ``y`` by their ground-truth-free estimated error.
 
     ``methods`` are names or ``(name, params)`` pairs. Returns a
-    :class:`~napari_invrec.engine.autotune.Ranking`: ``trials`` best first (method, values,
+    :class:`~napari_invrec.engine.ranking.Ranking`: ``trials`` best first (method, values,
     estimate, params), and ``confidence[i]``, the probability that candidate ``i`` really
     beats candidate ``i + 1`` (paired over the same folds / probes).
     """
-    from .engine.autotune import rank_steps
     from .engine.execute import drain
+    from .engine.ranking import rank_steps
 
     return drain(rank_steps(y, op, list(methods), seed=seed, noise=noise, sigma=sigma,
                             estimator=estimator, folds=folds, probes=probes,
@@ -391,13 +391,13 @@ def best_for_data(y: Any, op: Any, *, budget: int = 8, seed: int = 0,
     """Pick the best run for ``y`` without ground truth and return ``(result, ranking)``.
 
     The default method for the operator is tuned (``budget`` candidates), the learned
-    candidates (:func:`~napari_invrec.engine.autotune.candidates_for`) run at their defaults
+    candidates (:func:`~napari_invrec.engine.ranking.candidates_for`) run at their defaults
     with each installed network, the adjoint / measurement is the floor, and all are ranked
     by one estimator; the best is run and its provenance holds ``"ranking"`` and
     ``"quality"``.
     """
-    from .engine.autotune import best_steps
     from .engine.execute import drain
+    from .engine.ranking import best_steps
 
     ranking = drain(best_steps(y, op, budget=budget, seed=seed, noise=noise, sigma=sigma,
                                normalise=normalise, cancel=cancel), progress)

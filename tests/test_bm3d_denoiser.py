@@ -61,7 +61,7 @@ def test_pnp_with_bm3d_beats_the_measurement_on_inpainting():
 
 
 def test_best_for_this_data_leaves_the_slow_bm3d_out_of_its_candidates():
-    from napari_invrec.engine.autotune import candidates_for
+    from napari_invrec.engine.ranking import candidates_for
 
     op = ir.make_operator("inpaint", (32, 32), keep=0.5)
     names = {kw.get("denoiser") for _, kw in candidates_for(op)}

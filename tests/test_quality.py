@@ -19,9 +19,10 @@ import napari_invrec as ir
 from napari_invrec.core.analysis import risk
 from napari_invrec.core.data import shepp_logan
 from napari_invrec.core.errors import InputError
-from napari_invrec.engine.autotune import autotune_steps, rank_steps
+from napari_invrec.engine.autotune import autotune_steps
 from napari_invrec.engine.execute import drain
 from napari_invrec.engine.quality import estimate_quality, paired_confidence
+from napari_invrec.engine.ranking import rank_steps
 
 
 def _smoother(op, strength=0.5):
@@ -266,8 +267,9 @@ def test_rank_puts_the_measurement_last_with_a_confidence():
 def test_the_choice_beats_the_adjoint_with_the_floor_confidence_or_is_the_adjoint():
     """Paired per-fold MSEs: a candidate whose lead over the adjoint is within its noise is
     not chosen over the data; the first one sure enough is; without the adjoint, the top."""
-    from napari_invrec.engine.autotune import FLOOR_CONFIDENCE, Trial, _floor_choice
+    from napari_invrec.engine.autotune import Trial
     from napari_invrec.engine.quality import QualityEstimate
+    from napari_invrec.engine.ranking import FLOOR_CONFIDENCE, _floor_choice
 
     def trial(method, values):
         m = float(np.mean(values))

@@ -2,7 +2,7 @@
 (Compare runs).
 
 Thin: the searches are :func:`~napari_invrec.engine.autotune.autotune_steps` and
-:func:`~napari_invrec.engine.autotune.best_steps`, the ranking of finished runs
+:func:`~napari_invrec.engine.ranking.best_steps`, the ranking of finished runs
 :func:`~napari_invrec.engine.quality_runs.rank_runs_steps`; this module starts them in the
 docks' workers, shows their progress and writes what they chose into the forms, the
 provenance (``"autotune"``, ``"ranking"``, ``"quality"``) and the table.
@@ -27,7 +27,7 @@ from magicgui.widgets import Container, Label, PushButton, SpinBox
 from qtpy.QtCore import QEvent, QObject
 
 from ..core.errors import InputError
-from ..engine.autotune import autotune_steps, best_steps, tunable_fields
+from ..engine.autotune import autotune_steps, tunable_fields
 from ..engine.device import gui_thread_budget
 from ..engine.quality_runs import (
     FOLDS,
@@ -40,6 +40,7 @@ from ..engine.quality_runs import (
     threaded_steps,
     winner_line,
 )
+from ..engine.ranking import best_steps
 from ._meta import checked_meta, layer_meta
 from ._notify import guarded, notify_info, report_error
 from ._runs import RunController, dock_alive
@@ -83,7 +84,7 @@ class QualityRow(Container):
     ----------
     outcome
         The last finished search: an :class:`~napari_invrec.engine.autotune.AutotuneResult`
-        or :class:`~napari_invrec.engine.autotune.Ranking` (``None`` before any).
+        or :class:`~napari_invrec.engine.ranking.Ranking` (``None`` before any).
     """
 
     def __init__(self, dock: Any) -> None:

@@ -1,7 +1,8 @@
 r"""Choose hyperparameters and methods from the measurement alone.
 
-Both searches minimise the ground-truth-free error estimate of :mod:`.quality` (the same
-folds and probes for every candidate, so differences between candidates are paired):
+The search minimises the ground-truth-free error estimate of :mod:`.quality` (the same
+folds and probes for every trial, so differences between trials are paired; ranking methods
+against each other is :mod:`.ranking`):
 
 * :func:`autotune_steps` searches a method's main hyperparameters (:data:`TUNABLE`): a
   continuous strength on a log scale, first on a coarse grid of :data:`COARSE` points spanning
@@ -10,15 +11,8 @@ folds and probes for every candidate, so differences between candidates are pair
   the minimum of a parabola fitted to the scores nearest the best (the estimate's noise
   averaged over them: :func:`_smoothed_minimum`), which is the choice; a network choice
   (``denoiser``) is searched as a category, each option with its share of the budget.
-* :func:`rank_steps` scores candidate runs (methods at their defaults or tuned), orders them by
-  estimated error and says how sure each step of the order is
-  (:func:`~.quality.paired_confidence`). Where the adjoint (the measurement itself, the floor)
-  is a candidate, the choice is the best-estimated candidate that beats it with confidence at
-  least :data:`FLOOR_CONFIDENCE`, else the floor: a prior is not trusted over the data on a
-  near-tie.
-
-Both are generators yielding :class:`Trial` records after every candidate, like any run, and
-return an :class:`AutotuneResult` / :class:`Ranking`.
+It is a generator yielding a :class:`Trial` record after every trial, like any run, and
+returns an :class:`AutotuneResult`.
 """
 
 from __future__ import annotations
@@ -27,7 +21,7 @@ import dataclasses
 import math
 import threading
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,15 +34,11 @@ from .quality import (
     FOLDS,
     PROBES,
     QualityEstimate,
-    common_estimator,
-    paired_confidence,
     quality_steps,
 )
 
-__all__ = ["FLOOR", "FLOOR_CONFIDENCE", "LEARNED_CANDIDATES", "candidates_for", "best_steps",
-           "TUNABLE", "COARSE", "SPAN",
-           "Trial", "AutotuneResult", "Ranking", "tunable_fields",
-           "autotune_steps", "rank_steps"]
+__all__ = ["TUNABLE", "COARSE", "SPAN", "Trial", "AutotuneResult", "tunable_fields",
+           "autotune_steps", "field_choices"]
 
 #: the main hyperparameters searched per method: a continuous strength (log scale) and, where
 #: the method has one, its network
@@ -64,12 +54,6 @@ TUNABLE: dict[str, tuple[str, ...]] = {
 }
 COARSE = 5
 SPAN = 3.0
-#: how sure the estimate must be that a candidate beats the floor (the adjoint) to choose it:
-#: on 4x MRI of a periodic texture (brick, 64 px) ``dpir`` was estimated better than the
-#: zero-filled image with 83 % confidence and was 0.12 dB worse
-FLOOR_CONFIDENCE = 0.9
-#: the candidate every ranking is measured against when it is among the candidates
-FLOOR = "adjoint"
 _GOLD = (math.sqrt(5) - 1) / 2
 
 
@@ -113,55 +97,6 @@ class AutotuneResult:
                            for t in self.trials]}
 
 
-@dataclass
-class Ranking:
-    """Outcome of :func:`rank_steps`: candidates best first, with the confidence that each is
-    better than the next, and the choice.
-
-    Attributes
-    ----------
-    trials
-        Candidates ordered by estimated error, best first.
-    confidence
-        ``confidence[i]``: how sure the estimate is that ``trials[i]`` beats ``trials[i + 1]``.
-    chosen
-        Index in :attr:`trials` of the choice (:attr:`best`): the first trial that beats the
-        floor (:data:`FLOOR`) with confidence at least :data:`FLOOR_CONFIDENCE`, else the
-        floor; 0 when the floor is not a candidate.
-    beats_floor
-        Per trial ranked above the floor, how sure the estimate is that it beats the floor
-        (empty without a floor).
-    """
-
-    trials: list[Trial]
-    confidence: list[float] = field(default_factory=list)
-    chosen: int = 0
-    beats_floor: list[float] = field(default_factory=list)
-
-    @property
-    def best(self) -> Trial:
-        return self.trials[self.chosen]
-
-    def as_dict(self) -> dict:
-        """Plain-JSON record (stored in the provenance under ``"ranking"``)."""
-        return {"order": [{"method": t.method, "values": dict(t.values),
-                           "estimate": t.estimate.label(), "score": t.estimate.score}
-                          for t in self.trials],
-                "confidence": list(self.confidence),
-                "chosen": self.chosen,
-                "beats_floor": list(self.beats_floor),
-                "estimator": self.trials[0].estimate.estimator if self.trials else None}
-
-    def summary(self) -> str:
-        parts = []
-        for i, t in enumerate(self.trials):
-            c = f" ({self.confidence[i]:.0%} sure it beats the next)" \
-                if i < len(self.confidence) else ""
-            mark = " [chosen]" if i == self.chosen and self.beats_floor else ""
-            parts.append(f"{i + 1}. {t.label()}: {t.estimate.label()}{c}{mark}")
-        return "; ".join(parts)
-
-
 def tunable_fields(method: str) -> tuple[str, ...]:
     """The fields :func:`autotune_steps` searches for ``method`` (empty: nothing to tune)."""
     return TUNABLE.get(method, ())
@@ -171,7 +106,7 @@ def _field(params_cls: type, name: str) -> dataclasses.Field:
     return {f.name: f for f in dataclasses.fields(params_cls)}[name]
 
 
-def _choices(params_cls: type, name: str) -> list:
+def field_choices(params_cls: type, name: str) -> list:
     ch = _field(params_cls, name).metadata.get("choices")
     return list(ch() if callable(ch) else ch or [])
 
@@ -257,9 +192,9 @@ def autotune_steps(y: Any, op: Any, method: str, params: Any = None, *, budget: 
     budget = int(budget)
     if budget < 3:
         raise InputError(f"autotune needs a budget of at least 3 trials, got {budget}")
-    cont = [n for n in names if not _choices(spec.params, n)]
-    cats = [n for n in names if _choices(spec.params, n)]
-    options = _choices(spec.params, cats[0]) if cats else [None]
+    cont = [n for n in names if not field_choices(spec.params, n)]
+    cats = [n for n in names if field_choices(spec.params, n)]
+    options = field_choices(spec.params, cats[0]) if cats else [None]
     if cats and len(options) > max(1, budget // 3):
         start = getattr(p0, cats[0])
         options = [start] + [o for o in options if o != start][:max(0, budget // 3 - 1)]
@@ -340,102 +275,3 @@ def autotune_steps(y: Any, op: Any, method: str, params: Any = None, *, budget: 
         best = chosen.get(best.values.get(cats[0]) if cats else None, best)
     p_best = make_params(spec.params, **{**dataclasses.asdict(p0), **best.values})
     return AutotuneResult(method, p_best, dict(best.values), best.estimate, trials)
-
-
-def rank_steps(y: Any, op: Any, candidates: list, *, seed: int = 0, noise: dict | None = None,
-               sigma: float | None = None, estimator: str = "auto", folds: int = FOLDS,
-               probes: int = PROBES, normalise: str = "auto",
-               cancel: threading.Event | None = None
-               ) -> Generator[Trial, None, Ranking]:
-    """Score each candidate run and order them by estimated error.
-
-    Parameters
-    ----------
-    candidates
-        Method names, or ``(method, params)`` pairs (params: instance, mapping or ``None``).
-    Others
-        As for :func:`~.quality.quality_steps` (one estimator for all candidates, so that
-        their estimates compare).
-
-    Raises
-    ------
-    InputError
-        No candidate, or a candidate method that does not support the operator.
-    """
-    from .execute import method_params_for
-    if not candidates:
-        raise InputError("rank needs at least one candidate method")
-    pairs = [(c, None) if isinstance(c, str) else tuple(c) for c in candidates]
-    resolved = [(m, method_params_for(m, op, p)) for m, p in pairs]
-    if estimator == "auto":  # one estimator for every candidate: their estimates compare
-        estimator = common_estimator([(op, m, noise) for m, _ in resolved])
-    trials = []
-    for i, (m, p) in enumerate(resolved):
-        est = drain(quality_steps(
-            y, op, m, p, seed=seed, noise=noise, sigma=sigma, estimator=estimator,
-            folds=folds, probes=probes, normalise=normalise, cancel=cancel))
-        values = {k: v for k, v in dataclasses.asdict(p).items()
-                  if k in tunable_fields(m)}
-        t = Trial(i + 1, len(resolved), m, values, est, p)
-        trials.append(t)
-        yield t
-    order = sorted(trials, key=lambda t: t.estimate.score)
-    conf = [paired_confidence(a.estimate, b.estimate) for a, b in zip(order, order[1:])]
-    return Ranking(order, conf, *_floor_choice(order))
-
-
-def _floor_choice(order: list[Trial]) -> tuple[int, list[float]]:
-    """``(chosen, beats_floor)`` of a :class:`Ranking` ordered best first."""
-    floor = next((i for i, t in enumerate(order) if t.method == FLOOR), None)
-    if floor is None:
-        return 0, []
-    sure = [paired_confidence(t.estimate, order[floor].estimate) for t in order[:floor]]
-    chosen = next((i for i, c in enumerate(sure) if c >= FLOOR_CONFIDENCE), floor)
-    return chosen, sure
-
-
-#: learned methods "best for this data" tries at their defaults, with every installed network
-LEARNED_CANDIDATES = ("pnp-admm", "dpir")
-
-
-def candidates_for(op: Any) -> list[tuple[str, dict]]:
-    """The learned candidates of :func:`best_steps` for ``op``: each of
-    :data:`LEARNED_CANDIDATES` the operator supports, once per installed denoiser (but the
-    slow ones, :data:`~..core.denoisers.SLOW_DENOISERS`)."""
-    from ..core.denoisers import SLOW_DENOISERS
-
-    out = []
-    for m in LEARNED_CANDIDATES:
-        spec = get_method(m)
-        if not spec.supports(op.name):
-            continue
-        for d in [d for d in _choices(spec.params, "denoiser") or [None]
-                  if d not in SLOW_DENOISERS]:
-            out.append((m, {} if d is None else {"denoiser": d}))
-    return out
-
-
-def best_steps(y: Any, op: Any, *, budget: int = 8, seed: int = 0, noise: dict | None = None,
-               sigma: float | None = None, folds: int = FOLDS, probes: int = PROBES,
-               normalise: str = "auto", cancel: threading.Event | None = None
-               ) -> Generator[Trial, None, Ranking]:
-    """"Best for this data": tune the operator's default method (``budget`` candidates), then
-    rank it against :func:`candidates_for` and the adjoint (the floor: a choice never below
-    the measurement) with one estimator. Yields every trial of both stages."""
-    from ..core.methods.registry import default_method
-
-    cands: list = []
-    first = default_method(op.name)
-    if first is not None and tunable_fields(first):
-        tuned = yield from autotune_steps(y, op, first, budget=budget, seed=seed, noise=noise,
-                                          sigma=sigma, folds=folds, probes=probes,
-                                          normalise=normalise, cancel=cancel)
-        cands.append((first, tuned.params))
-    elif first is not None:
-        cands.append((first, None))
-    cands += candidates_for(op)
-    if get_method("adjoint").supports(op.name):
-        cands.append(("adjoint", None))
-    return (yield from rank_steps(y, op, cands, seed=seed, noise=noise, sigma=sigma,
-                                  folds=folds, probes=probes, normalise=normalise,
-                                  cancel=cancel))

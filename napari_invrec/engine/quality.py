@@ -19,7 +19,8 @@ turns what it sees into a :class:`QualityEstimate` with the estimators of
   is self-similar across scales);
 * ``"gsure"``: every other linear operator (blur, CT, lensless, denoising): generalised SURE
   of the image error weighted by :math:`(A^HA+\delta)^{-1}A^HA`, blind only to what the
-  operator removes;
+  operator removes. Its :data:`PROBES` Monte-Carlo probes run as one batch (a deterministic
+  method), with the measurement itself as the batch's first element;
 * ``"sure"``: non-linear operators (prediction error of the measurement).
 
 The method re-runs with the run's parameters, seed and normalisation held fixed (the map

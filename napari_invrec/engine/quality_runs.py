@@ -27,7 +27,6 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.threads import torch_threads
-from .autotune import FLOOR, FLOOR_CONFIDENCE
 from .compare import RunInfo, run_operator
 from .quality import (
     FOLDS,
@@ -37,6 +36,7 @@ from .quality import (
     paired_confidence,
     quality_steps,
 )
+from .ranking import FLOOR, FLOOR_CONFIDENCE
 
 __all__ = ["FOLDS", "PROBES", "ESTIMATE_SEED", "RunContext", "RankTick", "RunRanking",
            "run_context", "run_quality_steps", "rank_runs_steps",
@@ -163,7 +163,7 @@ def threaded_steps(fn: Any, *args: Any, threads: int | None = None, **kwargs: An
     """The generator ``fn(*args, **kwargs)`` run with ``threads`` torch CPU threads
     (:func:`~.device.torch_threads`; ``None``: unchanged), as :func:`~.runner.run` runs a
     method: the GUI passes :func:`~.device.gui_thread_budget` for the searches
-    (:func:`~.autotune.autotune_steps`, :func:`~.autotune.best_steps`), whose many small runs
+    (:func:`~.autotune.autotune_steps`, :func:`~.ranking.best_steps`), whose many small runs
     otherwise lose most of their time to OpenMP threads waiting for a busy core."""
     with torch_threads(threads):
         return (yield from fn(*args, **kwargs))
@@ -282,7 +282,7 @@ def ranking_line(entries: Sequence[tuple[str, QualityEstimate]]) -> str:
 
 def winner_line(ranking: Any) -> str:
     """What Best for this data chose and how sure it is, from an
-    :class:`~.autotune.Ranking`: ``"best for this data: dpir denoiser=... (est. 31.2 dB),
+    :class:`~.ranking.Ranking`: ``"best for this data: dpir denoiser=... (est. 31.2 dB),
     87 % sure it beats pnp-admm ... (30.1 dB)"``."""
     best = ranking.best
     text = f"best for this data: {best.label()} ({short_label(best.estimate)})"
