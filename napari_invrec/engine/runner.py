@@ -181,8 +181,8 @@ def growth_warning(method: str, residuals: list[float], e_first: float | None,
     iterate: regularisation that is too strong also raises the residual, but it shrinks the
     image; a blow-up inflates it. (``pnp-admm`` with the ``n2s-atoms`` denoiser on 4x MRI of a
     128 px moon image: :math:`r` 0.024 at step 2, 0.70 at step 50, energy 1.5x, 12.7 dB
-    against 39.8 with the default denoiser; ``tv-fista`` with a weight of 3 on the same data
-    raises :math:`r` 3.2x but shrinks the image.)"""
+    against 39.8 with the default denoiser; ``tv-fista`` with a weight of 3 on the same
+    operator and a cell image raises :math:`r` 3.2x but shrinks the image.)"""
     if not residuals or e_first is None or e_last is None:
         return None
     r = np.asarray(residuals, dtype=float)
