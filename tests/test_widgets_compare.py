@@ -168,3 +168,24 @@ def test_widget_docks_from_the_manifest(make_napari_viewer):
     _, w = viewer.window.add_plugin_dock_widget("napari-invrec", "Compare runs")
     assert w.table.rowCount() == 0
     assert len(w.residual_axes.lines) == 0
+
+
+def test_a_run_made_in_reconstruct_appears_in_compare(make_napari_viewer, qtbot):
+    """The run's result layer is its live layer adopted at the end (renamed, not inserted):
+    Compare must list it once the run is shown, for a run with history and for one without."""
+    from helpers import reconstruct_dock
+
+    from napari_invrec._widgets.compare import CompareWidget
+    from napari_invrec.core.data.phantoms import shepp_logan
+
+    viewer, rec = reconstruct_dock(make_napari_viewer(), shepp_logan(48), "inpaint", keep=0.6)
+    cmp = CompareWidget(viewer)
+    assert cmp.runs == []
+    for method, values in (("tv-fista", {"lam": 0.01, "iters": 20}), ("adjoint", {})):
+        rec.method.value = method
+        rec.method_form.set_values(values)
+        rec.run()
+        qtbot.waitUntil(lambda: not rec.controller.running, timeout=30000)
+    names = [r.name for r in cmp.runs]
+    assert sorted(names) == ["adjoint · inpaint", "tv-fista · inpaint"]
+    assert cmp.table.rowCount() == 2

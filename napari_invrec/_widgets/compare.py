@@ -139,9 +139,19 @@ class CompareWidget(Container):
     @guarded
     def _on_layers_changed(self, event: Any = None) -> None:
         layer = getattr(event, "value", None)
-        if layer is not None and layer_kind(layer) in (
-                "live", "history", "extra", "std", "samples", "hallucination"):
+        kind = None if layer is None else layer_kind(layer)
+        if kind == "live":  # it becomes the run's result layer when the run ends (renamed)
+            layer.events.name.connect(self._on_live_renamed)
+        if kind in ("live", "history", "extra", "std", "samples", "hallucination"):
             return  # nothing to compare changed; keeps long runs from re-scoring every layer
+        self.refresh()
+
+    @guarded
+    def _on_live_renamed(self, event: Any = None) -> None:
+        layer = getattr(event, "source", None)
+        if layer is None or layer_kind(layer) == "live":
+            return
+        layer.events.name.disconnect(self._on_live_renamed)
         self.refresh()
 
     def _run_names(self, *_: Any) -> list[str]:
