@@ -391,20 +391,17 @@ def _probe_estimate(est_name: str, y_t: torch.Tensor, op: Any, f: Callable, sig:
                     batch: bool) -> Generator[tuple[int, int], None, risk.RiskEstimate]:
     """SURE / GSURE (its ``n`` probes as one batch where ``batch``: :func:`stacked_map`),
     recorrupted pairs or thinning splits (one re-run per step); yields ``(done, n)``."""
-    if batch and est_name in ("sure", "gsure"):
+    vals: list[float] = []
+    if est_name in ("sure", "gsure"):
         fn = risk.sure if est_name == "sure" else risk.gsure
-        r = fn(y_t, op, f, sig, n_probes=n, generator=gen, x_hat=xh,
-               f_batch=stacked_map(f, op))
-        yield n, n
-        vals = r.details.pop("values")
+        f_batch = stacked_map(f, op) if batch else None
+        for chunk in [n] if batch else [1] * n:  # unbatched: progress, cancel per probe
+            r = fn(y_t, op, f, sig, n_probes=chunk, generator=gen, x_hat=xh, f_batch=f_batch)
+            vals += r.details.pop("values")
+            yield len(vals), n
     else:
-        vals = []
-        for i in range(n):  # one probe per step: progress and cancel between probes
-            if est_name == "sure":
-                r = risk.sure(y_t, op, f, sig, n_probes=1, generator=gen, x_hat=xh)
-            elif est_name == "gsure":
-                r = risk.gsure(y_t, op, f, sig, n_probes=1, generator=gen, x_hat=xh)
-            elif est_name == "recorrupted":
+        for i in range(n):  # one pair / split per step: progress and cancel between them
+            if est_name == "recorrupted":
                 r = risk.recorrupted(y_t, op, f, sig, n_pairs=1, generator=gen)
             else:
                 r = risk.thinning(y_t, op, f, photons, n_splits=1, generator=gen)

@@ -43,8 +43,8 @@ __all__ = ["FOLDS", "PROBES", "ESTIMATE_SEED", "RunContext", "RankTick", "RunRan
            "quality_record", "stored_estimate", "estimate_from_dict", "short_label",
            "ranking_line", "winner_line", "threaded_steps"]
 
-#: folds, probes and seed of every estimate the docks make (the searches' defaults in
-#: :mod:`.autotune`): estimates made by Auto, Best for this data and Rank pair with each other
+#: seed of every estimate the docks make (with :data:`FOLDS` and :data:`PROBES`, the searches'
+#: defaults too): estimates made by Auto, Best for this data and Rank pair with each other
 ESTIMATE_SEED = 0
 
 

@@ -274,7 +274,7 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
     last_preview = -np.inf
     reserved = False
     state: IterState | None = None
-    energy: list = [None, None]  # mean |x|^2 of the first and the latest iterate
+    e_first = e_last = None  # mean |x|^2 of the first and the latest iterate
     it = spec.fn(norm.measurement(y_t, op), op, params, x0=x0_t, generator=gen)
     t_setup = time.perf_counter() - t_start
     try:
@@ -305,8 +305,8 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
                                           "regularisation weight")
                 if "residual" not in metrics or norm.applied:  # in the data's units
                     metrics["residual"] = float(residual(op, state.x[:1], y_t))
-                energy[1] = float(state.x[:1].abs().square().mean())
-                energy[0] = energy[1] if energy[0] is None else energy[0]
+                e_last = float(state.x[:1].abs().square().mean())
+                e_first = e_last if e_first is None else e_first
                 if ref_t is not None:
                     xm = state.x[:1].abs() if state.x.is_complex() else state.x[:1]
                     metrics["psnr"] = float(psnr(xm, ref_t))
@@ -349,7 +349,7 @@ def run(y: Any, op: Any, method: str, params: Any, *, seed: int = 0, x0: Any = N
                                                    "steps": state.step},
                            metrics=final_metrics, noise=noise, ground_truth=ground_truth,
                            normalise=norm.to_dict())
-    warning = growth_warning(method, metric_history.get("residual", []), *energy)
+    warning = growth_warning(method, metric_history.get("residual", []), e_first, e_last)
     if warning:
         prov["warnings"] = [warning]
     streams = {k: history.stack(k) for k in history.streams() if k != "x"}

@@ -170,8 +170,8 @@ def mc_epsilon(y: Tensor, sigma: float) -> float:
 
 def _probe_results(y: Tensor, f: Callable[[Tensor], Tensor],
                    f_batch: Callable[[Tensor], Tensor] | None, x_hat: Tensor, eps: float,
-                   probes: list[Tensor]) -> list[tuple[Tensor, Tensor]]:
-    r"""``(f(y + eps b), f(y))`` for every probe ``b``.
+                   probes: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    r"""``(f(y), [f(y + eps b) for every probe b])``.
 
     Without ``f_batch`` each probe is one evaluation of ``f`` and ``f(y)`` is ``x_hat``. With
     it the probes run as one batch whose first element is ``y`` itself: the finite
@@ -179,9 +179,9 @@ def _probe_results(y: Tensor, f: Callable[[Tensor], Tensor],
     convolution's result can change in its last bits with the batch size, which
     :math:`1/\epsilon` would amplify into the divergence)."""
     if f_batch is None:
-        return [(f(y + eps * b), x_hat) for b in probes]
+        return x_hat, [f(y + eps * b) for b in probes]
     xs = f_batch(torch.cat([y] + [y + eps * b for b in probes]))
-    return [(xs[i:i + 1], xs[:1]) for i in range(1, len(probes) + 1)]
+    return xs[:1], list(xs[1:].split(1))
 
 
 def sure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
@@ -222,8 +222,9 @@ def sure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
     eps = mc_epsilon(y, sigma) if epsilon is None else epsilon
     var_r = _real_var(y, sigma)
     bs = [_randn_like(y, generator) * live for _ in range(max(1, int(n_probes)))]
-    divs = [_dot(b, op.A(xp) - op.A(x0)) / eps
-            for b, (xp, x0) in zip(bs, _probe_results(y, f, f_batch, x_hat, eps, bs))]
+    x0, xps = _probe_results(y, f, f_batch, x_hat, eps, bs)
+    a0 = fy if x0 is x_hat else op.A(x0)
+    divs = [_dot(b, op.A(xp) - a0) / eps for b, xp in zip(bs, xps)]
     div, div_se = mean_se(divs)
     mse = (fit - m * sigma * sigma + 2 * var_r * div) / m
     return RiskEstimate(mse, 2 * var_r * div_se / m, "prediction", "sure",
@@ -290,8 +291,8 @@ def gsure(y: Tensor, op: object, f: Callable[[Tensor], Tensor], sigma: float, *,
     var_r = _real_var(y, sigma)
     live = live_entries(y, op)
     bs = [_randn_like(y, generator) * live for _ in range(max(1, int(n_probes)))]
-    divs = [_dot(b, op.A(k(xp - x0))) / eps
-            for b, (xp, x0) in zip(bs, _probe_results(y, f, f_batch, x_hat, eps, bs))]
+    x0, xps = _probe_results(y, f, f_batch, x_hat, eps, bs)
+    divs = [_dot(b, op.A(k(xp - x0))) / eps for b, xp in zip(bs, xps)]
     div, div_se = mean_se(divs)
     m = int(live.sum())
     const = (_dot(y, y) - quad_y - sigma * sigma * (m - trace)) / delta
