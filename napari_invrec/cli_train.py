@@ -81,6 +81,9 @@ def add_train_parser(sub: Any) -> None:
                    help="unrolled: learn from ground truth (default) or from the measurements "
                    "alone, by splitting their samples (ssdu; inpaint and mri) or by "
                    "equivariance to rotations and shifts (ei; any linear operator)")
+    g.add_argument("--split", type=float, default=0.4,
+                   help="ssdu: fraction of each measurement's samples held out for the loss "
+                   "(default 0.4)")
     g.add_argument("--mask-array", metavar="FILE",
                    help="with --data measurements:PATH: the operator's measured-sample mask "
                    "(.npy/.tif; nonzero = measured)")
@@ -170,7 +173,7 @@ def spec_from_args(ns: argparse.Namespace) -> tuple[Any, Any, Any]:
                      sigma_min=ns.sigma_min, sigma_max=ns.sigma_max,
                      sigma_dist=ns.sigma_dist, data_sigma=ns.data_sigma,
                      operator=ns.operator, op_params=op_params, noise_sigma=ns.noise_sigma,
-                     init=ns.init, supervision=ns.supervision, beta=ns.beta,
+                     init=ns.init, supervision=ns.supervision, split=ns.split, beta=ns.beta,
                      device=ns.device, val_every=ns.val_every,
                      checkpoint_every=ns.checkpoint_every, name=name, out=ns.out,
                      checkpoint=ns.checkpoint, resume=ns.resume,

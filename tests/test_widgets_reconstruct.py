@@ -109,6 +109,21 @@ def test_mri_run_shows_magnitude_and_keeps_complex_result(make_napari_viewer, tr
     assert np.corrcoef(res.data.ravel(), truth.ravel())[0, 1] > 0.75
 
 
+def test_pnp_admm_gets_the_estimated_noise_level(make_napari_viewer, truth, wait_idle):
+    """pnp-admm's noise field is filled with the measurement's estimate (the helper simulates
+    noise 0.02), and the run records it: its strength and rho are balanced against it."""
+    viewer, w = _setup(make_napari_viewer, truth, "denoise")
+    w.method.value = "pnp-admm"
+    est = w.units.estimate["sigma_normalised"]
+    assert 0.01 < est < 0.04
+    assert w.method_form.values()["noise"] == pytest.approx(est, rel=1e-4)  # spin box digits
+    w.method_form.set_values({"iters": 3, "denoiser": "tv"})
+    w.run()
+    wait_idle(w)
+    prov = viewer.layers["pnp-admm · denoise"].metadata["invrec"]["provenance"]
+    assert prov["params"]["noise"] == pytest.approx(est, rel=1e-4)
+
+
 def test_langevin_adds_std_layer(make_napari_viewer, truth, wait_idle):
     viewer, w = _setup(make_napari_viewer, truth, "inpaint", keep=0.7)
     w.method.value = "langevin-tv"

@@ -98,6 +98,9 @@ class TrainSpec:
     noise_sigma: float = 0.01
     init: str = "pinv"
     supervision: str = "supervised"
+    #: SSDU: the fraction of a measurement's samples held out for the loss (the network sees
+    #: the rest; a smaller fraction trains it on inputs closer to the full measurement)
+    split: float = 0.4
     beta: float = 1e-3
     device: str = "auto"
     val_every: int = 50
@@ -394,10 +397,12 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
                                 noise_sigma=spec.noise_sigma, **common)
         return loop, op_spec, {"init": spec.init, "noise_sigma": spec.noise_sigma}
     loop = train_unrolled(model, source, factory, noise_sigma=spec.noise_sigma,
-                          supervision=spec.supervision, **common)
+                          supervision=spec.supervision, split=spec.split, **common)
     extra = {"noise_sigma": spec.noise_sigma}
     if spec.supervision != "supervised":
         extra["supervision"] = spec.supervision
+    if spec.supervision == "ssdu":
+        extra["split"] = spec.split
     return loop, op_spec, extra
 
 
@@ -467,6 +472,8 @@ def train_command(spec: TrainSpec, out: str | Path | None = None) -> str:
                  "--noise-sigma", f"{s.noise_sigma:g}", "--init", s.init]
         if s.supervision != "supervised":
             args += ["--supervision", s.supervision]
+        if s.supervision == "ssdu":
+            args += ["--split", f"{s.split:g}"]
     args += ["--name", s.name, "--out", str(out or s.out or f"{s.name}.pt")]
     if s.init_weights:
         args += ["--init-weights", str(s.init_weights)]
