@@ -22,7 +22,7 @@ __all__ = ["add_train_parser", "cmd_train", "spec_from_args"]
 
 def add_train_parser(sub: Any) -> None:
     """Add the ``train`` sub-command to the sub-parsers ``sub``."""
-    from .core.training.operator_nets import SUPERVISIONS
+    from .core.training.operator_nets import SSDU_SPLIT, SUPERVISIONS
     from .engine.training import TASKS
 
     p = sub.add_parser(
@@ -81,9 +81,9 @@ def add_train_parser(sub: Any) -> None:
                    help="unrolled: learn from ground truth (default) or from the measurements "
                    "alone, by splitting their samples (ssdu; inpaint and mri) or by "
                    "equivariance to rotations and shifts (ei; any linear operator)")
-    g.add_argument("--split", type=float, default=0.4,
+    g.add_argument("--split", type=float, default=SSDU_SPLIT,
                    help="ssdu: fraction of each measurement's samples held out for the loss "
-                   "(default 0.4)")
+                   f"(default {SSDU_SPLIT})")
     g.add_argument("--mask-array", metavar="FILE",
                    help="with --data measurements:PATH: the operator's measured-sample mask "
                    "(.npy/.tif; nonzero = measured)")

@@ -47,6 +47,7 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.training.loops import SIGMA_DISTS, TrainState
+from ..core.training.operator_nets import SSDU_SPLIT
 from .measurement_training import MeasurementStack, measurement_loop, stack_spec
 
 __all__ = ["TASKS", "OPERATOR_TASKS", "SIGMA_DISTS", "TrainSpec", "TrainPlan", "prepare_training",
@@ -100,7 +101,7 @@ class TrainSpec:
     supervision: str = "supervised"
     #: SSDU: the fraction of a measurement's samples held out for the loss (the network sees
     #: the rest; a smaller fraction trains it on inputs closer to the full measurement)
-    split: float = 0.4
+    split: float = SSDU_SPLIT
     beta: float = 1e-3
     device: str = "auto"
     val_every: int = 50

@@ -33,12 +33,14 @@ from .loops import (
 )
 
 __all__ = ["train_end_to_end", "train_unrolled", "train_from_measurements", "simulate_pairs",
-           "SUPERVISIONS", "SELF_SUPERVISIONS", "split_samples", "ssdu_loss", "ei_loss",
-           "random_transform"]
+           "SUPERVISIONS", "SELF_SUPERVISIONS", "SSDU_SPLIT", "split_samples", "ssdu_loss",
+           "ei_loss", "random_transform"]
 
 #: how :func:`train_unrolled` learns: from ground truth, or from the measurements alone by
 #: splitting their samples (SSDU) or by equivariance (EI)
 SUPERVISIONS = ("supervised", "ssdu", "ei")
+#: SSDU: the default fraction of a measurement's samples held out for the loss
+SSDU_SPLIT = 0.4
 SELF_SUPERVISIONS = ("ssdu", "ei")
 
 Tensor = torch.Tensor
@@ -261,7 +263,7 @@ def _self_supervised_loss(model: torch.nn.Module, y: Tensor, op: Any, supervisio
 
 def train_unrolled(model: torch.nn.Module, source: PatchSource,
                    operator_factory: Callable[[tuple[int, int], torch.device], Any], *,
-                   supervision: str = "supervised", split: float = 0.4,
+                   supervision: str = "supervised", split: float = SSDU_SPLIT,
                    noise_sigma: float = 0.01, steps: int = 1000, batch: int = 8,
                    patch: int = 48, lr: float = 1e-3, seed: int = 0, device: Any = None,
                    val_every: int = 50, val_size: int = 8, resume: str | Path | None = None,
@@ -345,7 +347,7 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
 
 
 def train_from_measurements(model: torch.nn.Module, measurements: Tensor, op: Any, *,
-                            supervision: str = "ssdu", split: float = 0.4,
+                            supervision: str = "ssdu", split: float = SSDU_SPLIT,
                             noise_sigma: float = 0.01, steps: int = 1000, batch: int = 4,
                             lr: float = 1e-3, seed: int = 0, device: Any = None,
                             val_every: int = 50, val_size: int = 8,
