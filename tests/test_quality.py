@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import types
 
 import numpy as np
 import pytest
@@ -431,3 +432,38 @@ def test_projection_normal_solve_keeps_float32_precision_for_a_small_rho():
     x = normal_solver(op, b, 10)(b, 1e-3, torch.zeros_like(b))
     r = op.AtA(x) + 1e-3 * x - b
     assert float(r.norm() / b.norm()) < 1e-5
+
+
+def test_best_for_this_data_runs_its_candidates_at_the_noise_level_in_run_units(monkeypatch):
+    """"Best for this data" sets dpir's sigma and pnp-admm's noise to the measurement's noise
+    level in the units the runs work in: the same level for the data at any scale."""
+    from napari_invrec.engine import ranking
+
+    x = shepp_logan(32)
+    op = ir.make_operator("inpaint", x.shape, keep=0.5, seed=0)
+    y = ir.simulate(x, op, sigma=0.05, seed=0)
+    seen = []
+
+    def fake_rank(y, op, cands, **kw):  # records the candidates instead of running them
+        seen.append(cands)
+        return None
+        yield
+
+    def fake_tune(*args, **kw):  # the default method "tuned" to its defaults
+        return types.SimpleNamespace(params={})
+        yield
+
+    monkeypatch.setattr(ranking, "rank_steps", fake_rank)
+    monkeypatch.setattr(ranking, "autotune_steps", fake_tune)
+    for scale in (1.0, 1000.0):
+        drain(ranking.best_steps(y * scale, op, sigma=0.05 * scale, normalise="on"))
+    levels = []
+    for cands in seen:
+        pnp = [kw for m, kw in cands if m == "pnp-admm"]
+        dpir = [kw for m, kw in cands if m == "dpir"]
+        assert pnp and dpir and all(kw["noise"] == pnp[0]["noise"] for kw in pnp)
+        assert all(kw["sigma"] == pnp[0]["noise"] for kw in dpir)
+        levels.append(pnp[0]["noise"])
+    # normalised to [0, 1] the noise of 0.05 on a [0, 1] image is 0.05 / (its range)
+    assert 0.03 < levels[0] < 0.08 and levels[1] == pytest.approx(levels[0], rel=1e-5)
+    assert all("noise" not in kw for m, kw in ranking.candidates_for(op) if m == "pnp-admm")

@@ -77,18 +77,10 @@ class UnitsPanel(Container):
     def fill(self, form: Any) -> list[str]:
         """Set the noise-level fields of the method ``form`` to the estimate (within their
         bounds); returns the names of the fields set."""
-        import dataclasses
-
-        from ..engine.noise_level import noise_fields
+        from ..engine.noise_level import noise_values
 
         if not self.estimate or self.estimate.get("sigma_normalised") is None:
             return []
-        sigma = float(self.estimate["sigma_normalised"])
-        fields = {f.name: f for f in dataclasses.fields(form.params_cls)}
-        values = {}
-        for name in noise_fields(form.params_cls):
-            lo, hi = fields[name].metadata.get("min"), fields[name].metadata.get("max")
-            v = sigma if lo is None else max(sigma, float(lo))
-            values[name] = v if hi is None else min(v, float(hi))
+        values = noise_values(form.params_cls, float(self.estimate["sigma_normalised"]))
         form.set_values(values)
         return sorted(values)

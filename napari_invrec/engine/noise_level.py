@@ -16,7 +16,7 @@ from ..core.analysis.noise import estimate_noise_sigma
 from .normalise import plan_normalisation
 from .runner import prepare_measurement
 
-__all__ = ["noise_estimate", "noise_fields"]
+__all__ = ["noise_estimate", "noise_fields", "noise_values", "run_units_level"]
 
 
 def noise_fields(params_cls: type) -> list[str]:
@@ -25,6 +25,27 @@ def noise_fields(params_cls: type) -> list[str]:
     import dataclasses
 
     return [f.name for f in dataclasses.fields(params_cls) if f.metadata.get("noise")]
+
+
+def noise_values(params_cls: type, sigma: float) -> dict:
+    """``{field: sigma}`` for each noise-level field of ``params_cls`` (:func:`noise_fields`),
+    ``sigma`` clipped to the field's bounds: what the GUI fills in and "best for this data"
+    runs its candidates with."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(params_cls)}
+    values = {}
+    for name in noise_fields(params_cls):
+        lo, hi = fields[name].metadata.get("min"), fields[name].metadata.get("max")
+        v = float(sigma) if lo is None else max(float(sigma), float(lo))
+        values[name] = v if hi is None else min(v, float(hi))
+    return values
+
+
+def run_units_level(y: Any, op: Any, sigma: float, mode: str = "auto") -> float:
+    """The noise std ``sigma`` of measurement ``y`` (in ``y``'s units) in the units a run in
+    normalisation ``mode`` works in (what noise-level parameters expect)."""
+    return float(sigma) / plan_normalisation(prepare_measurement(y, op), op, mode).scale
 
 
 def noise_estimate(y: Any, op: Any, mode: str = "auto") -> dict:

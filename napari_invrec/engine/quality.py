@@ -60,7 +60,7 @@ from .splitting import SPLITTABLE, split_estimate, stacked_map
 __all__ = ["ESTIMATORS", "RESCALABLE", "SPLITTABLE", "QualityEstimate", "choose_estimator",
            "common_estimator",
            "measurement_peak", "reconstruction_map", "quality_steps", "estimate_quality",
-           "paired_confidence", "FOLDS", "PROBES"]
+           "paired_confidence", "noise_level", "FOLDS", "PROBES"]
 
 #: held-out folds of measurement splitting everywhere (estimate, autotune, rank, GUI): each
 #: fold keeps (K-1)/K of the measured samples, and with fewer samples a method's error favours
@@ -255,8 +255,11 @@ def reconstruction_map(op: Any, method: str, params: Any, *, seed: int = 0,
 
 
 # ----------------------------------------------------------------------------- driver
-def _sigma(y: Any, op: Any, sigma: float | None, noise: dict | None
-           ) -> tuple[float | None, str]:
+def noise_level(y: Any, op: Any, sigma: float | None, noise: dict | None
+                ) -> tuple[float | None, str]:
+    """The noise std of ``y`` in its units and where it came from: ``sigma`` if given, the
+    run's recorded (simulated) Gaussian noise, else estimated from the data (``None`` when the
+    data allow no estimate)."""
     if sigma is not None:
         s = float(sigma)
         if not math.isfinite(s) or s < 0:
@@ -335,7 +338,7 @@ def quality_steps(y: Any, op: Any, method: str, params: Any, *, seed: int = 0,
                          "intensity) or a run simulated with Poisson noise")
     if est_name in ("splitting", "rescaled") and int(folds) < 2:
         raise InputError(f"{est_name} needs at least 2 folds, got {folds}")
-    sig, sig_source = _sigma(y, op, sigma, noise)
+    sig, sig_source = noise_level(y, op, sigma, noise)
     if sig is None and est_name in ("gsure", "rescaled", "sure", "recorrupted"):
         raise InputError(f"{est_name} needs the noise level and this measurement gives no "
                          "estimate of it: pass sigma=")

@@ -26,7 +26,8 @@ from ..core.errors import InputError
 from ..core.methods import get_method
 from .autotune import Trial, autotune_steps, field_choices, tunable_fields
 from .execute import drain
-from .quality import FOLDS, PROBES, common_estimator, paired_confidence, quality_steps
+from .noise_level import noise_values, run_units_level
+from .quality import FOLDS, PROBES, common_estimator, noise_level, paired_confidence, quality_steps
 
 __all__ = ["FLOOR", "FLOOR_CONFIDENCE", "LEARNED_CANDIDATES", "Ranking", "rank_steps",
            "candidates_for", "best_steps"]
@@ -144,10 +145,12 @@ def _floor_choice(order: list[Trial]) -> tuple[int, list[float]]:
 LEARNED_CANDIDATES = ("pnp-admm", "dpir")
 
 
-def candidates_for(op: Any) -> list[tuple[str, dict]]:
+def candidates_for(op: Any, level: float | None = None) -> list[tuple[str, dict]]:
     """The learned candidates of :func:`best_steps` for ``op``: each of
     :data:`LEARNED_CANDIDATES` the operator supports, once per installed denoiser (but the
-    slow ones, :data:`~..core.denoisers.SLOW_DENOISERS`)."""
+    slow ones, :data:`~..core.denoisers.SLOW_DENOISERS`), with their noise-level fields
+    (``dpir``'s ``sigma``, ``pnp-admm``'s ``noise``) set to ``level`` when it is known (the
+    noise std in the units the run works in), as the Reconstruct dock sets them."""
     from ..core.denoisers import SLOW_DENOISERS
 
     out = []
@@ -155,9 +158,10 @@ def candidates_for(op: Any) -> list[tuple[str, dict]]:
         spec = get_method(m)
         if not spec.supports(op.name):
             continue
+        fill = noise_values(spec.params, level) if level else {}
         for d in [d for d in field_choices(spec.params, "denoiser") or [None]
                   if d not in SLOW_DENOISERS]:
-            out.append((m, {} if d is None else {"denoiser": d}))
+            out.append((m, {**fill, **({} if d is None else {"denoiser": d})}))
     return out
 
 
@@ -179,7 +183,9 @@ def best_steps(y: Any, op: Any, *, budget: int = 8, seed: int = 0, noise: dict |
         cands.append((first, tuned.params))
     elif first is not None:
         cands.append((first, None))
-    cands += candidates_for(op)
+    level, _ = noise_level(y, op, sigma, noise)
+    cands += candidates_for(op, None if level is None else
+                            run_units_level(y, op, level, normalise))
     if get_method("adjoint").supports(op.name):
         cands.append(("adjoint", None))
     return (yield from rank_steps(y, op, cands, seed=seed, noise=noise, sigma=sigma,
