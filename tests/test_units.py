@@ -173,8 +173,8 @@ def test_noise_estimate_matches_the_simulated_noise(sigma):
 
 
 def test_kspace_noise_estimate():
-    """Complex noise E|n|^2 = sigma^2 from the outer readout rows of sampled columns
-    (2 x 24 rows x ~100 columns x 2 parts: a relative standard error under 3 %). The object
+    """Complex noise E|n|^2 = sigma^2 from the k-space corners (2 x 24 rows x ~24 sampled
+    outer columns x 2 parts, about 2300 values: a relative standard error near 2.5 %). The object
     is band-limited like a real one (a smoothed phantom): the infinitely sharp edges of a
     digital phantom put signal in the outer rows and the estimate then reads high."""
     from scipy.ndimage import gaussian_filter

@@ -65,15 +65,26 @@ def haar_mad_sigma(images: Any, valid: Any = None) -> float | None:
 
 
 def kspace_mad_sigma(k: np.ndarray) -> float | None:
-    """Noise std of centred complex k-space ``(..., H, W)`` from its outer readout rows.
+    r"""Noise std of centred complex k-space ``(..., H, W)`` from its four corners.
 
-    Returns ``None`` when fewer than 16 sampled entries lie there.
+    The corners (the outer eighth of the rows times the outer eighth of the columns, on each
+    side) hold the highest frequencies along both axes, where an image's own energy is
+    lowest: :math:`\sigma = \sqrt2\,\mathrm{median}(|\Re|, |\Im|)/0.6745` over their
+    sampled entries. Where the corners hold fewer than 16 sampled entries the whole outer
+    rows are used. Natural images still put signal there: on allowed photographs at 128 px
+    and 4x sampling the estimate reads 1.2-2.4x high at noise 0.01 (outer rows alone: 2.1-4.3x)
+    and within 1.02-1.4x at 0.03.
+
+    Returns ``None`` when fewer than 16 sampled entries lie in the outer rows.
     """
     k = np.asarray(k)
-    h = k.shape[-2]
-    edge = max(1, h // 8)
-    outer = np.concatenate([k[..., :edge, :], k[..., h - edge:, :]], axis=-2)
-    vals = outer[outer != 0]
+    h, w = k.shape[-2:]
+    edge_h, edge_w = max(1, h // 8), max(1, w // 8)
+    outer = np.concatenate([k[..., :edge_h, :], k[..., h - edge_h:, :]], axis=-2)
+    corners = np.concatenate([outer[..., :edge_w], outer[..., w - edge_w:]], axis=-1)
+    vals = corners[corners != 0]
+    if vals.size < 16:
+        vals = outer[outer != 0]
     if vals.size < 16:
         return None
     parts = np.concatenate([vals.real, vals.imag]).astype(np.float64)
