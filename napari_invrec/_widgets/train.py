@@ -92,7 +92,7 @@ class TrainWidget(Container):
 
         from ..api import list_operators
         from ..engine.device import available_devices
-        from ..engine.training import SIGMA_DISTS
+        from ..engine.training import SIGMA_DISTS, SSDU_SPLIT
 
         super().__init__(labels=False)
         self.viewer = viewer
@@ -137,6 +137,10 @@ class TrainWidget(Container):
                                     "their samples split into input and loss, inpaint and "
                                     "mri; EI: consistency and equivariance to rotations and "
                                     "shifts, any linear operator)")
+        self.split = FloatSpinBox(value=SSDU_SPLIT, min=0.01, max=0.99, step=0.05,
+                                  name="split", label="held-out fraction", visible=False,
+                                  tooltip="SSDU: the fraction of each measurement's samples "
+                                  "held out for the loss (the network sees the rest)")
         self.net_width = SpinBox(value=16, min=1, max=256, name="net_width", label="width",
                              tooltip="feature channels at the finest scale")
         self.steps = SpinBox(value=1000, min=1, max=10 ** 7, name="steps", label="steps")
@@ -179,7 +183,7 @@ class TrainWidget(Container):
                               name="data_box"),
                      heading("network"), labelled(self.arch, self.net_width, name="net_box"),
                      self.op_panel,
-                     labelled(self.noise_sigma, self.init, self.supervision,
+                     labelled(self.noise_sigma, self.init, self.supervision, self.split,
                               name="noise_box"),
                      heading("schedule"),
                      labelled(self.steps, self.batch, self.patch, self.sigma_min,
@@ -197,6 +201,7 @@ class TrainWidget(Container):
         self.task.changed.connect(self._on_task)
         self.source.changed.connect(self._on_source)
         self.op_panel.operator.changed.connect(self._on_task)  # phase has its own network
+        self.supervision.changed.connect(self._on_task)  # SSDU's held-out fraction
         self.train_button.changed.connect(self.train)
         self.cancel_button.changed.connect(self.cancel)
         self.native.destroyed.connect(self.controller.shutdown)  # closing the dock quits it
@@ -237,6 +242,7 @@ class TrainWidget(Container):
         self.augment.visible = self._augmentable()
         if unrolled and measured and self.supervision.value == "supervised":
             self.supervision.value = "ssdu"
+        self.split.visible = unrolled and self.supervision.value == "ssdu"
 
     def _augmentable(self) -> bool:
         """Whether the data are clean images that ``+aug`` may vary (not Noise2Self's noisy
@@ -332,6 +338,7 @@ class TrainWidget(Container):
                     "noise_sigma": float(self.noise_sigma.value)} if simulated else {}
         if task == "unrolled":
             operator["supervision"] = str(self.supervision.value)
+            operator["split"] = float(self.split.value)
         if task == "end-to-end":
             operator["init"] = str(self.init.value)
         arch_kwargs = {"width": int(self.net_width.value), **_WIDTH_KW[arch]}

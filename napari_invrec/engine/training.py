@@ -50,9 +50,9 @@ from ..core.training.loops import SIGMA_DISTS, TrainState
 from ..core.training.operator_nets import SSDU_SPLIT
 from .measurement_training import MeasurementStack, measurement_loop, stack_spec
 
-__all__ = ["TASKS", "OPERATOR_TASKS", "SIGMA_DISTS", "TrainSpec", "TrainPlan", "prepare_training",
-           "execute_training", "run_training", "train_command", "estimate_noise_sigma",
-           "check_training_arrays"]
+__all__ = ["TASKS", "OPERATOR_TASKS", "SIGMA_DISTS", "SSDU_SPLIT", "TrainSpec", "TrainPlan",
+           "prepare_training", "execute_training", "run_training", "train_command",
+           "estimate_noise_sigma", "check_training_arrays"]
 
 TASKS = ("denoiser", "noise2self", "end-to-end", "unrolled", "acquisition", "dirac", "vae")
 """Training tasks: supervised denoiser, self-supervised denoiser, end-to-end, unrolled, an
