@@ -7,9 +7,11 @@ never used to train or tune a shipped network) the measurement is simulated with
   task's images (TV tuned on the test set itself); TV at the best weight *per image* (an oracle
   no user has) is printed too;
 * every learned method with its DEFAULT parameters (what a user gets without tuning); only the
-  measurement's noise level is passed to the methods whose ``sigma`` means that noise level
-  (``dpir``, ``dip``). Methods whose default weights were trained for another operator are
-  skipped;
+  measurement's noise level is passed, to each method's noise-level fields (``dpir``'s
+  ``sigma``, ``pnp-admm``'s ``noise``, ...), in the units the run works in
+  (:func:`~napari_invrec.engine.noise_level.run_units_level`: the runs normalise the data, so
+  0.01 on a held-out image can be 0.03 in the run), as the Reconstruct dock fills them.
+  Methods whose default weights were trained for another operator are skipped;
 * the classical references of :data:`REFERENCES`: ``dpir`` with BM3D as its denoiser (no
   learning at all), the bar a learned prior has to clear (``--no-bm3d`` leaves it out: about
   2 s per BM3D call at 128 px).
@@ -44,8 +46,6 @@ LEARNED = ("dpir", "pnp-admm", "red", "unet", "swinir", "cgan", "mcnn", "unrolle
            "varnet", "neumann", "dirac")
 #: the deep image prior fits one network per image (minutes each): only with ``--with-dip``
 SLOW = ("dip",)
-#: methods whose ``sigma`` parameter is the measurement noise level
-NOISE_AWARE = ("dpir", "dip", "dirac")
 #: classical plug-and-play references: row label -> (method, parameters)
 REFERENCES = {"dpir (bm3d)": ("dpir", {"denoiser": "bm3d"})}
 
@@ -59,6 +59,8 @@ def bench_learned(size: int = SIZE, images=None, methods=LEARNED, log=print,
     import napari_invrec as ir
     from napari_invrec.core.data import HELDOUT_IMAGES, heldout_image
     from napari_invrec.core.errors import InputError
+    from napari_invrec.core.methods.registry import get_method
+    from napari_invrec.engine.noise_level import noise_values, run_units_level
 
     torch.set_num_threads(1)
     images = tuple(images or HELDOUT_IMAGES)
@@ -67,6 +69,7 @@ def bench_learned(size: int = SIZE, images=None, methods=LEARNED, log=print,
         truths = [heldout_image(name, size) for name in images]
         ops = [ir.make_operator(op_name, x.shape, device="cpu", **op_params) for x in truths]
         ys = [ir.simulate(x, op, seed=0, sigma=NOISE) for x, op in zip(truths, ops)]
+        levels = [run_units_level(y, op, NOISE) for y, op in zip(ys, ops)]
         t0 = time.perf_counter()
         grid = np.array([[ir.reconstruct(y, op, "tv-fista", reference=x, lam=lam)
                           .metrics["psnr"] for x, op, y in zip(truths, ops, ys)]
@@ -87,10 +90,10 @@ def bench_learned(size: int = SIZE, images=None, methods=LEARNED, log=print,
         for label, m, kw in runs:
             if not ir.list_methods(op_name) or m not in ir.list_methods(op_name):
                 continue
-            extra = ({"sigma": NOISE} if m in NOISE_AWARE else {}) | kw
             psnr, t0 = [], time.perf_counter()
             try:
-                for x, op, y in zip(truths, ops, ys):
+                for x, op, y, level in zip(truths, ops, ys, levels):
+                    extra = noise_values(get_method(m).params, level) | kw
                     res = ir.reconstruct(y, op, m, reference=x, seed=0, **extra)
                     psnr.append(res.metrics["psnr"])
             except InputError as err:

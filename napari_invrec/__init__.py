@@ -5,6 +5,7 @@ The public API (imported lazily so that ``import napari_invrec`` loads neither t
 ``list_operators()``, ``list_methods(operator=None)``, ``make_operator(name, shape, **params)``,
 ``simulate(x, op, noise="gaussian", sigma=..., seed=...)``, ``solve(y, op, method, **params)``,
 ``reconstruct(y, op, method, normalise="auto", **params) -> Result``, ``rerun(provenance, y)``,
+``method_defaults(method, operator)`` (a method's defaults on an operator family),
 ``normalisation(y, op)`` (the map between the data's units and the units methods run in),
 ``estimate_noise(y, op)`` (noise std from the data alone),
 ``rerun_file(path) -> RerunReport`` (repeat the run of a result saved by the plugin's writer
@@ -21,7 +22,8 @@ by tile from and to zarr, for local operators: blur, denoise, inpaint, superres)
 from ._version import __version__
 
 _API = ("list_operators", "list_methods", "make_operator", "simulate", "solve",
-        "reconstruct", "rerun", "Result", "method_params", "operator_params", "normalisation",
+        "reconstruct", "rerun", "Result", "method_params", "method_defaults",
+        "operator_params", "normalisation",
         "estimate_noise", "rerun_file", "RerunReport", "estimate_quality", "autotune",
         "rank_methods", "best_for_data", "calibrate", "reconstruct_many",
         "reconstruct_tiled")

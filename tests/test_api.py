@@ -45,6 +45,31 @@ def test_reconstruct_result_and_provenance_rerun(phantom):
     np.testing.assert_allclose(again.x, res.x, atol=1e-6)
 
 
+def test_per_operator_defaults_apply_under_the_given_values(phantom):
+    """A method's defaults for one operator family (dpir: 40 iterations on MRI) are what a run
+    gets for each parameter it is not given, and what its provenance records."""
+    assert ir.method_defaults("dpir", "mri")["iters"] == 40
+    assert ir.method_defaults("dpir", "blur")["iters"] == ir.method_params("dpir")().iters
+    op = ir.make_operator("mri", phantom.shape, acceleration=4)
+    y = ir.simulate(phantom, op, sigma=0.01, seed=1)
+    assert ir.reconstruct(y, op, "dpir", denoiser="tv").provenance["params"]["iters"] == 40
+    given = ir.reconstruct(y, op, "dpir", denoiser="tv", iters=3)
+    assert given.provenance["params"]["iters"] == 3 and given.steps[-1] == 3
+    assert len(list(ir.solve(y, op, "dpir", denoiser="tv"))) == 40
+    with pytest.raises(InputError, match="does not support|cannot run|not supported"):
+        ir.method_defaults("dpir", "phase")
+
+
+def test_an_invalid_operator_default_fails_at_registration():
+    from napari_invrec.core.methods.pnp import DPIRParams
+    from napari_invrec.core.methods.registry import METHODS, register_method
+
+    with pytest.raises(InputError, match="iters"):
+        register_method("test-bad-defaults", DPIRParams,
+                        operator_defaults={"mri": {"iters": 0}})(lambda *a, **k: iter(()))
+    assert "test-bad-defaults" not in METHODS
+
+
 def test_stochastic_result_has_mean_std_samples(phantom):
     op = ir.make_operator("denoise", phantom.shape)
     y = ir.simulate(phantom, op, sigma=0.05, seed=0)

@@ -163,3 +163,16 @@ def test_classical_denoisers_denoise_and_handle_batches_and_complex():
         assert dz.is_complex() and dz.shape == z.shape
     g = GaussianDenoiser()(z, SIGMA)
     assert torch.allclose(g.real, GaussianDenoiser()(noisy, SIGMA), atol=1e-6)
+
+
+def test_dpir_runs_40_iterations_on_mri_which_remove_the_aliasing_8_leave():
+    """DPIR's deblurring schedule (8 iterations) leaves a 4x k-space mask's aliasing in
+    place; the MRI default (40) gained 5.5-6.6 dB on a 64 px phantom on mask and noise seeds
+    0-2 (the margin is half that)."""
+    assert METHODS["dpir"].defaults_for("mri") == {"iters": 40}
+    op = make_operator("mri", (64, 64), acceleration=4, seed=2)
+    x = op.as_image(torch.from_numpy(shepp_logan(64))[None, None])
+    y = op.measure(x, NoiseParams(sigma=0.01, seed=2))
+    eight = psnr(run("dpir", y, op, sigma=0.01)[1].x.abs(), x.abs())
+    default = psnr(run("dpir", y, op, sigma=0.01, iters=40)[1].x.abs(), x.abs())
+    assert default > eight + 3.0, (eight, default)

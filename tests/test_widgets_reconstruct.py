@@ -96,6 +96,16 @@ def test_method_list_follows_operator_support(make_napari_viewer, truth):
         METHODS.pop("blur-only-test", None)
 
 
+@pytest.mark.parametrize("operator,iters", [("mri", 40), ("blur", 8)])
+def test_the_form_starts_from_the_methods_defaults_for_the_operator(make_napari_viewer, truth,
+                                                                    operator, iters):
+    """dpir runs 40 iterations on MRI and 8 elsewhere: its form shows the measurement's."""
+    _, w = _setup(make_napari_viewer, truth, operator)
+    w.method.value = "dpir"
+    assert w.method_form.values()["iters"] == iters == api.method_defaults("dpir",
+                                                                           operator)["iters"]
+
+
 def test_mri_run_shows_magnitude_and_keeps_complex_result(make_napari_viewer, truth, wait_idle):
     viewer, w = _setup(make_napari_viewer, truth, "mri", acceleration=2.0)
     w.method.value = "adjoint"

@@ -364,6 +364,17 @@ class ReconstructWidget(StackRuns, Container):
         if self._form_is_stale():
             self._on_method()
 
+    def _form_defaults(self) -> dict:
+        """The selected method's defaults on the measurement's operator family (e.g. dpir's
+        40 iterations on MRI): what a new method form starts from."""
+        from ..api import method_defaults
+
+        try:
+            return (method_defaults(self.method.value, self.operator_name())
+                    if self.method.value else {})
+        except InputError:  # the method does not take this operator: the form refuses later
+            return {}
+
     def _form_is_stale(self) -> bool:
         """Whether the method form was built for another method than the selected one."""
         try:
@@ -375,7 +386,8 @@ class ReconstructWidget(StackRuns, Container):
         """Rebuild the method form for the selected method; if that fails, an empty form takes
         its place (Run then refuses: it never meets another method's form)."""
         try:
-            form = ParamsForm(self._method_params(), name="method_params")
+            form = ParamsForm(self._method_params(), values=self._form_defaults(),
+                              name="method_params")
         except Exception as exc:  # noqa: BLE001 - reported; the old form must go regardless
             report_error(exc, self.status, prefix=f"the form of {self.method.value!r} could "
                                                   "not be built: ")

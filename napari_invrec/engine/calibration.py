@@ -60,7 +60,7 @@ from ..core.errors import InputError
 from ..core.params import from_dict, make_params, param
 from ..core.validation import check_image_array
 from .compare import layer_image, run_operator
-from .execute import drain
+from .execute import drain, method_params_for
 from .layers import META_KEY, invrec_meta
 
 __all__ = ["GENERATORS", "IMAGES", "BOOTSTRAP", "SOURCES", "CalibrateParams",
@@ -201,7 +201,7 @@ def _resolve(run: Any, *, arrays: dict | None, noise: dict | None) -> _Run:
     if isinstance(run, tuple):
         op, method, params = run
         spec = get_method(method, op.name)
-        params = make_params(spec.params, **params) if isinstance(params, dict) else params
+        params = method_params_for(method, op, params)
         prov_noise = None
     else:
         if _is_layer(run):

@@ -36,6 +36,9 @@ def method_params_for(method: str, op: Any, params: Any = None, **fields: Any) -
         The operator (the method must support its family).
     params
         An instance of the method's params dataclass, a mapping of its fields, or ``None``.
+        Fields a mapping leaves out take the method's default for the operator's family
+        (:meth:`~napari_invrec.core.methods.registry.MethodSpec.defaults_for`), else the
+        params class's.
     **fields
         Fields of the params dataclass (only when ``params`` is not an instance).
 
@@ -47,7 +50,8 @@ def method_params_for(method: str, op: Any, params: Any = None, **fields: Any) -
     """
     spec = get_method(method, op.name)
     if params is None or isinstance(params, Mapping):
-        return make_params(spec.params, **{**dict(params or {}), **fields})
+        return make_params(spec.params, **{**spec.defaults_for(op.name), **dict(params or {}),
+                                           **fields})
     if not isinstance(params, spec.params):
         raise InputError(f"params for {method!r} must be a {spec.params.__name__}, got "
                          f"{type(params).__name__}")

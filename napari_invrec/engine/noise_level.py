@@ -8,6 +8,7 @@ for real measurements only pixels the operator measures count (:math:`A\\mathbf 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -22,8 +23,6 @@ __all__ = ["noise_estimate", "noise_fields", "noise_values", "run_units_level"]
 def noise_fields(params_cls: type) -> list[str]:
     """Names of the fields of a method's params class that are the measurement's noise std
     (declared with ``param(..., noise=True)``)."""
-    import dataclasses
-
     return [f.name for f in dataclasses.fields(params_cls) if f.metadata.get("noise")]
 
 
@@ -31,8 +30,6 @@ def noise_values(params_cls: type, sigma: float) -> dict:
     """``{field: sigma}`` for each noise-level field of ``params_cls`` (:func:`noise_fields`),
     ``sigma`` clipped to the field's bounds: what the GUI fills in and "best for this data"
     runs its candidates with."""
-    import dataclasses
-
     fields = {f.name: f for f in dataclasses.fields(params_cls)}
     values = {}
     for name in noise_fields(params_cls):

@@ -268,13 +268,20 @@ class DPIRParams:
                              min=1e-4, max=1.0, step=0.01)
     lam: float = param(0.23, "prior weight lambda: data penalty rho_k = lam sigma^2 / "
                        "sigma_k^2", min=1e-6, max=1e3, step=0.01)
-    iters: int = param(8, "iterations (schedule length)", min=1, max=10000)
+    iters: int = param(8, "iterations (schedule length; 40 on MRI)", min=1, max=10000)
     cg_iters: int = param(20, "CG iterations of each data step (when no closed form)",
                           min=1, max=1000)
     init: str = _init_field()
 
 
-@register_method("dpir", DPIRParams, volumes=True)
+#: DPIR's 8 iterations (Zhang et al.'s deblurring schedule) leave a k-space mask's aliasing
+#: in place: on the allowed images (128 px, 4x, noise 0.01, against TV at its best weight per
+#: image) 8 iterations were 1.9 dB below TV on average, 40 were 1.1 dB above (mri;
+#: +1.9 -> +2.4 dB for mri-multicoil); 100 fell back to +0.4 (mri)
+DPIR_OPERATOR_DEFAULTS = {"mri": {"iters": 40}, "mri-multicoil": {"iters": 40}}
+
+
+@register_method("dpir", DPIRParams, volumes=True, operator_defaults=DPIR_OPERATOR_DEFAULTS)
 @torch.no_grad()
 def dpir(y: Tensor, op: Any, p: DPIRParams, *, x0: Tensor | None = None,
          generator: torch.Generator | None = None) -> Iterator[IterState]:

@@ -9,11 +9,12 @@ dataclass, the operator families it supports and whether it is stochastic.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from ..params import make_params
 from ..state import IterState
 
 
@@ -50,6 +51,10 @@ class MethodSpec:
     own_units
         Runs in the data's own units (a network trained on this very kind of data, in its
         units): the engine's ``auto`` normalisation leaves the data alone.
+    operator_defaults
+        ``{operator family: {field: value}}``: defaults that differ from the params class's
+        for one operator family (chosen on the allowed training images), applied under the
+        values a user gives (:meth:`defaults_for`).
     """
 
     name: str
@@ -63,6 +68,13 @@ class MethodSpec:
     volumes: bool = False
     nonlinear: frozenset[str] = frozenset()
     own_units: bool = False
+    operator_defaults: Mapping[str, Mapping[str, Any]] = dataclasses.field(
+        default_factory=dict)
+
+    def defaults_for(self, operator: str) -> dict[str, Any]:
+        """The fields whose default for the operator family ``operator`` differs from the
+        params class's (empty for most methods and operators)."""
+        return dict(self.operator_defaults.get(operator, {}))
 
     def check_geometry(self, op: Any) -> None:
         """Raise :class:`InputError` if ``op`` works on volumes and this method does not."""
@@ -88,21 +100,27 @@ METHODS: dict[str, MethodSpec] = {}
 def register_method(name: str, params: type, *, operators: tuple[str, ...] | None = None,
                     stochastic: bool = False, likelihood: str = "gaussian",
                     volumes: bool = False, nonlinear: tuple[str, ...] = (),
-                    own_units: bool = False) -> Callable:
+                    own_units: bool = False,
+                    operator_defaults: Mapping[str, Mapping[str, Any]] | None = None
+                    ) -> Callable:
     """Decorator adding a method generator function to :data:`METHODS`.
 
     ``nonlinear`` names non-linear operator families a method for every linear family
     (``operators=None``) also supports: its maths uses only :math:`A` and autograd through it
-    (and :func:`~.starts.data_start`).
+    (and :func:`~.starts.data_start`). ``operator_defaults`` gives per-family defaults
+    (:attr:`MethodSpec.operator_defaults`); each must be a valid value of its field.
     """
     weights = tuple(f.default for f in dataclasses.fields(params) if f.metadata.get("network"))
+    per_op = {k: dict(v) for k, v in (operator_defaults or {}).items()}
+    for values in per_op.values():
+        make_params(params, **values)  # a typo or an out-of-range default fails at import
 
     def deco(fn: Callable) -> Callable:
         doc = (fn.__doc__ or name).strip().splitlines()[0]
         METHODS[name] = MethodSpec(name, fn, params,
                                    frozenset(operators) if operators is not None else None,
                                    stochastic, weights, doc, likelihood, volumes,
-                                   frozenset(nonlinear), own_units)
+                                   frozenset(nonlinear), own_units, per_op)
         return fn
 
     return deco
