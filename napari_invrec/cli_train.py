@@ -84,6 +84,10 @@ def add_train_parser(sub: Any) -> None:
     g.add_argument("--split", type=float, default=SSDU_SPLIT,
                    help="ssdu: fraction of each measurement's samples held out for the loss "
                    f"(default {SSDU_SPLIT})")
+    g.add_argument("--masks", type=int, default=1,
+                   help="ssdu: independent splits of each measurement per step (multi-mask "
+                   "SSDU: more held-out samples per step for as many times the work; "
+                   "default 1)")
     g.add_argument("--mask-array", metavar="FILE",
                    help="with --data measurements:PATH: the operator's measured-sample mask "
                    "(.npy/.tif; nonzero = measured)")
@@ -173,7 +177,8 @@ def spec_from_args(ns: argparse.Namespace) -> tuple[Any, Any, Any]:
                      sigma_min=ns.sigma_min, sigma_max=ns.sigma_max,
                      sigma_dist=ns.sigma_dist, data_sigma=ns.data_sigma,
                      operator=ns.operator, op_params=op_params, noise_sigma=ns.noise_sigma,
-                     init=ns.init, supervision=ns.supervision, split=ns.split, beta=ns.beta,
+                     init=ns.init, supervision=ns.supervision, split=ns.split,
+                     masks=ns.masks, beta=ns.beta,
                      device=ns.device, val_every=ns.val_every,
                      checkpoint_every=ns.checkpoint_every, name=name, out=ns.out,
                      checkpoint=ns.checkpoint, resume=ns.resume,

@@ -19,6 +19,7 @@ from napari_invrec.core.training.datasets import SyntheticPatches, make_source
 from napari_invrec.core.training.operator_nets import (
     random_transform,
     split_samples,
+    ssdu_loss,
     train_from_measurements,
     train_unrolled,
 )
@@ -56,6 +57,29 @@ def test_final_data_consistency_keeps_every_measured_sample(opname, kw, net):
         out = model(y, op)
     scale = float(y.abs().max())
     assert float((op.A(out) - y).abs().max()) < 1e-5 * scale  # float32 rounding of a FFT
+
+
+def test_multi_mask_ssdu_is_the_loss_of_the_repeated_batch_with_independent_splits():
+    """``masks=K`` scores each measurement on K independent splits: exactly the one-split
+    loss of the batch repeated K times (same generator state), and not K copies of one split."""
+    op = make_operator("mri", (32, 32), acceleration=4.0)
+    torch.manual_seed(0)
+    model = VarNet(2, 4, 2, final_dc=True)
+    for p in model.parameters():  # a network that predicts something (not the zero update)
+        torch.nn.init.normal_(p, std=0.1)
+    x = op.as_image(SyntheticPatches("phantoms").patches(3, 32, seed=3))
+    y = op.measure(x, NoiseParams(model="gaussian", sigma=0.01), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        two = ssdu_loss(model, y, op, 0.4, torch.Generator().manual_seed(5), masks=2)
+        rep = ssdu_loss(model, torch.cat([y, y]), op, 0.4, torch.Generator().manual_seed(5))
+        one = ssdu_loss(model, y, op, 0.4, torch.Generator().manual_seed(5))
+    assert float(two) == float(rep)
+    assert abs(float(two) - float(one)) > 1e-4 * float(one)  # the second split differs
+    src = make_source("phantoms")
+    with pytest.raises(InputError, match="masks"):
+        train_unrolled(VarNet(2, 4, 2, final_dc=True), src,
+                       lambda s, d: make_operator("mri", s, device=d), supervision="ssdu",
+                       masks=0, steps=1, patch=32)
 
 
 def test_ssdu_refuses_what_it_cannot_split():

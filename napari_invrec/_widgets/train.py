@@ -141,6 +141,11 @@ class TrainWidget(Container):
                                   name="split", label="held-out fraction", visible=False,
                                   tooltip="SSDU: the fraction of each measurement's samples "
                                   "held out for the loss (the network sees the rest)")
+        self.masks = SpinBox(value=1, min=1, max=16, name="masks",
+                             label="splits per measurement", visible=False,
+                             tooltip="SSDU: independent splits of each measurement per step "
+                             "(multi-mask SSDU: more held-out samples per step, as many "
+                             "times the work)")
         self.net_width = SpinBox(value=16, min=1, max=256, name="net_width", label="width",
                              tooltip="feature channels at the finest scale")
         self.steps = SpinBox(value=1000, min=1, max=10 ** 7, name="steps", label="steps")
@@ -184,7 +189,7 @@ class TrainWidget(Container):
                      heading("network"), labelled(self.arch, self.net_width, name="net_box"),
                      self.op_panel,
                      labelled(self.noise_sigma, self.init, self.supervision, self.split,
-                              name="noise_box"),
+                              self.masks, name="noise_box"),
                      heading("schedule"),
                      labelled(self.steps, self.batch, self.patch, self.sigma_min,
                               self.sigma_max, self.sigma_dist, self.beta, self.lr, self.seed,
@@ -242,7 +247,8 @@ class TrainWidget(Container):
         self.augment.visible = self._augmentable()
         if unrolled and measured and self.supervision.value == "supervised":
             self.supervision.value = "ssdu"
-        self.split.visible = unrolled and self.supervision.value == "ssdu"
+        self.split.visible = self.masks.visible = (unrolled
+                                                   and self.supervision.value == "ssdu")
 
     def _augmentable(self) -> bool:
         """Whether the data are clean images that ``+aug`` may vary (not Noise2Self's noisy
@@ -339,6 +345,7 @@ class TrainWidget(Container):
         if task == "unrolled":
             operator["supervision"] = str(self.supervision.value)
             operator["split"] = float(self.split.value)
+            operator["masks"] = int(self.masks.value)
         if task == "end-to-end":
             operator["init"] = str(self.init.value)
         arch_kwargs = {"width": int(self.net_width.value), **_WIDTH_KW[arch]}

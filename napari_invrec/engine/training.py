@@ -102,6 +102,8 @@ class TrainSpec:
     #: SSDU: the fraction of a measurement's samples held out for the loss (the network sees
     #: the rest; a smaller fraction trains it on inputs closer to the full measurement)
     split: float = SSDU_SPLIT
+    #: SSDU: independent splits of each measurement per step (multi-mask SSDU; 1 = one)
+    masks: int = 1
     beta: float = 1e-3
     device: str = "auto"
     val_every: int = 50
@@ -398,12 +400,13 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
                                 noise_sigma=spec.noise_sigma, **common)
         return loop, op_spec, {"init": spec.init, "noise_sigma": spec.noise_sigma}
     loop = train_unrolled(model, source, factory, noise_sigma=spec.noise_sigma,
-                          supervision=spec.supervision, split=spec.split, **common)
+                          supervision=spec.supervision, split=spec.split, masks=spec.masks,
+                          **common)
     extra = {"noise_sigma": spec.noise_sigma}
     if spec.supervision != "supervised":
         extra["supervision"] = spec.supervision
     if spec.supervision == "ssdu":
-        extra["split"] = spec.split
+        extra |= {"split": spec.split, "masks": spec.masks}
     return loop, op_spec, extra
 
 
@@ -474,7 +477,8 @@ def train_command(spec: TrainSpec, out: str | Path | None = None) -> str:
         if s.supervision != "supervised":
             args += ["--supervision", s.supervision]
         if s.supervision == "ssdu":
-            args += ["--split", f"{s.split:g}"]
+            args += ["--split", f"{s.split:g}"] + (["--masks", str(s.masks)]
+                                                    if s.masks != 1 else [])
     args += ["--name", s.name, "--out", str(out or s.out or f"{s.name}.pt")]
     if s.init_weights:
         args += ["--init-weights", str(s.init_weights)]

@@ -151,7 +151,7 @@ def split_samples(mask: Tensor, fraction: float, generator: torch.Generator,
 
 
 def ssdu_loss(model: torch.nn.Module, y: Tensor, op: Any, split: float,
-              generator: torch.Generator) -> Tensor:
+              generator: torch.Generator, masks: int = 1) -> Tensor:
     r"""The SSDU loss of ``model`` on measurements ``y`` ``(B, 1, ...)`` of ``op`` (an operator
     that measures a mask :math:`M` of samples): :math:`M` is split into :math:`\Lambda`
     (:func:`split_samples`, whole k-space columns for MRI) and :math:`\Theta = M - \Lambda`,
@@ -172,7 +172,11 @@ def ssdu_loss(model: torch.nn.Module, y: Tensor, op: Any, split: float,
     columns always stay in :math:`\Theta`, as in Yaman et al.: the network then always sees
     the k-space centre, as it will at inference, and learns to predict the outer columns. It
     estimates the error of predicting samples the network did not see; it never looks at an
-    image."""
+    image. ``masks`` > 1 splits each measurement that many times independently (multi-mask
+    SSDU, Yaman et al. 2021): the batch is ``y`` repeated ``masks`` times, more held-out
+    samples per measurement and step for ``masks`` times the work."""
+    if masks > 1:
+        y = y.repeat(masks, *([1] * (y.dim() - 1)))
     batch = y.shape[0]
     m = op.mask_tensor().expand(batch, 1, *op.shape)
     keep = None
@@ -230,7 +234,8 @@ def ei_loss(model: torch.nn.Module, y: Tensor, op: Any, sigma: float,
     return mc + _sq(model(z + noise.to(device=z.device, dtype=z.dtype), op) - x2).mean()
 
 
-def _check_unrolled(model: torch.nn.Module, op: Any, supervision: str, split: float) -> None:
+def _check_unrolled(model: torch.nn.Module, op: Any, supervision: str, split: float,
+                    masks: int = 1) -> None:
     """Refuse a model, operator or supervision :func:`train_unrolled` cannot train."""
     if getattr(model, "kind", None) != "unrolled":
         raise InputError(f"{type(model).__name__} is not an unrolled network (UnrolledPGD, "
@@ -240,6 +245,9 @@ def _check_unrolled(model: torch.nn.Module, op: Any, supervision: str, split: fl
                          f"{supervision!r}")
     if not 0 < split < 1:
         raise InputError(f"the SSDU loss fraction split must be in (0, 1), got {split}")
+    if isinstance(masks, bool) or not isinstance(masks, int) or not 1 <= masks <= 16:
+        raise InputError(f"masks (SSDU splits per measurement and step) must be a whole "
+                         f"number from 1 to 16, got {masks!r}")
     if bool(op.complex_image) != bool(getattr(model, "complex_images", False)):
         kind = "complex" if op.complex_image else "real"
         raise InputError(f"operator {op.name!r} has {kind} images; build the network with "
@@ -254,17 +262,19 @@ def _check_unrolled(model: torch.nn.Module, op: Any, supervision: str, split: fl
 
 
 def _self_supervised_loss(model: torch.nn.Module, y: Tensor, op: Any, supervision: str,
-                          split: float, sigma: float, rng: np.random.Generator) -> Tensor:
+                          split: float, sigma: float, rng: np.random.Generator,
+                          masks: int = 1) -> Tensor:
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     if supervision == "ssdu":
-        return ssdu_loss(model, y, op, split, gen)
+        return ssdu_loss(model, y, op, split, gen, masks)
     return ei_loss(model, y, op, sigma, gen)
 
 
 def train_unrolled(model: torch.nn.Module, source: PatchSource,
                    operator_factory: Callable[[tuple[int, int], torch.device], Any], *,
                    supervision: str = "supervised", split: float = SSDU_SPLIT,
-                   noise_sigma: float = 0.01, steps: int = 1000, batch: int = 8,
+                   masks: int = 1, noise_sigma: float = 0.01, steps: int = 1000,
+                   batch: int = 8,
                    patch: int = 48, lr: float = 1e-3, seed: int = 0, device: Any = None,
                    val_every: int = 50, val_size: int = 8, resume: str | Path | None = None,
                    checkpoint: str | Path | None = None, checkpoint_every: int = 100
@@ -287,7 +297,8 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
     undersampling, Yaman et al. 2020), for operators that measure a mask of samples
     (inpainting, single-coil MRI): the samples of each measurement are split into an input set
     and a loss set and the network is scored on predicting the held-out samples
-    (:func:`ssdu_loss`, ``split`` the loss fraction). At inference the network sees all the
+    (:func:`ssdu_loss`, ``split`` the loss fraction, ``masks`` the independent splits of each
+    measurement per step). At inference the network sees all the
     samples; it must end with a data-consistency step (``final_dc=True``), which puts back
     every measured sample (a network that only learned to add the held-out part would
     otherwise add it on top of the measured samples). ``supervision="ei"`` learns by
@@ -316,7 +327,7 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
     """
     dev, op = operator_setup(model, operator_factory, steps, batch, patch, lr, noise_sigma,
                              device)
-    _check_unrolled(model, op, supervision, split)
+    _check_unrolled(model, op, supervision, split, masks)
 
     def pairs(n: int, rng: np.random.Generator, op_n: Any) -> tuple[Tensor, Tensor]:
         return simulate_pairs(source, n, patch, rng, op_n, noise_sigma, dev)
@@ -331,14 +342,15 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
         op_k = step_operator(op, rng)
         y, x = pairs(batch, rng, op_k)
         if supervision != "supervised":
-            return _self_supervised_loss(model, y, op_k, supervision, split, noise_sigma, rng)
+            return _self_supervised_loss(model, y, op_k, supervision, split, noise_sigma, rng,
+                                         masks)
         return _sq(model(y, op_k) - x).mean()
 
     def validate() -> dict:
         return {"val_psnr": _psnr(_mag(model(yv, op)), _mag(xv)), "adjoint_psnr": adjoint_psnr}
 
     meta = {"batch": batch, "patch": patch, "noise_sigma": noise_sigma,
-            "supervision": supervision, "split": split,
+            "supervision": supervision, "split": split, "masks": masks,
             "data": getattr(source, "spec", "?"),
             "operator": _operator_meta(op)}
     return _loop(model, step_loss, validate, task="unrolled", steps=steps, lr=lr, seed=seed,
@@ -348,7 +360,8 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
 
 def train_from_measurements(model: torch.nn.Module, measurements: Tensor, op: Any, *,
                             supervision: str = "ssdu", split: float = SSDU_SPLIT,
-                            noise_sigma: float = 0.01, steps: int = 1000, batch: int = 4,
+                            masks: int = 1, noise_sigma: float = 0.01, steps: int = 1000,
+                            batch: int = 4,
                             lr: float = 1e-3, seed: int = 0, device: Any = None,
                             val_every: int = 50, val_size: int = 8,
                             resume: str | Path | None = None,
@@ -383,7 +396,7 @@ def train_from_measurements(model: torch.nn.Module, measurements: Tensor, op: An
     dev = _resolve_device(model, device)
     model.to(dev)
     op = op.to(dev)
-    _check_unrolled(model, op, supervision, split)
+    _check_unrolled(model, op, supervision, split, masks)
     y_all = torch.as_tensor(measurements)
     mshape = tuple(op.measurement_shape)
     if y_all.dim() == len(mshape):
@@ -400,15 +413,16 @@ def train_from_measurements(model: torch.nn.Module, measurements: Tensor, op: An
     def step_loss(rng: np.random.Generator) -> Tensor:
         idx = rng.choice(n, size=batch, replace=n < batch)
         return _self_supervised_loss(model, y_all[torch.as_tensor(idx, device=dev)], op,
-                                     supervision, split, noise_sigma, rng)
+                                     supervision, split, noise_sigma, rng, masks)
 
     def validate() -> dict:
         rng = np.random.default_rng([int(seed), 2])  # the same draw at every validation
         return {"val_loss": float(_self_supervised_loss(model, yv, op, supervision, split,
-                                                        noise_sigma, rng))}
+                                                        noise_sigma, rng, masks))}
 
     meta = {"batch": batch, "noise_sigma": noise_sigma, "supervision": supervision,
-            "split": split, "data": f"{n} measurements", "operator": _operator_meta(op)}
+            "split": split, "masks": masks, "data": f"{n} measurements",
+            "operator": _operator_meta(op)}
     return _loop(model, step_loss, validate, task="unrolled", steps=steps, lr=lr, seed=seed,
                  val_every=val_every, resume=resume, checkpoint=checkpoint,
                  checkpoint_every=checkpoint_every, meta=meta, device=dev)
