@@ -140,7 +140,7 @@ def test_streams_shapes_and_spread(method: str, opname: str) -> None:
     op, _, y = _problem(opname, sn=0.02)
     steps = 6
     states = _drain(method, y, op, denoiser="test-gauss", noise_sigma=0.02, steps=steps,
-                    n_samples=5, sigma_max=0.2)
+                    n_samples=5, sigma_max=0.2, init="measurement")
     # one denoiser call per level, the last level going to sigma = 0
     assert len(states) == steps and states[-1].step == states[-1].total == steps
     for st in states:

@@ -96,14 +96,18 @@ def test_method_list_follows_operator_support(make_napari_viewer, truth):
         METHODS.pop("blur-only-test", None)
 
 
-@pytest.mark.parametrize("operator,iters", [("mri", 40), ("blur", 8)])
+@pytest.mark.parametrize("method,field,operator,value", [
+    ("dpir", "iters", "mri", 40), ("dpir", "iters", "blur", 8),
+    ("ddnm", "estimate_iters", "mri", 120), ("ddnm", "estimate_iters", "blur", 8)])
 def test_the_form_starts_from_the_methods_defaults_for_the_operator(make_napari_viewer, truth,
-                                                                    operator, iters):
-    """dpir runs 40 iterations on MRI and 8 elsewhere: its form shows the measurement's."""
+                                                                    method, field, operator,
+                                                                    value):
+    """dpir runs 40 iterations on MRI and 8 elsewhere, ddnm's estimate 120 and 8: the form
+    shows the measurement's (ddnm's field is shown: its default start is the estimate)."""
     _, w = _setup(make_napari_viewer, truth, operator)
-    w.method.value = "dpir"
-    assert w.method_form.values()["iters"] == iters == api.method_defaults("dpir",
-                                                                           operator)["iters"]
+    w.method.value = method
+    values = w.method_form.values()
+    assert values[field] == value == api.method_defaults(method, operator)[field]
 
 
 def test_mri_run_shows_magnitude_and_keeps_complex_result(make_napari_viewer, truth, wait_idle):

@@ -62,6 +62,12 @@ def param(
     return dataclasses.field(default=default, metadata=meta)
 
 
+def redefault(cls: type, name: str, default: Any) -> Any:
+    """Field ``name`` of the parameter dataclass ``cls`` with another ``default`` (its doc,
+    bounds and choices kept): how a subclass changes the default of a shared setting."""
+    return dataclasses.field(default=default, metadata=cls.__dataclass_fields__[name].metadata)
+
+
 def choices_of(f: Any) -> tuple | None:
     """Allowed values of a field (a ``dataclasses.Field`` or its metadata), calling a
     callable ``choices``; ``None`` when the field has none."""

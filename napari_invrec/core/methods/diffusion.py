@@ -34,7 +34,7 @@ from ..denoisers import DEFAULT_DENOISER, denoiser_names, get_denoiser
 from ..errors import InputError
 from ..linalg import is_projection, normal_solver
 from ..operators.svd import SVD_FAMILIES, spectral_svd
-from ..params import param
+from ..params import param, redefault
 from ..state import IterState
 from .classical import lipschitz, prepare
 from .diffusion_steps import (
@@ -45,7 +45,7 @@ from .diffusion_steps import (
     insert_level,
     langevin_step,
     sigma_schedule,
-    start_state,
+    start_chains,
     ve_step,
     white_noise,
 )
@@ -53,14 +53,8 @@ from .registry import register_method
 
 Tensor = torch.Tensor
 
-__all__ = ["score_dc", "dps", "ddrm", "diffpir", "ddrm_update", "ScoreDCParams", "DPSParams",
-           "DDRMParams", "DiffPIRParams"]
-
-
-def _steps_param(default: int) -> Any:
-    """The ``steps`` field (a sampler may change only its default)."""
-    return param(default, "noise levels of the schedule (denoiser calls per sample)", min=1,
-                 max=10000)
+__all__ = ["score_dc", "dps", "ddrm", "diffpir", "ddrm_update", "estimate_steps",
+           "ScoreDCParams", "DPSParams", "DDRMParams", "DiffPIRParams"]
 
 
 @dataclass
@@ -69,7 +63,8 @@ class DiffusionParams:
 
     denoiser: str = param(DEFAULT_DENOISER, "score model: a noise-conditional denoiser",
                           choices=denoiser_names, network=True)
-    steps: int = _steps_param(50)
+    steps: int = param(50, "noise levels of the schedule (denoiser calls per sample)", min=1,
+                       max=10000)
     sigma_max: float = param(0.25, "first noise level (init=noise: several times the data "
                              "spread, e.g. 1)", min=1e-4, max=100.0, step=0.05)
     sigma_min: float = param(0.005, "last noise level before the final denoising step",
@@ -77,12 +72,22 @@ class DiffusionParams:
     schedule: str = param("geometric", "noise schedule", choices=SCHEDULES)
     rho: float = param(7.0, "karras schedule exponent", min=0.1, max=100.0,
                        when={"schedule": "karras"})
-    init: str = param("measurement", "start: measurement (smooth start + noise) or noise "
-                      "(0.5 + sigma_max n)", choices=INITS)
+    init: str = param("measurement", "start: measurement (smooth start + noise), noise (0.5 + "
+                      "sigma_max n) or estimate (a plug-and-play estimate with the score "
+                      "model + noise)", choices=INITS)
+    estimate_iters: int = param(40, "iterations of the plug-and-play estimate, one chain per "
+                                "measurement (DPIR with the score model)", min=1, max=10000,
+                                when={"init": "estimate"})
     n_samples: int = param(4, "posterior samples per measurement (one batch)", min=1,
                            max=4096)
     noise_sigma: float = param(0.01, "std of the measurement noise", min=0.0, max=10.0,
                                step=0.005, noise=True)
+
+
+def estimate_steps(p: DiffusionParams) -> int:
+    """Steps the run spends on its shared start before the levels: ``p.estimate_iters`` with
+    ``init="estimate"`` (:func:`~.diffusion_steps.start_chains`), else 0."""
+    return int(p.estimate_iters) if p.init == "estimate" else 0
 
 
 def _setup(y: Tensor, op: Any, p: DiffusionParams, x0: Tensor | None, name: str
@@ -151,8 +156,8 @@ def score_dc(y: Tensor, op: Any, p: ScoreDCParams, *, x0: Tensor | None = None,
         sched = insert_level(sched, sig_y)
     step = None if proj else 1.0 / lipschitz(op, "score-dc")
     yy = y.repeat_interleave(n, dim=0)
-    x = start_state(y, op, p.init, sched[0], n, x0, generator)
-    batch = SampleBatch(y, op, n, "score-dc", sched)
+    batch = SampleBatch(y, op, n, "score-dc", sched, lead=estimate_steps(p))
+    x = yield from start_chains(y, op, p, den, batch, x0, generator)
     state = None
     for k, s, s_next in batch.steps():
         x0_hat = den(x, s)
@@ -216,8 +221,8 @@ def dps(y: Tensor, op: Any, p: DPSParams, *, x0: Tensor | None = None,
     dfn = _grad_denoiser(den)
     zeta = float(p.zeta) / (float(op.gram) if op.name == "phase" else 1.0)
     yy = y.repeat_interleave(n, dim=0)
-    x = start_state(y, op, p.init, sched[0], n, x0, generator)
-    batch = SampleBatch(y, op, n, "dps", sched)
+    batch = SampleBatch(y, op, n, "dps", sched, lead=estimate_steps(p))
+    x = yield from start_chains(y, op, p, den, batch, x0, generator)
     state = None
     for k, s, s_next in batch.steps():
         with torch.enable_grad():
@@ -241,7 +246,7 @@ class DDRMParams(DiffusionParams):
     # levels beat 50 on 4x/8x MRI (camera +1.4 dB, coins +1.3, ellipse phantoms up to +6) and
     # tied on blur; then eta 1 beat 0.85 (camera +1.0, coins +0.7, phantoms +0.6 at 4x and
     # +1.2 at 8x; one atoms draw -0.3)
-    steps: int = _steps_param(100)
+    steps: int = redefault(DiffusionParams, "steps", 100)
     eta: float = param(1.0, "eta: fresh-noise share of the stochastic updates", min=0.0,
                        max=1.0, step=0.05)
     eta_b: float = param(1.0, "eta_b: weight of the measurement where it is less noisy "
@@ -272,8 +277,8 @@ def ddrm(y: Tensor, op: Any, p: DDRMParams, *, x0: Tensor | None = None,
     tau = torch.where(sv > 0, sig_y / torch.where(sv > 0, sv, 1.0),
                       torch.full_like(sv, math.inf))
     yb = svd.observed(y).repeat_interleave(n, dim=0)
-    x = start_state(y, op, p.init, sched[0], n, x0, generator)
-    batch = SampleBatch(y, op, n, "ddrm", sched)
+    batch = SampleBatch(y, op, n, "ddrm", sched, lead=estimate_steps(p))
+    x = yield from start_chains(y, op, p, den, batch, x0, generator)
     state = None
     for k, s, s_next in batch.steps():
         x0_hat = den(x, s)
@@ -326,10 +331,10 @@ def diffpir(y: Tensor, op: Any, p: DiffPIRParams, *, x0: Tensor | None = None,
     if not 0 <= zeta <= 1:
         raise InputError(f"diffpir zeta must lie in [0, 1], got {zeta}")
     sig_y2 = float(p.noise_sigma) ** 2
-    x = start_state(y, op, p.init, sched[0], n, x0, generator)
+    batch = SampleBatch(y, op, n, "diffpir", sched, lead=estimate_steps(p))
+    x = yield from start_chains(y, op, p, den, batch, x0, generator)
     aty = op.A_adjoint(y).repeat_interleave(n, dim=0)
     solve = normal_solver(op, x, p.cg_iters)
-    batch = SampleBatch(y, op, n, "diffpir", sched)
     state = None
     for k, s, s_next in batch.steps():
         x0_hat = den(x, s)

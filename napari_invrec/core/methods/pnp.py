@@ -46,8 +46,8 @@ from .registry import register_method
 
 Tensor = torch.Tensor
 
-__all__ = ["pnp_pgd", "pnp_admm", "dpir", "red", "dpir_schedule", "PnPPGDParams",
-           "PnPADMMParams", "DPIRParams", "REDParams", "admm_balance"]
+__all__ = ["pnp_pgd", "pnp_admm", "dpir", "red", "dpir_schedule", "hqs_iterates",
+           "PnPPGDParams", "PnPADMMParams", "DPIRParams", "REDParams", "admm_balance"]
 
 _DEN_DOC = "denoiser: a shipped or trained network, or tv / gaussian (no weights)"
 
@@ -303,22 +303,40 @@ def dpir(y: Tensor, op: Any, p: DPIRParams, *, x0: Tensor | None = None,
     """
     den = _denoiser(p.denoiser)
     sched = dpir_schedule(p.sigma_max, p.sigma, p.iters)
-    lam = _positive("dpir lam", p.lam)
     y, x0 = prepare(y, op, x0)
-    aty = op.A_adjoint(y)
-    z = start_image(y, op, p.init, x0)
-    x = z
-    solve = normal_solver(op, z, p.cg_iters)
     state = None
-    for k, sk in enumerate(sched, start=1):
-        rho = lam * float(p.sigma) ** 2 / sk ** 2
-        x = solve(aty + rho * z, rho, x)
-        z = den(x, sk)
-        check_finite(z, "dpir", k, "raise lam or cg_iters; check the operator's adjoint")
+    steps = hqs_iterates(y, op, den, sched, p.lam, p.sigma, start_image(y, op, p.init, x0),
+                         p.cg_iters)
+    for k, (z, sk, rho) in enumerate(steps, start=1):
         state = IterState(k, len(sched), z, {}, {"residual": relative_residual(op.A(z), y),
                                                  "sigma": sk, "rho": rho})
         yield state
     return state
+
+
+def hqs_iterates(y: Tensor, op: Any, den: Any, sched: list[float], lam: float, sigma: float,
+                 z: Tensor, cg_iters: int, name: str = "dpir"
+                 ) -> Iterator[tuple[Tensor, float, float]]:
+    r"""DPIR's half-quadratic splitting from :math:`z_0` = ``z`` over the denoiser strengths
+    ``sched``: :math:`x_k = (A^H A + \rho_k I)^{-1}(A^H y + \rho_k z_{k-1})`, :math:`z_k =
+    D(x_k, \sigma_k)` with :math:`\rho_k = \lambda\sigma^2/\sigma_k^2`; yields
+    :math:`(z_k, \sigma_k, \rho_k)`.
+
+    Raises
+    ------
+    InputError
+        ``lam`` not positive; a non-finite iterate (named after the method ``name``).
+    """
+    lam = _positive(f"{name} lam", lam)
+    aty = op.A_adjoint(y)
+    x = z
+    solve = normal_solver(op, z, cg_iters)
+    for k, sk in enumerate(sched, start=1):
+        rho = lam * float(sigma) ** 2 / sk ** 2
+        x = solve(aty + rho * z, rho, x)
+        z = den(x, sk)
+        check_finite(z, name, k, "raise lam or cg_iters; check the operator's adjoint")
+        yield z, sk, rho
 
 
 # ---------------------------------------------------------------------- RED
