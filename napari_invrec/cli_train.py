@@ -88,6 +88,9 @@ def add_train_parser(sub: Any) -> None:
                    help="ssdu: independent splits of each measurement per step (multi-mask "
                    "SSDU: more held-out samples per step for as many times the work; "
                    "default 1)")
+    g.add_argument("--split-samples", dest="split_lines", action="store_false",
+                   help="ssdu on mri: hold out single k-space samples rather than whole "
+                   "columns (inputs with partly measured columns: a wider variety of masks)")
     g.add_argument("--mask-array", metavar="FILE",
                    help="with --data measurements:PATH: the operator's measured-sample mask "
                    "(.npy/.tif; nonzero = measured)")
@@ -178,7 +181,7 @@ def spec_from_args(ns: argparse.Namespace) -> tuple[Any, Any, Any]:
                      sigma_dist=ns.sigma_dist, data_sigma=ns.data_sigma,
                      operator=ns.operator, op_params=op_params, noise_sigma=ns.noise_sigma,
                      init=ns.init, supervision=ns.supervision, split=ns.split,
-                     masks=ns.masks, beta=ns.beta,
+                     masks=ns.masks, split_lines=ns.split_lines, beta=ns.beta,
                      device=ns.device, val_every=ns.val_every,
                      checkpoint_every=ns.checkpoint_every, name=name, out=ns.out,
                      checkpoint=ns.checkpoint, resume=ns.resume,

@@ -176,13 +176,13 @@ def test_train_unrolled_from_a_file_of_kspace_measurements(tmp_path, capsys):
             "--data", f"measurements:{tmp_path / 'k.npy'}", "--mask-array",
             str(tmp_path / "cols.npy"), "--steps", "2", "--batch", "2", "--device", "cpu",
             "--val-every", "2", "--name", "k-ssdu", "--out", str(tmp_path / "k.pt"),
-            "--no-register", "--masks", "2", "--split", "0.25"]
+            "--no-register", "--masks", "2", "--split-samples", "--split", "0.25"]
     assert cli.main(argv) == 0, capsys.readouterr().err
     side = json.loads((tmp_path / "k.pt.json").read_text())
     assert side["training"] == "unrolled" and side["supervision"] == "ssdu"
     assert side["split"] == 0.25 and "--split 0.25" in side["command"]
-    assert "--masks 2" in side["command"]
-    assert side["masks"] == 2
+    assert "--masks 2" in side["command"] and "--split-samples" in side["command"]
+    assert side["masks"] == 2 and side["split_lines"] is False
     assert side["operator"]["operator"] == "mri" and side["metrics"]["measurements"] == 3
     assert side["kwargs"]["complex_images"] is True and side["kwargs"]["final_dc"] is True
     assert cli.main([*argv[:-1], "1.5"]) == 2  # a held-out fraction must leave an input

@@ -82,6 +82,37 @@ def test_multi_mask_ssdu_is_the_loss_of_the_repeated_batch_with_independent_spli
                        masks=0, steps=1, patch=32)
 
 
+def test_ssdu_splits_single_samples_or_whole_columns():
+    """MRI: ``lines=True`` holds out whole k-space columns (the loss set is constant along
+    each column), ``lines=False`` single samples (columns partly held out), and both only
+    within the measured mask, never the fully sampled centre columns; the loss differs."""
+    from napari_invrec.core.operators.mri import centre_columns
+    from napari_invrec.core.training.operator_nets import split_samples
+
+    op = make_operator("mri", (32, 32), acceleration=2.0)
+    m = op.mask_tensor().expand(4, 1, 32, 32)
+    keep = torch.zeros(32, dtype=torch.bool)
+    keep[centre_columns(32, op.params.center_fraction)] = True
+    for columns in (True, False):
+        lam = split_samples(m, 0.4, torch.Generator().manual_seed(1), columns=columns,
+                            keep=keep)
+        assert bool((lam <= m).all()) and float(lam[..., keep].abs().sum()) == 0.0
+        measured = m[0, 0].bool() & ~keep
+        per_col = lam[:, 0][:, :, measured.any(0)]
+        varies = bool((per_col.amax(1) != per_col.amin(1)).any())
+        assert varies != columns
+    torch.manual_seed(0)
+    model = VarNet(2, 4, 2, final_dc=True)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x = op.as_image(SyntheticPatches("phantoms").patches(2, 32, seed=3))
+    y = op.measure(x, NoiseParams(model="gaussian", sigma=0.01), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        lines = ssdu_loss(model, y, op, 0.4, torch.Generator().manual_seed(5))
+        points = ssdu_loss(model, y, op, 0.4, torch.Generator().manual_seed(5), lines=False)
+    assert abs(float(lines) - float(points)) > 1e-4 * float(lines)
+
+
 def test_ssdu_refuses_what_it_cannot_split():
     src = make_source("phantoms")
     with pytest.raises(InputError, match="mask of samples"):

@@ -416,16 +416,18 @@ def test_unrolled_network_from_measurements_only(make_napari_viewer, wait_idle):
     w.arch.value = "varnet"
     w.op_panel.operator.value = "mri"
     assert w.split.native.isHidden() and w.masks.native.isHidden()  # supervised
+    assert w.split_samples.native.isHidden()
     w.supervision.value = "ssdu"
     assert not w.split.native.isHidden() and not w.masks.native.isHidden()
+    assert not w.split_samples.native.isHidden()
     _set(w, source="phantoms", steps=4, batch=2, patch=32, net_width=4, lr="0.002",
-         weights_name="gui-ssdu", split=0.3, masks=2)
+         weights_name="gui-ssdu", split=0.3, masks=2, split_samples=True)
     w.train()
     wait_idle(w, 60000)
     e = read_manifest()["gui-ssdu"]
     assert e.training == "ssdu" and e.kwargs["final_dc"] is True
     assert e.kwargs["complex_images"] is True and "--supervision ssdu" in e.train_command
-    assert "--split 0.3 --masks 2" in e.train_command
+    assert "--split 0.3 --masks 2 --split-samples" in e.train_command
     w.task.value = "denoiser"
     assert w.supervision.native.isHidden() and w.split.native.isHidden()
     assert w.masks.native.isHidden()

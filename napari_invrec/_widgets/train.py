@@ -146,6 +146,10 @@ class TrainWidget(Container):
                              tooltip="SSDU: independent splits of each measurement per step "
                              "(multi-mask SSDU: more held-out samples per step, as many "
                              "times the work)")
+        self.split_samples = CheckBox(value=False, name="split_samples",
+                                      label="split single k-space samples", visible=False,
+                                      tooltip="SSDU on MRI: hold out single samples rather "
+                                      "than whole columns (a wider variety of input masks)")
         self.net_width = SpinBox(value=16, min=1, max=256, name="net_width", label="width",
                              tooltip="feature channels at the finest scale")
         self.steps = SpinBox(value=1000, min=1, max=10 ** 7, name="steps", label="steps")
@@ -189,7 +193,7 @@ class TrainWidget(Container):
                      heading("network"), labelled(self.arch, self.net_width, name="net_box"),
                      self.op_panel,
                      labelled(self.noise_sigma, self.init, self.supervision, self.split,
-                              self.masks, name="noise_box"),
+                              self.masks, self.split_samples, name="noise_box"),
                      heading("schedule"),
                      labelled(self.steps, self.batch, self.patch, self.sigma_min,
                               self.sigma_max, self.sigma_dist, self.beta, self.lr, self.seed,
@@ -247,8 +251,8 @@ class TrainWidget(Container):
         self.augment.visible = self._augmentable()
         if unrolled and measured and self.supervision.value == "supervised":
             self.supervision.value = "ssdu"
-        self.split.visible = self.masks.visible = (unrolled
-                                                   and self.supervision.value == "ssdu")
+        ssdu = unrolled and self.supervision.value == "ssdu"
+        self.split.visible = self.masks.visible = self.split_samples.visible = ssdu
 
     def _augmentable(self) -> bool:
         """Whether the data are clean images that ``+aug`` may vary (not Noise2Self's noisy
@@ -346,6 +350,7 @@ class TrainWidget(Container):
             operator["supervision"] = str(self.supervision.value)
             operator["split"] = float(self.split.value)
             operator["masks"] = int(self.masks.value)
+            operator["split_lines"] = not bool(self.split_samples.value)
         if task == "end-to-end":
             operator["init"] = str(self.init.value)
         arch_kwargs = {"width": int(self.net_width.value), **_WIDTH_KW[arch]}

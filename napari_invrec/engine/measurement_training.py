@@ -120,11 +120,12 @@ def measurement_loop(spec: Any, model: Any, stack: MeasurementStack, dev: Any,
     sigma = float(np.median(known)) if known else float(spec.noise_sigma)
     kw = {k: v for k, v in common.items() if k != "patch"}
     loop = train_from_measurements(model, torch.stack(ys), op, supervision=spec.supervision,
-                                   split=spec.split, masks=spec.masks, noise_sigma=sigma,
+                                   split=spec.split, masks=spec.masks,
+                                   split_lines=spec.split_lines, noise_sigma=sigma,
                                    **kw)
     extra = {"supervision": spec.supervision, "measurements": len(planes)}
     if spec.supervision == "ssdu":
-        extra |= {"split": spec.split, "masks": spec.masks}
+        extra |= {"split": spec.split, "masks": spec.masks, "split_lines": spec.split_lines}
     if spec.supervision == "ei":
         extra["noise_sigma"] = sigma
     return loop, op.spec(), extra

@@ -104,6 +104,8 @@ class TrainSpec:
     split: float = SSDU_SPLIT
     #: SSDU: independent splits of each measurement per step (multi-mask SSDU; 1 = one)
     masks: int = 1
+    #: SSDU on MRI: hold out whole k-space columns (True) or single samples (False)
+    split_lines: bool = True
     beta: float = 1e-3
     device: str = "auto"
     val_every: int = 50
@@ -401,12 +403,12 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
         return loop, op_spec, {"init": spec.init, "noise_sigma": spec.noise_sigma}
     loop = train_unrolled(model, source, factory, noise_sigma=spec.noise_sigma,
                           supervision=spec.supervision, split=spec.split, masks=spec.masks,
-                          **common)
+                          split_lines=spec.split_lines, **common)
     extra = {"noise_sigma": spec.noise_sigma}
     if spec.supervision != "supervised":
         extra["supervision"] = spec.supervision
     if spec.supervision == "ssdu":
-        extra |= {"split": spec.split, "masks": spec.masks}
+        extra |= {"split": spec.split, "masks": spec.masks, "split_lines": spec.split_lines}
     return loop, op_spec, extra
 
 
@@ -479,6 +481,7 @@ def train_command(spec: TrainSpec, out: str | Path | None = None) -> str:
         if s.supervision == "ssdu":
             args += ["--split", f"{s.split:g}"] + (["--masks", str(s.masks)]
                                                     if s.masks != 1 else [])
+            args += [] if s.split_lines else ["--split-samples"]
     args += ["--name", s.name, "--out", str(out or s.out or f"{s.name}.pt")]
     if s.init_weights:
         args += ["--init-weights", str(s.init_weights)]

@@ -151,7 +151,7 @@ def split_samples(mask: Tensor, fraction: float, generator: torch.Generator,
 
 
 def ssdu_loss(model: torch.nn.Module, y: Tensor, op: Any, split: float,
-              generator: torch.Generator, masks: int = 1) -> Tensor:
+              generator: torch.Generator, masks: int = 1, lines: bool = True) -> Tensor:
     r"""The SSDU loss of ``model`` on measurements ``y`` ``(B, 1, ...)`` of ``op`` (an operator
     that measures a mask :math:`M` of samples): :math:`M` is split into :math:`\Lambda`
     (:func:`split_samples`, whole k-space columns for MRI) and :math:`\Theta = M - \Lambda`,
@@ -174,7 +174,9 @@ def ssdu_loss(model: torch.nn.Module, y: Tensor, op: Any, split: float,
     estimates the error of predicting samples the network did not see; it never looks at an
     image. ``masks`` > 1 splits each measurement that many times independently (multi-mask
     SSDU, Yaman et al. 2021): the batch is ``y`` repeated ``masks`` times, more held-out
-    samples per measurement and step for ``masks`` times the work."""
+    samples per measurement and step for ``masks`` times the work. ``lines=False`` splits MRI
+    samples one by one instead of whole columns (as Yaman et al. select :math:`\Lambda`): the
+    network then learns from inputs with partly measured columns, a wider variety of masks."""
     if masks > 1:
         y = y.repeat(masks, *([1] * (y.dim() - 1)))
     batch = y.shape[0]
@@ -185,7 +187,7 @@ def ssdu_loss(model: torch.nn.Module, y: Tensor, op: Any, split: float,
 
         keep = torch.zeros(op.shape[-1], dtype=torch.bool)
         keep[centre_columns(op.shape[-1], op.params.center_fraction)] = True
-    lam = split_samples(m, split, generator, columns=op.name == "mri", keep=keep)
+    lam = split_samples(m, split, generator, columns=lines and op.name == "mri", keep=keep)
     theta = op.with_mask_stack((m - lam)[:, 0])
     d = _sq(lam * (op.A(model((m - lam) * y, theta)) - y)).sum()
     return d / _sq(lam * y).sum().clamp_min(1e-12)
@@ -263,18 +265,18 @@ def _check_unrolled(model: torch.nn.Module, op: Any, supervision: str, split: fl
 
 def _self_supervised_loss(model: torch.nn.Module, y: Tensor, op: Any, supervision: str,
                           split: float, sigma: float, rng: np.random.Generator,
-                          masks: int = 1) -> Tensor:
+                          masks: int = 1, lines: bool = True) -> Tensor:
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     if supervision == "ssdu":
-        return ssdu_loss(model, y, op, split, gen, masks)
+        return ssdu_loss(model, y, op, split, gen, masks, lines)
     return ei_loss(model, y, op, sigma, gen)
 
 
 def train_unrolled(model: torch.nn.Module, source: PatchSource,
                    operator_factory: Callable[[tuple[int, int], torch.device], Any], *,
                    supervision: str = "supervised", split: float = SSDU_SPLIT,
-                   masks: int = 1, noise_sigma: float = 0.01, steps: int = 1000,
-                   batch: int = 8,
+                   masks: int = 1, split_lines: bool = True, noise_sigma: float = 0.01,
+                   steps: int = 1000, batch: int = 8,
                    patch: int = 48, lr: float = 1e-3, seed: int = 0, device: Any = None,
                    val_every: int = 50, val_size: int = 8, resume: str | Path | None = None,
                    checkpoint: str | Path | None = None, checkpoint_every: int = 100
@@ -298,7 +300,8 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
     (inpainting, single-coil MRI): the samples of each measurement are split into an input set
     and a loss set and the network is scored on predicting the held-out samples
     (:func:`ssdu_loss`, ``split`` the loss fraction, ``masks`` the independent splits of each
-    measurement per step). At inference the network sees all the
+    measurement per step, ``split_lines`` whole k-space columns or single samples). At
+    inference the network sees all the
     samples; it must end with a data-consistency step (``final_dc=True``), which puts back
     every measured sample (a network that only learned to add the held-out part would
     otherwise add it on top of the measured samples). ``supervision="ei"`` learns by
@@ -343,7 +346,7 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
         y, x = pairs(batch, rng, op_k)
         if supervision != "supervised":
             return _self_supervised_loss(model, y, op_k, supervision, split, noise_sigma, rng,
-                                         masks)
+                                         masks, split_lines)
         return _sq(model(y, op_k) - x).mean()
 
     def validate() -> dict:
@@ -351,6 +354,7 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
 
     meta = {"batch": batch, "patch": patch, "noise_sigma": noise_sigma,
             "supervision": supervision, "split": split, "masks": masks,
+            "split_lines": split_lines,
             "data": getattr(source, "spec", "?"),
             "operator": _operator_meta(op)}
     return _loop(model, step_loss, validate, task="unrolled", steps=steps, lr=lr, seed=seed,
@@ -360,8 +364,8 @@ def train_unrolled(model: torch.nn.Module, source: PatchSource,
 
 def train_from_measurements(model: torch.nn.Module, measurements: Tensor, op: Any, *,
                             supervision: str = "ssdu", split: float = SSDU_SPLIT,
-                            masks: int = 1, noise_sigma: float = 0.01, steps: int = 1000,
-                            batch: int = 4,
+                            masks: int = 1, split_lines: bool = True,
+                            noise_sigma: float = 0.01, steps: int = 1000, batch: int = 4,
                             lr: float = 1e-3, seed: int = 0, device: Any = None,
                             val_every: int = 50, val_size: int = 8,
                             resume: str | Path | None = None,
@@ -413,15 +417,17 @@ def train_from_measurements(model: torch.nn.Module, measurements: Tensor, op: An
     def step_loss(rng: np.random.Generator) -> Tensor:
         idx = rng.choice(n, size=batch, replace=n < batch)
         return _self_supervised_loss(model, y_all[torch.as_tensor(idx, device=dev)], op,
-                                     supervision, split, noise_sigma, rng, masks)
+                                     supervision, split, noise_sigma, rng, masks, split_lines)
 
     def validate() -> dict:
         rng = np.random.default_rng([int(seed), 2])  # the same draw at every validation
         return {"val_loss": float(_self_supervised_loss(model, yv, op, supervision, split,
-                                                        noise_sigma, rng, masks))}
+                                                        noise_sigma, rng, masks,
+                                                        split_lines))}
 
     meta = {"batch": batch, "noise_sigma": noise_sigma, "supervision": supervision,
-            "split": split, "masks": masks, "data": f"{n} measurements",
+            "split": split, "masks": masks, "split_lines": split_lines,
+            "data": f"{n} measurements",
             "operator": _operator_meta(op)}
     return _loop(model, step_loss, validate, task="unrolled", steps=steps, lr=lr, seed=seed,
                  val_every=val_every, resume=resume, checkpoint=checkpoint,
