@@ -12,11 +12,6 @@ from test_ddnm import _spy
 from test_diffusion import _drain, _problem
 
 from napari_invrec.core.errors import InputError
-from napari_invrec.core.methods.diffusion_steps import (
-    ESTIMATE_CG_ITERS,
-    ESTIMATE_LAM,
-    ESTIMATE_SIGMA_MAX,
-)
 from napari_invrec.core.methods.registry import METHODS, get_method
 from napari_invrec.core.operators.registry import make_operator
 from napari_invrec.core.params import make_params
@@ -48,16 +43,14 @@ def test_the_estimate_is_one_chain_then_the_levels_batch_the_samples(method: str
 
 def test_the_estimate_is_dpir_with_the_score_model() -> None:
     """The shared start is DPIR's iteration (the same code path): its last lead step equals a
-    ``dpir`` run with the score model, the estimate's schedule (from ESTIMATE_SIGMA_MAX down to
-    max(noise_sigma, sigma_min)), prior weight and CG iterations, bit for bit."""
+    ``dpir`` run at its defaults with the score model, ending at max(noise_sigma, sigma_min),
+    bit for bit."""
     op, _, y = _problem("blur", sn=0.02)
     iters = 7
     states = _drain("ddnm", y, op, denoiser="test-gauss", init="estimate",
                     estimate_iters=iters, steps=3, n_samples=2, noise_sigma=0.02,
                     sigma_min=0.005)
-    ref = _drain("dpir", y, op, denoiser="test-gauss", sigma=0.02,
-                 sigma_max=ESTIMATE_SIGMA_MAX, lam=ESTIMATE_LAM, iters=iters,
-                 cg_iters=ESTIMATE_CG_ITERS, init="smooth")
+    ref = _drain("dpir", y, op, denoiser="test-gauss", sigma=0.02, iters=iters)
     assert torch.equal(states[iters - 1].x, ref[-1].x)
     assert [s.metrics["sigma"] for s in states[:iters]] == [s.metrics["sigma"] for s in ref]
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.errors import InputError
 
-__all__ = ["MeasurementStack", "stack_spec", "measurement_loop"]
+__all__ = ["MeasurementStack", "stack_spec", "measurement_loop", "ssdu_settings"]
 
 
 @dataclass
@@ -41,6 +41,12 @@ class MeasurementStack:
     data: Any
     operator: dict
     arrays: dict = field(default_factory=dict)
+
+
+def ssdu_settings(spec: Any) -> dict:
+    """The SSDU settings of a training spec, named as the trainers take them and as the
+    weights record them: loss fraction, splits per step, whole k-space lines or samples."""
+    return {"split": spec.split, "masks": spec.masks, "split_lines": spec.split_lines}
 
 
 def stack_spec(spec: Any, stack: MeasurementStack | None) -> Any:
@@ -120,12 +126,10 @@ def measurement_loop(spec: Any, model: Any, stack: MeasurementStack, dev: Any,
     sigma = float(np.median(known)) if known else float(spec.noise_sigma)
     kw = {k: v for k, v in common.items() if k != "patch"}
     loop = train_from_measurements(model, torch.stack(ys), op, supervision=spec.supervision,
-                                   split=spec.split, masks=spec.masks,
-                                   split_lines=spec.split_lines, noise_sigma=sigma,
-                                   **kw)
+                                   noise_sigma=sigma, **ssdu_settings(spec), **kw)
     extra = {"supervision": spec.supervision, "measurements": len(planes)}
     if spec.supervision == "ssdu":
-        extra |= {"split": spec.split, "masks": spec.masks, "split_lines": spec.split_lines}
+        extra |= ssdu_settings(spec)
     if spec.supervision == "ei":
         extra["noise_sigma"] = sigma
     return loop, op.spec(), extra

@@ -48,7 +48,7 @@ import numpy as np
 from ..core.errors import InputError
 from ..core.training.loops import SIGMA_DISTS, TrainState
 from ..core.training.operator_nets import SSDU_SPLIT
-from .measurement_training import MeasurementStack, measurement_loop, stack_spec
+from .measurement_training import MeasurementStack, measurement_loop, ssdu_settings, stack_spec
 
 __all__ = ["TASKS", "OPERATOR_TASKS", "SIGMA_DISTS", "SSDU_SPLIT", "TrainSpec", "TrainPlan",
            "prepare_training", "execute_training", "run_training", "train_command",
@@ -402,13 +402,12 @@ def _loop(spec: TrainSpec, model: Any, arrays: list[np.ndarray] | None, dev: Any
                                 noise_sigma=spec.noise_sigma, **common)
         return loop, op_spec, {"init": spec.init, "noise_sigma": spec.noise_sigma}
     loop = train_unrolled(model, source, factory, noise_sigma=spec.noise_sigma,
-                          supervision=spec.supervision, split=spec.split, masks=spec.masks,
-                          split_lines=spec.split_lines, **common)
+                          supervision=spec.supervision, **ssdu_settings(spec), **common)
     extra = {"noise_sigma": spec.noise_sigma}
     if spec.supervision != "supervised":
         extra["supervision"] = spec.supervision
     if spec.supervision == "ssdu":
-        extra |= {"split": spec.split, "masks": spec.masks, "split_lines": spec.split_lines}
+        extra |= ssdu_settings(spec)
     return loop, op_spec, extra
 
 
@@ -481,7 +480,8 @@ def train_command(spec: TrainSpec, out: str | Path | None = None) -> str:
         if s.supervision == "ssdu":
             args += ["--split", f"{s.split:g}"] + (["--masks", str(s.masks)]
                                                     if s.masks != 1 else [])
-            args += [] if s.split_lines else ["--split-samples"]
+            if not s.split_lines:
+                args.append("--split-samples")
     args += ["--name", s.name, "--out", str(out or s.out or f"{s.name}.pt")]
     if s.init_weights:
         args += ["--init-weights", str(s.init_weights)]

@@ -26,22 +26,20 @@ from ..errors import InputError
 from ..linalg import bnorm
 from ..state import IterState
 from .classical import check_finite, relative_residual
-from .pnp import dpir_schedule, hqs_iterates
+from .pnp import DPIRParams, dpir_schedule, hqs_iterates
 from .starts import blank_image, data_start
 
 Tensor = torch.Tensor
 
 __all__ = ["sigma_schedule", "insert_level", "white_noise", "start_state", "start_chains",
-           "SampleBatch",
-           "ve_step", "langevin_step", "ddrm_update", "ddnm_update"]
+           "SampleBatch", "ve_step", "langevin_step", "ddrm_update", "ddnm_update"]
 
 SCHEDULES = ("geometric", "karras")
 INITS = ("measurement", "noise", "estimate")
 #: the data-range centre used by ``init="noise"``
 CENTRE = 0.5
-#: ``init="estimate"``: the first denoiser strength, the prior weight and the CG iterations of
-#: its DPIR iterations (DPIR's defaults, :class:`~.pnp.DPIRParams`)
-ESTIMATE_SIGMA_MAX, ESTIMATE_LAM, ESTIMATE_CG_ITERS = 0.1, 0.23, 20
+#: ``init="estimate"`` runs DPIR at its defaults (first strength, prior weight, CG iterations)
+_DPIR = DPIRParams()
 
 
 def sigma_schedule(sigma_max: float, sigma_min: float, steps: int, kind: str = "geometric",
@@ -136,7 +134,7 @@ def start_chains(y: Tensor, op: Any, p: Any, den: Any, batch: SampleBatch,
 
     The estimate is DPIR (:func:`~.pnp.hqs_iterates`) with the sampler's score model ``den``,
     from the smooth data-consistent start (or ``x0``), over the geometric strengths from
-    :data:`ESTIMATE_SIGMA_MAX` down to :math:`\max(\sigma_y, \sigma_{\min})`. The chains
+    DPIR's default ``sigma_max`` down to :math:`\max(\sigma_y, \sigma_{\min})`. The chains
     then diffuse from :math:`x_T = \hat x_{\mathrm{PnP}} + \sigma_{\max} n`: the
     "come-closer-diffuses-faster" start of Chung, Sim & Ye (CVPR 2022) with a better first
     estimate, so that a few levels suffice. One chain costs :math:`1/N` of the ``N`` chains
@@ -155,10 +153,9 @@ def start_chains(y: Tensor, op: Any, p: Any, den: Any, batch: SampleBatch,
         raise InputError(f"init='estimate' needs a linear operator; {op.name} is not: use "
                          "init='measurement'")
     floor = max(float(p.noise_sigma), float(p.sigma_min))
-    sched = dpir_schedule(ESTIMATE_SIGMA_MAX, floor, int(p.estimate_iters))
+    sched = dpir_schedule(_DPIR.sigma_max, floor, int(p.estimate_iters))
     z = x0 if x0 is not None else data_start(y, op)
-    steps = hqs_iterates(y, op, den, sched, ESTIMATE_LAM, floor, z, ESTIMATE_CG_ITERS,
-                         batch.name)
+    steps = hqs_iterates(y, op, den, sched, _DPIR.lam, floor, z, _DPIR.cg_iters, batch.name)
     for k, (z_k, sk, _) in enumerate(steps, start=1):
         z = z_k
         yield batch.lead_state(k, z, sk)
@@ -237,8 +234,8 @@ class SampleBatch:
 
     def lead_state(self, k: int, z: Tensor, sigma: float) -> IterState:
         """IterState of step ``k`` of the shared start (``init="estimate"``): every chain is
-        the estimate ``z`` ``(B, ...)``, so the samples repeat it and their std is 0."""
-        check_finite(z, self.name, k, "lower the estimate's iterations; check the denoiser")
+        the estimate ``z`` ``(B, ...)`` (checked finite by :func:`~.pnp.hqs_iterates`), so
+        the samples repeat it and their std is 0."""
         met = {"residual": relative_residual(self.op.A(z), self.y), "sigma": float(sigma)}
         return IterState(k, self.total, z, {"x_t": z.clone(), "x0_hat": z.clone(),
                                             "std": torch.zeros_like(z.real),
