@@ -187,6 +187,9 @@ def _show_grid(app, viewer, shown, active, shape: tuple[int, int], step: int,
 
 
 def _save(app, viewer, path: str, what: str) -> None:
+    for _ in range(10):  # nested layouts (a dock's form in its scroll area) settle over turns
+        app.processEvents()
+        time.sleep(0.02)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(out), canvas_only=False)

@@ -32,6 +32,7 @@ from ..engine.compare import (
     map_layer,
     metric_rows,
 )
+from ._dock import DockContainer
 from ._meta import checked_meta, layer_kind, layer_meta, usable_layers
 from ._notify import guarded, notify_info, report_error
 from ._quality import RankPanel
@@ -65,7 +66,7 @@ def _copy(a: Any) -> Any:
     return None if a is None else np.array(a, copy=True)
 
 
-class CompareWidget(Container):
+class CompareWidget(DockContainer):
     """Compare finished runs against a reference image.
 
     Parameters
@@ -115,7 +116,7 @@ class CompareWidget(Container):
         self.table.setMinimumHeight(120)
         self.plot = PlotCanvas()
         self.rank = RankPanel(self)  # Rank (no ground truth) + the order it found
-        layout = self.native.layout()
+        layout = self.body.layout()
         layout.insertWidget(2, self.table, 1)
         layout.insertWidget(3, self.rank.native)
         layout.insertWidget(4, self.plot, 2)

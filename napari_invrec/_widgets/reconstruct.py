@@ -29,6 +29,7 @@ from ..engine.device import gui_thread_budget
 from ..engine.runner import prepare_measurement
 from ..engine.runner import run as run_engine
 from ._batch import choose_and_start as batch_folder
+from ._dock import DockContainer
 from ._inputs import LayerCombo, OperatorPanel, heading, labelled, layer_by_name
 from ._levels import LevelReadout
 from ._meta import checked_meta, layer_kind, layer_meta
@@ -103,7 +104,7 @@ def _pixel_size(layer: Any, meta: dict, op: Any) -> list[float] | None:
     return None
 
 
-class ReconstructWidget(StackRuns, Container):
+class ReconstructWidget(StackRuns, DockContainer):
     """Dock widget: measurement + operator + method + device -> background run -> result layers.
 
     Attributes

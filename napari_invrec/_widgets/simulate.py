@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import napari
-from magicgui.widgets import CheckBox, Container, Label, PushButton
+from magicgui.widgets import CheckBox, Label, PushButton
 
 from ..core.validation import check_image_array
+from ._dock import DockContainer
 from ._inputs import LayerCombo, OperatorPanel, heading, labelled
 from ._notify import guarded, notify_info
 from .forms import ParamsForm
@@ -21,7 +22,7 @@ from .forms import ParamsForm
 __all__ = ["SimulateWidget"]
 
 
-class SimulateWidget(Container):
+class SimulateWidget(DockContainer):
     """Dock widget: pick an image, an operator and a noise model, add the measurement layer.
 
     Parameters

@@ -36,6 +36,7 @@ from magicgui.widgets import (
 from ..core.errors import InputError
 from ..core.operators.degradation import SCHEDULE_OPERATORS
 from ..core.operators.registry import OPERATORS
+from ._dock import DockContainer
 from ._inputs import LayerCombo, OperatorPanel, heading, labelled
 from ._notify import guarded, notify_info, report_error
 from ._pacing import DisplayThrottle
@@ -73,7 +74,7 @@ SUPERVISION_CHOICES = [("ground truth", "supervised"), ("measurements only (SSDU
                        ("measurements only (EI)", "ei")]
 
 
-class TrainWidget(Container):
+class TrainWidget(DockContainer):
     """Dock widget: task, data, network and schedule -> background training -> new weights.
 
     Attributes
@@ -205,7 +206,7 @@ class TrainWidget(Container):
                      buttons, self.status])
         self.status.native.setWordWrap(True)
         self.plot = PlotCanvas(height=200)
-        self.native.layout().addWidget(self.plot)
+        self.body.layout().addWidget(self.plot)
         self._reset_plot()
         self.task.changed.connect(self._on_task)
         self.source.changed.connect(self._on_source)

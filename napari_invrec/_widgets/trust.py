@@ -27,6 +27,7 @@ from ..engine.trust import (
     trust_layer,
     trust_maps,
 )
+from ._dock import DockContainer
 from ._inputs import heading, labelled, layer_by_name
 from ._meta import checked_meta, layer_kind, layer_meta, usable_layers
 from ._notify import guarded, notify_info, report_error
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["TrustWidget"]
 
 
-class TrustWidget(Container):
+class TrustWidget(DockContainer):
     """Trust maps, hotspots and split-conformal bands for any finished run.
 
     The calibration's truths come from the form's ``source``: a synthetic generator, the
