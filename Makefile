@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 QT     ?= pyqt6
 
-.PHONY: run test bench lint screenshot sample-data xvfb clean
+.PHONY: run test bench lint screenshot sample-data xvfb clean venv-qt5
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test: $(STAMP) xvfb
 bench: $(STAMP) xvfb
 	$(PY) benchmarks/run.py
 
+# a second environment with PyQt5, for `benchmarks/run.py gui` to measure both bindings
+venv-qt5:
+	$(MAKE) VENV=.venv-qt5 QT=pyqt5 .venv-qt5/.installed-stamp
+
 lint: $(STAMP)
 	$(PY) -m ruff check napari_invrec tests benchmarks scripts
 	$(VENV)/bin/lint-imports --no-logo
@@ -51,4 +55,4 @@ sample-data: $(STAMP)
 	$(PY) scripts/make_sample_data.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-qt5 build dist *.egg-info .pytest_cache

@@ -18,6 +18,10 @@ stochastic method: std and samples layers) at 256 px. Reported, each against its
   Target < 50 ms.
 * ``previews/s``: live-layer updates drawn per second while streaming (the preview's rate).
 
+The section runs once under this environment's Qt binding (PyQt6 from ``make``) and once more
+under PyQt5 when ``make venv-qt5`` has built ``.venv-qt5`` (the same packages with PyQt5, as
+``napari[all]`` and many lab installs bring): each run prints its binding and OpenGL renderer.
+
 Two baselines are measured in the same session, with no solver running: ``frame``, one
 256 px image-layer update drawn on the canvas (median of 5, the floor of any live preview on
 this display), and ``add layer``, the longest stall of napari adding one 2-D image layer with
@@ -40,6 +44,8 @@ RATIO_TARGET = 0.8
 STREAM_TARGET_MS = 33.0
 END_TARGET_MS = 50.0
 SIZES = {256: 300, 1024: 20}  # image size -> tv-fista iterations
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QT5_VENV = ".venv-qt5"  # the PyQt5 environment `make venv-qt5` builds beside .venv
 
 
 def _run_loop(until, timeout: float = 300.0) -> list[float]:
@@ -225,7 +231,10 @@ def measure() -> dict:
     widget = ReconstructWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Reconstruct")
     _settle(1.0)
-    out: dict = {"frame_ms": _frame_ms(viewer), "add_ms": _add_layer_ms(viewer, (256, 256), 3),
+    import qtpy
+
+    out: dict = {"binding": f"{qtpy.API_NAME} {qtpy.QT_VERSION}", "gl": _gl_renderer(viewer),
+                 "frame_ms": _frame_ms(viewer), "add_ms": _add_layer_ms(viewer, (256, 256), 3),
                  "add3_ms": _add_layer_ms(viewer, (150, 256, 256), 3),
                  "threads": gui_thread_budget(), "sizes": {}}
     for size, iters in SIZES.items():
@@ -253,19 +262,42 @@ def _verdict(ok: bool) -> str:
     return "meets" if ok else "MISSES"
 
 
+def _gl_renderer(viewer) -> str:
+    """The OpenGL renderer the viewer's canvas draws with (e.g. llvmpipe under Xvfb)."""
+    try:
+        from vispy.gloo import gl
+
+        return str(gl.glGetParameter(gl.GL_RENDERER))
+    except Exception as exc:  # noqa: BLE001 - informative only
+        return f"unknown ({type(exc).__name__})"
+
+
+def _interpreters() -> list[str]:
+    """This interpreter, then the PyQt5 environment's when ``make venv-qt5`` has built it."""
+    found = [sys.executable]
+    qt5 = os.path.join(REPO, QT5_VENV, "bin", "python")
+    if os.path.exists(qt5) and os.path.realpath(os.path.dirname(qt5)) != \
+            os.path.realpath(os.path.dirname(sys.executable)):
+        found.append(qt5)
+    else:
+        print(f"== gui under PyQt5: skipped (no {QT5_VENV}; `make venv-qt5` builds one)")
+    return found
+
+
 def main() -> None:
-    if not os.environ.get("DISPLAY") and "--inner" not in sys.argv:
-        if shutil.which("xvfb-run") is None:
+    if "--inner" not in sys.argv:
+        xvfb = [] if os.environ.get("DISPLAY") else ["xvfb-run", "-a", "-s",
+                                                     "-screen 0 1920x1080x24"]
+        if xvfb and shutil.which("xvfb-run") is None:
             print("== gui: skipped (no display and no xvfb-run; install xvfb)")
             return
-        cmd = ["xvfb-run", "-a", "-s", "-screen 0 1920x1080x24", sys.executable,
-               os.path.abspath(__file__), "--inner"]
-        subprocess.run(cmd, check=False)
+        for python in _interpreters():
+            subprocess.run([*xvfb, python, os.path.abspath(__file__), "--inner"], check=False)
         return
     load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
     r = measure()
-    print(f"== gui: watching tv-fista in napari (Gaussian blur of atoms, torch threads "
-          f"{r['threads']}, load average {load})")
+    print(f"== gui: watching tv-fista in napari under {r['binding']} (OpenGL: {r['gl']}; "
+          f"Gaussian blur of atoms, torch threads {r['threads']}, load average {load})")
     print(f"baselines (viewer idle): frame {r['frame_ms']:.1f} ms (one 256 px layer update "
           f"drawn)   add layer {r['add_ms']:.1f} ms (napari adding one 2-D layer), "
           f"{r['add3_ms']:.1f} ms (a 150x256x256 stack, the first 3-D layer)")
