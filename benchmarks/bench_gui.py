@@ -24,10 +24,11 @@ under PyQt5 when ``make venv-qt5`` has built ``.venv-qt5`` (the same packages wi
 
 Two baselines are measured in the same session, with no solver running: ``frame``, one
 256 px image-layer update drawn on the canvas (median of 5, the floor of any live preview on
-this display), and ``add layer``, the longest stall of napari adding one 2-D image layer with
-explicit contrast limits (median of 3, the floor of showing any new layer), and of adding
-one ``150 x 256 x 256`` stack to a viewer of 2-D layers (napari then also builds a dims slider:
-the floor of showing an iterate history).
+this display; the table's ``frame`` column is the same at each run's image size, beside the
+measurement layer, as the live layer is), and ``add layer``, the longest stall of napari
+adding one 2-D image layer with explicit contrast limits (median of 3, the floor of showing
+any new layer), and of adding one ``150 x 256 x 256`` stack to a viewer of 2-D layers (napari
+then also builds a dims slider: the floor of showing an iterate history).
 """
 
 from __future__ import annotations
@@ -102,18 +103,19 @@ def _per_step_ms(times: list[float]) -> float:
     return 1e3 * (times[-1] - times[0]) / max(len(times) - 1, 1)
 
 
-def _frame_ms(viewer) -> float:
+def _frame_ms(viewer, size: int = 256) -> float:
+    """Median time of one ``size`` px image-layer update drawn, in this window (no solver)."""
     import numpy as np
     from qtpy.QtWidgets import QApplication
 
     app = QApplication.instance()
-    probe = viewer.add_image(np.zeros((256, 256), np.float32), name="probe",
+    probe = viewer.add_image(np.zeros((size, size), np.float32), name="probe",
                              contrast_limits=(0, 1))
     app.processEvents()
     frames = []
     for i in range(5):
         t = time.perf_counter()
-        probe.data = np.random.default_rng(i).random((256, 256), dtype=np.float32)
+        probe.data = np.random.default_rng(i).random((size, size), dtype=np.float32)
         app.processEvents()
         frames.append(1e3 * (time.perf_counter() - t))
     viewer.layers.remove(probe)
@@ -242,10 +244,12 @@ def measure() -> dict:
         widget.measurement.value = layer
         widget.method.value = "tv-fista"
         widget.method_form.set_values({"iters": iters})
+        frame = _frame_ms(viewer, size)
         before = _headless_ms(widget)
         r = _napari_run(widget)
         r["headless"] = 0.5 * (before + _headless_ms(widget))
         r["iters"] = iters
+        r["frame"] = frame
         out["sizes"][size] = r
         _clear_results(viewer)
     layer = _measurement(viewer, 256)
@@ -302,13 +306,13 @@ def main() -> None:
           f"drawn)   add layer {r['add_ms']:.1f} ms (napari adding one 2-D layer), "
           f"{r['add3_ms']:.1f} ms (a 150x256x256 stack, the first 3-D layer)")
     print(f"{'size':>5} {'iters':>5} {'headless':>9} {'napari':>9} {'ratio':>6}  "
-          f"{'streaming stall':>16}  {'end-of-run stall':>17}  {'previews/s':>10}  "
+          f"{'frame':>8}  {'streaming stall':>16}  {'end-of-run stall':>17}  {'previews/s':>10}  "
           f"{'start stall':>11}")
     for size, s in r["sizes"].items():
         ratio = s["headless"] / max(s["ms"], 1e-9)
         print(f"{size:>5} {s['iters']:>5} {s['headless']:>6.1f} ms {s['ms']:>6.1f} ms "
-              f"{ratio:>6.2f}  {s['stream']:>13.1f} ms  {s['end']:>14.1f} ms  "
-              f"{s['rate']:>10.1f}  {s['start']:>8.1f} ms")
+              f"{ratio:>6.2f}  {s['frame']:>5.1f} ms  {s['stream']:>13.1f} ms  "
+              f"{s['end']:>14.1f} ms  {s['rate']:>10.1f}  {s['start']:>8.1f} ms")
     lg = r["langevin"]
     print(f"langevin-tv 256 px, 8 samples ({lg['layers']} result layers: result, iterates, "
           f"std, samples): streaming stall {lg['stream']:.1f} ms, end-of-run stall "

@@ -91,6 +91,60 @@ def test_history_reaches_napari_without_a_copy(make_napari_viewer, wait_idle, mo
     assert hi == pytest.approx(float(res.iterates.max()))
 
 
+def test_previews_are_written_into_the_live_layers_own_array(make_napari_viewer, wait_idle,
+                                                             monkeypatch):
+    """Each preview is copied into one array the live layer owns (napari then re-slices
+    without recomputing extents and dims), the slice napari shows is that preview, and the
+    layer never holds an array the worker handed over."""
+    from napari_invrec._widgets import reconstruct as rec
+
+    previews: list = []  # (the worker's array, a copy of it) per preview yielded
+    original = rec.run_engine
+
+    def recording(*args, **kwargs):
+        gen = original(*args, **kwargs)
+        try:
+            prog = next(gen)
+            while True:
+                if prog.preview is not None:
+                    previews.append((prog.preview, np.array(prog.preview, copy=True)))
+                prog = gen.send((yield prog))
+        except StopIteration as stop:
+            return stop.value
+
+    monkeypatch.setattr(rec, "run_engine", recording)
+    viewer, w = _dock(make_napari_viewer, "blur", sigma=1.5)
+    w.method.value = "tv-fista"
+    w.method_form.set_values({"iters": 40})
+    shown: list = []  # (id of the layer's array, its values, napari's slice at 3 pixels)
+    placeholder: list = []  # id of the array the live layer was created with
+    pixels = [(5, 7), (32, 32), (60, 41)]
+
+    def on_inserted(event) -> None:
+        live = event.value
+        if live.name.endswith("[live]"):
+            placeholder.append(id(live.data))
+            live.events.set_data.connect(lambda _: shown.append(
+                (id(live.data), np.array(live.data, copy=True),
+                 [live.get_value(p) for p in pixels])))
+
+    viewer.layers.events.inserted.connect(on_inserted)
+    w.run()
+    wait_idle(w)
+    (first,) = placeholder
+    ids = [i for i, _, _ in shown]
+    # every preview went into the placeholder's array; the last event is the result's data
+    # (the live layer becomes the result layer)
+    assert len(previews) >= 3 and ids[:-1] == [first] * (len(ids) - 1)
+    assert first not in {id(p) for p, _ in previews}  # never the worker's own array
+    copies = [c for _, c in previews]
+    drawn = [(v, s) for i, v, s in shown[:-1] if v.any()]  # the blank placeholder aside
+    assert len(drawn) >= 2
+    for values, sliced in drawn:
+        assert any(np.array_equal(values, c) for c in copies)  # a preview, whole
+        assert sliced == [values[p] for p in pixels]  # and napari re-sliced it
+
+
 def test_reconstruct_run_opens_no_activity_progress(make_napari_viewer, qtbot, wait_idle,
                                                     monkeypatch):
     """napari's activity progress animates its status bar (a window repaint per frame): the
