@@ -9,6 +9,7 @@ from typing import Any
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg as FigureCanvas
 from matplotlib.figure import Figure
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 #: colours close to napari's dark theme (background, panel, text, grid)
@@ -49,6 +50,15 @@ def style_legend(legend: Any) -> None:
         text.set_color(DARK["text"])
 
 
+def _alive(widget: QWidget) -> bool:
+    """Whether the C++ object behind ``widget`` still exists."""
+    try:
+        widget.objectName()
+    except RuntimeError:
+        return False
+    return True
+
+
 class PlotCanvas(QWidget):
     """A QWidget holding one matplotlib :class:`~matplotlib.figure.Figure` on a Qt canvas.
 
@@ -77,6 +87,7 @@ class PlotCanvas(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
+        self._pending = False
 
     def reset(self, nrows: int = 1) -> list[Any]:
         """Clear the figure and return ``nrows`` fresh, dark-styled axes sharing the x axis."""
@@ -89,5 +100,17 @@ class PlotCanvas(QWidget):
         return axes
 
     def draw(self) -> None:
-        """Redraw the canvas (lazily, on the next Qt paint)."""
-        self.canvas.draw_idle()
+        """Redraw the canvas on the next turn of the event loop (once for any number of calls
+        before it), unless the dock was closed by then (matplotlib's own ``draw_idle`` then
+        prints a traceback from its timer)."""
+        if not self._pending:
+            self._pending = True
+            QTimer.singleShot(0, self._draw_pending)
+
+    def _draw_pending(self) -> None:
+        self._pending = False
+        try:
+            self.canvas.draw()
+        except RuntimeError:  # the Qt widget was deleted before or during the draw (a
+            if _alive(self.canvas):  # garbage-collected dock): nothing left to draw on
+                raise
