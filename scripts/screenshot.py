@@ -69,7 +69,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default=str(ROOT / "screenshots" / "napari_invrec_overview.png"))
-    ap.add_argument("--size", default="1900x1150", help="window size WxH")
+    ap.add_argument("--size", default="1920x1080", help="window size WxH")
     ap.add_argument("--dock-width", type=int, default=560, help="width of the right docks")
     ap.add_argument("--scene", choices=("overview", "catalogue", "train", "trust", "diffusion",
                                         "lensless", "acquisition", "dirac"),
