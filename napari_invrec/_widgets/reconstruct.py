@@ -32,6 +32,7 @@ from ._batch import choose_and_start as batch_folder
 from ._dock import DockContainer
 from ._inputs import LayerCombo, OperatorPanel, heading, labelled, layer_by_name
 from ._levels import LevelReadout
+from ._live import LiveLayer
 from ._meta import checked_meta, layer_kind, layer_meta
 from ._notify import guarded, notify_error, notify_info, notify_warning, report_error
 from ._pacing import DisplayThrottle
@@ -126,12 +127,9 @@ class ReconstructWidget(StackRuns, DockContainer):
         self.runs: list[dict] = []
         self._alive = dock_alive(self, viewer)
         self.controller = RunController(alive=self._alive)
-        self._live: Any = None
-        self._live_dropped = False  # the user removed this run's live layer
-        self._live_blank = False  # the live layer shows no preview yet
         # GUI updates while a run streams take at most ~15 % of the event loop's time, their
-        # repaints included: the rest is the solver's
-        self._live_throttle = DisplayThrottle(max_hz=30.0, duty=0.1, repaints=True)
+        # repaints included (the live layer's 10 %, the text's 5 %): the rest is the solver's
+        self.live = LiveLayer(viewer)
         self._text_throttle = DisplayThrottle(max_hz=10.0, duty=0.05, repaints=True)
         self._showing: Any = None  # the Turns adding the last run's result layers
         self._run_info: dict = {}
@@ -518,8 +516,7 @@ class ReconstructWidget(StackRuns, DockContainer):
                           "t0": time.perf_counter(), "contrast": self._contrast(),
                           "scale": _pixel_size(layer, meta, op),
                           "provenance": provenance or {}, "note": note}
-        self._live, self._live_dropped = None, False
-        self._add_live(tuple(op.shape))  # before the solver starts: not while it runs
+        self.live.start(name, tuple(op.shape), self._run_info["contrast"])  # not mid-run
         self._set_running(True)
         return self.controller.start(
             _run_shown, name, self._run_info["scale"], provenance or {},
@@ -554,7 +551,7 @@ class ReconstructWidget(StackRuns, DockContainer):
         self.quality.set_running(running)
         if running:
             self.progress.value = 0
-            self._live_throttle.reset()
+            self.live.throttle.reset()
             self._text_throttle.reset()
 
     def _on_pause(self, paused: bool) -> None:
@@ -567,10 +564,7 @@ class ReconstructWidget(StackRuns, DockContainer):
         both in one slot but at the last step (each repaints the window: one stall, not two)."""
         self._run_info["step"] = prog.step
         last = prog.step >= prog.total
-        if self._live is not None and self._live not in self.viewer.layers:
-            self._live, self._live_dropped = None, True  # removed by the user: stays removed
-        live = (prog.preview is not None and not self._live_dropped
-                and self._live_throttle.ready(last))
+        live = prog.preview is not None and self.live.wants(last)
         if (last or not live) and self._text_throttle.ready(last):
             started = time.perf_counter()
             self.progress.max = max(int(prog.total), 1)
@@ -581,43 +575,8 @@ class ReconstructWidget(StackRuns, DockContainer):
                     text.append(f"{k} {prog.metrics[k]:.4g}")
             self.status.value = " · ".join(text)
             self._text_throttle.done(started)
-        if not live:
-            return
-        started = time.perf_counter()
-        if self._live is None:
-            self._add_live(prog.preview.shape)
-        self._show_preview(prog.preview)
-        if self._live_blank:  # the placeholder's limits were a guess: the first preview's
-            self._live_blank = False
-            if not self._run_info.get("contrast"):
-                self._live.reset_contrast_limits()
-        self._live_throttle.done(started)
-
-    def _add_live(self, shape: tuple[int, ...]) -> None:
-        """The live layer, blank until the first preview (the reference's contrast limits)."""
-        self._live = self.viewer.add_image(
-            np.zeros(shape, np.float32), name=f"{self._run_info['name']} [live]",
-            colormap="gray", metadata={"invrec": {"kind": "live"}},
-            contrast_limits=self._run_info.get("contrast") or (0.0, 1.0))
-        self._live_blank = True
-
-    def _show_preview(self, preview: np.ndarray) -> None:
-        """Write ``preview`` into the live layer's own array and redraw it. Handing napari a
-        new array instead makes it recompute the layer's extent and the viewer's dims at
-        every preview (a third of a preview's Python time); the array is the dock's, never
-        the worker's, whose preview may be a view of the solver's state."""
-        data = self._live.data
-        if (isinstance(data, np.ndarray) and data.shape == preview.shape
-                and np.can_cast(preview.dtype, data.dtype, casting="same_kind")):
-            np.copyto(data, preview, casting="same_kind")
-            self._live.refresh(extent=False)
-        else:  # a preview unlike the placeholder (never in practice): a copy of its own
-            self._live.data = np.array(preview, dtype=np.float32)
-
-    def _remove_live(self) -> None:
-        if self._live is not None and self._live in self.viewer.layers:
-            self.viewer.layers.remove(self._live)
-        self._live = None
+        if live:
+            self.live.show(prog.preview, self._run_info["name"])
 
     def _on_result(self, payload: tuple) -> None:
         """Show the finished run: the live layer becomes the result layer, then each other
@@ -626,8 +585,7 @@ class ReconstructWidget(StackRuns, DockContainer):
         from ._turns import Turns
 
         result, layers = payload
-        live = None if self._live_dropped else self._live
-        self._live = None
+        live = self.live.take()
         added: list = []
         steps = show_steps(self.viewer, layers, live, added)
         if len(result.steps) > 1:  # history layers: show the final step, not the first
@@ -663,11 +621,11 @@ class ReconstructWidget(StackRuns, DockContainer):
             notify_info(line, self.status)
 
     def _on_error(self, exc: BaseException) -> None:
-        self._remove_live()
+        self.live.remove()
         report_error(exc, self.status, prefix=f"{self._run_info.get('name', 'run')} failed: ")
 
     def _on_cancel(self) -> None:
-        self._remove_live()
+        self.live.remove()
         notify_info(f"{self._run_info.get('name', 'run')} cancelled at step "
                     f"{self._run_info.get('step', 0)}; nothing was added", self.status)
 
