@@ -15,6 +15,12 @@ def _settle(qtbot) -> None:
     qtbot.wait(50)
 
 
+def _in_view(scroll, widget) -> bool:
+    """Whether ``widget`` lies wholly inside the scroll area's visible part."""
+    top = widget.mapTo(scroll.viewport(), widget.rect().topLeft()).y()
+    return 0 <= top and top + widget.height() <= scroll.viewport().height()
+
+
 @pytest.mark.parametrize("name", DOCKS)
 def test_dock_holds_its_form_in_a_scroll_area(make_napari_viewer, qtbot, name):
     from napari_invrec._widgets._dock import MIN_VISIBLE_HEIGHT, FormScroll
@@ -49,9 +55,7 @@ def test_train_dock_taller_than_the_screen_still_fits(make_napari_viewer, qtbot)
     assert scroll.verticalScrollBar().isVisible()
     scroll.ensureWidgetVisible(w.train_button.native)
     _settle(qtbot)
-    button = w.train_button.native
-    top = button.mapTo(scroll.viewport(), button.rect().topLeft()).y()
-    assert 0 <= top and top + button.height() <= scroll.viewport().height()
+    assert _in_view(scroll, w.train_button.native)
 
 
 def test_short_form_keeps_its_rows_together(make_napari_viewer, qtbot):
@@ -66,3 +70,26 @@ def test_short_form_keeps_its_rows_together(make_napari_viewer, qtbot):
     rows = [w.body.layout().itemAt(i).widget() for i in range(layout.count() - 1)]
     used = sum(r.height() for r in rows if r is not None and not r.isHidden())
     assert w.body.height() > used + 50  # room left over, taken by the stretch
+
+
+def test_a_run_scrolls_its_progress_into_view(make_napari_viewer, qtbot, wait_idle):
+    """A run started from a form scrolled to its top brings its progress into view."""
+    from helpers import reconstruct_dock
+
+    from napari_invrec.core.data import shepp_logan
+
+    viewer, w = reconstruct_dock(make_napari_viewer(show=True), shepp_logan(64), "blur",
+                                 sigma=1.5)
+    dock = viewer.window.add_dock_widget(w, name="Reconstruct")
+    viewer.window._qt_window.resize(1280, 700)
+    _settle(qtbot)
+    scroll = dock.widget()
+    scroll.verticalScrollBar().setValue(0)
+    _settle(qtbot)
+    assert scroll.verticalScrollBar().maximum() > 0  # the form is taller than the dock
+    assert not _in_view(scroll, w.status.native)
+    w.method.value = "tv-fista"
+    w.run()
+    _settle(qtbot)
+    assert _in_view(scroll, w.status.native)
+    wait_idle(w)

@@ -91,6 +91,11 @@ class DockContainer(Container):
         """The scroll area (what napari puts into the dock); the bare form until it exists."""
         return self.__dict__.get("_scroll") or super().native
 
+    def reveal(self, widget: Any) -> None:
+        """Scroll the form so that ``widget`` (a magicgui or Qt widget of this dock) is in
+        view, e.g. the progress of a run just started from a form scrolled to its top."""
+        self._scroll.ensureWidgetVisible(getattr(widget, "native", widget), 0, 0)
+
     @property
     def body(self) -> QWidget:
         """The widget inside the scroll area that holds the dock's layout."""

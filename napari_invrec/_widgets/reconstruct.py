@@ -551,6 +551,7 @@ class ReconstructWidget(StackRuns, DockContainer):
         self.quality.set_running(running)
         if running:
             self.progress.value = 0
+            self.reveal(self.status)  # the run's progress, below the form's buttons
             self.live.throttle.reset()
             self._text_throttle.reset()
 

@@ -407,6 +407,8 @@ class TrainWidget(DockContainer):
     def _set_running(self, running: bool) -> None:
         self.train_button.enabled = not running
         self.cancel_button.enabled = running
+        if running:  # the loss plot, below the form, is what there is to watch now
+            self.reveal(self.plot)
 
     def _on_progress(self, state: Any) -> None:
         h = self.history
