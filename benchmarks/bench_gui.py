@@ -12,7 +12,8 @@ stochastic method: std and samples layers) at 256 px. Reported, each against its
   a change of machine load during the section shows in both). Target >= 0.8.
 * ``streaming stall``: the longest gap between beats while iterates stream (from the second
   preview to the last step). Target < 33 ms (a 30 Hz display never waits longer).
-* ``start stall``: Run (which adds the live layer) and the first preview's draw (the first
+* ``start stall``: Run (which adds the live layer and the hidden placeholder of the iterate
+  history, a 3-D layer) and the first preview's draw (the first
   draw of a new layer compiles its shaders): once per run, reported apart.
 * ``end-of-run stall``: the longest gap from the last step until every result layer is shown.
   Target < 50 ms.
@@ -317,8 +318,8 @@ def main() -> None:
     print(f"langevin-tv 256 px, 8 samples ({lg['layers']} result layers: result, iterates, "
           f"std, samples): streaming stall {lg['stream']:.1f} ms, end-of-run stall "
           f"{lg['end']:.1f} ms")
-    print("(start stall: Run adding the live layer and its first draw, once per run; "
-          "compare with 'add layer')")
+    print("(start stall: Run adding the live layer and the history's placeholder, and the first "
+          "draw, once per run; compare with 'add layer')")
     ratios = [s["headless"] / max(s["ms"], 1e-9) for s in r["sizes"].values()]
     stream = max([s["stream"] for s in r["sizes"].values()] + [lg["stream"]])
     end = max([s["end"] for s in r["sizes"].values()] + [lg["end"]])

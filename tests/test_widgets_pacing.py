@@ -40,6 +40,8 @@ def _capture_result(monkeypatch) -> list:
 
 def test_result_layers_arrive_one_per_event_loop_turn(make_napari_viewer, qtbot, wait_idle,
                                                       monkeypatch):
+    """The live layer becomes the result, the hidden history placeholder added at Run becomes
+    the history, std and samples are added: each in an event-loop turn of its own."""
     from qtpy.QtCore import QTimer
 
     seen = _capture_result(monkeypatch)
@@ -50,28 +52,47 @@ def test_result_layers_arrive_one_per_event_loop_turn(make_napari_viewer, qtbot,
     ticker = QTimer()  # a zero timer fires on every pass of the event loop
     ticker.setInterval(0)
     ticker.timeout.connect(lambda: turns.__setitem__("n", turns["n"] + 1))
-    inserted, removed, renamed = [], [], []
+    inserted, removed, renamed, shown = [], [], [], []
     viewer.layers.events.inserted.connect(
         lambda e: inserted.append((e.value.name, turns["n"], e.value)))
     viewer.layers.events.removed.connect(lambda e: removed.append(e.value.name))
     w.run()
+    name = "langevin-tv · inpaint"
     live = next(lay for lay in viewer.layers if lay.name.endswith("[live]"))
+    placeholder = viewer.layers[f"{name} [iterates]"]  # there from Run on, hidden
+    assert not placeholder.visible and viewer.layers.selection.active is live
     live.events.name.connect(lambda e: renamed.append(turns["n"]))
+    placeholder.events.visible.connect(lambda e: shown.append(turns["n"]))
     ticker.start()
     try:
         wait_idle(w)
     finally:
         ticker.stop()
-    name = "langevin-tv · inpaint"
     assert viewer.layers[name] is live and live.metadata["invrec"]["kind"] == "result"
-    assert removed == []  # the live layer became the result: nothing removed, no gc pass
-    added = [(n, t) for n, t, _ in inserted if n != live.name and not n.endswith("[live]")]
-    assert sorted(n for n, _ in added) == sorted(f"{name} [{k}]" for k in
-                                                  ("iterates", "std", "samples"))
-    stamps = [renamed[-1]] + [t for _, t in added]
+    hist = viewer.layers[f"{name} [iterates]"]
+    assert hist is placeholder and hist.visible and hist.metadata["invrec"]["kind"] == "history"
+    assert viewer.dims.range[0].stop >= len(hist.data) - 1  # the slider reaches every step
+    assert removed == []  # nothing removed: no gc pass
+    added = [(n, t) for n, t, _ in inserted if n not in (live.name, hist.name)
+             and not n.endswith("[live]")]
+    assert sorted(n for n, _ in added) == sorted(f"{name} [{k}]" for k in ("std", "samples"))
+    stamps = [renamed[-1], shown[-1]] + [t for _, t in added]
     # the event loop ran between any two of them: each was shown in a turn of its own
     assert len(set(stamps)) == len(stamps) and stamps == sorted(stamps), stamps
     assert len(seen) == 1 and w.runs and w.runs[0]["layers"][0] == name
+
+
+def test_cancel_removes_the_live_layer_and_the_history_placeholder(make_napari_viewer,
+                                                                  wait_idle):
+    viewer, w = _dock(make_napari_viewer, "blur", sigma=1.5)
+    w.method.value = "tv-fista"
+    w.method_form.set_values({"iters": 100000})
+    before = [lay.name for lay in viewer.layers]
+    w.run()
+    assert viewer.layers["tv-fista · blur [iterates]"].visible is False
+    w.cancel()
+    wait_idle(w)
+    assert [lay.name for lay in viewer.layers] == before
 
 
 def test_history_reaches_napari_without_a_copy(make_napari_viewer, wait_idle, monkeypatch):

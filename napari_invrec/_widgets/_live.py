@@ -1,10 +1,15 @@
-"""The live layer of a Reconstruct run: the iterate as it is computed.
+"""The live layer of a Reconstruct run (the iterate as it is computed) and the placeholder
+of its iterate history.
 
-It is added blank before the solver starts (adding a layer while the solver runs would stall
-the event loop mid-stream), fed previews as its :class:`~._pacing.DisplayThrottle` allows
-(each written into the layer's own array, so napari redraws without recomputing extents and
-dims), and at the end either becomes the result layer (:func:`~._results.show_steps`) or is
-removed (cancel, error). A live layer the user removes stays removed for the rest of the run.
+Both are added before the solver starts, the history's hidden: napari adding a 3-D layer (its
+controls, visual and a dims slider) stalls the event loop for 130-200 ms on a software-OpenGL
+display, which at the end of a run is the freeze the user waits through, and at Run blends
+into the click. The live layer is fed previews as its :class:`~._pacing.DisplayThrottle`
+allows (each written into the layer's own array, so napari redraws without recomputing
+extents and dims). At the end the live layer becomes the result layer and the placeholder
+the history layer (:func:`~._results.show_steps`), or both are removed (cancel, error). A
+layer the user removes stays removed for the rest of the run (a removed placeholder: the
+history is added as a new layer).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ class LiveLayer:
     ----------
     layer
         The napari layer, or ``None`` (before a run, after it, or once the user removed it).
+    history
+        The hidden placeholder of the run's iterate history, or ``None``.
     throttle
         Paces the previews: at most 30 a second and ~10 % of the event loop's time, their
         repaints included.
@@ -34,17 +41,27 @@ class LiveLayer:
     def __init__(self, viewer: Any) -> None:
         self.viewer = viewer
         self.layer: Any = None
+        self.history: Any = None
         self.throttle = DisplayThrottle(max_hz=30.0, duty=0.1, repaints=True)
         self._dropped = False  # the user removed this run's live layer
         self._blank = False  # the layer shows no preview yet
         self._limits_given = False
 
     def start(self, name: str, shape: tuple[int, ...],
-              contrast: tuple[float, float] | None) -> None:
+              contrast: tuple[float, float] | None, history: bool = False) -> None:
         """Add the blank live layer of run ``name`` (``contrast``: the reference's limits,
-        kept for the whole run; ``None``: taken from the first preview)."""
+        kept for the whole run; ``None``: taken from the first preview) and, with
+        ``history``, the hidden placeholder of its iterate history (the live layer stays the
+        selected one)."""
         self._dropped, self._limits_given = False, contrast is not None
+        self.history = None
         self._add(name, shape, contrast)
+        if history:
+            self.history = self.viewer.add_image(
+                np.zeros((1, *shape), np.float32), name=f"{name} [iterates]",
+                colormap="gray", visible=False, metadata={"invrec": {"kind": "pending"}},
+                contrast_limits=contrast or (0.0, 1.0))
+            self.viewer.layers.selection.active = self.layer
 
     def _add(self, name: str, shape: tuple[int, ...],
              contrast: tuple[float, float] | None) -> None:
@@ -79,14 +96,19 @@ class LiveLayer:
                 self.layer.reset_contrast_limits()
         self.throttle.done(started)
 
-    def take(self) -> Any:
-        """The layer, to become the result layer (``None`` if the user removed it); the
-        run no longer owns it."""
+    def take(self) -> tuple[Any, Any]:
+        """The live layer, to become the result layer, and the history placeholder (each
+        ``None`` if the user removed it or there is none); the run no longer owns them."""
         layer, self.layer = (None if self._dropped else self.layer), None
-        return layer
+        history, self.history = self.history, None
+        if history is not None and history not in self.viewer.layers:
+            history = None
+        return layer, history
 
     def remove(self) -> None:
-        """Remove the layer (a cancelled or failed run adds nothing)."""
-        if self.layer is not None and self.layer in self.viewer.layers:
-            self.viewer.layers.remove(self.layer)
-        self.layer = None
+        """Remove the live layer and the placeholder (a cancelled or failed run adds
+        nothing)."""
+        for layer in (self.layer, self.history):
+            if layer is not None and layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.layer = self.history = None

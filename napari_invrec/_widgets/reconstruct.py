@@ -516,7 +516,8 @@ class ReconstructWidget(StackRuns, DockContainer):
                           "t0": time.perf_counter(), "contrast": self._contrast(),
                           "scale": _pixel_size(layer, meta, op),
                           "provenance": provenance or {}, "note": note}
-        self.live.start(name, tuple(op.shape), self._run_info["contrast"])  # not mid-run
+        self.live.start(name, tuple(op.shape), self._run_info["contrast"],  # not mid-run
+                        history=_total(self.method_form.values()) > 1)
         self._set_running(True)
         return self.controller.start(
             _run_shown, name, self._run_info["scale"], provenance or {},
@@ -586,9 +587,9 @@ class ReconstructWidget(StackRuns, DockContainer):
         from ._turns import Turns
 
         result, layers = payload
-        live = self.live.take()
+        live, history = self.live.take()
         added: list = []
-        steps = show_steps(self.viewer, layers, live, added)
+        steps = show_steps(self.viewer, layers, live, added, history)
         if len(result.steps) > 1:  # history layers: show the final step, not the first
             steps.append(lambda: self.viewer.dims.set_current_step(0, len(result.steps) - 1))
         steps.append(lambda: self._record(result, added))
