@@ -231,3 +231,31 @@ def test_throttle_without_repaints_bounds_the_duty(monkeypatch):
     assert not th.ready()  # 0.2 s may take at most 10 % of the 2 s from its start
     clock["t"] = 102.01
     assert th.ready()
+
+
+@pytest.mark.parametrize("stored", [0, 5])
+def test_history_placeholder_is_filled_or_removed(make_napari_viewer, stored):
+    """The hidden placeholder takes a history of any length (the dims slider then reaches its
+    last step) and is removed when the run stored none."""
+    from napari_invrec._widgets._results import show_steps
+
+    viewer = make_napari_viewer()
+    live = viewer.add_image(np.zeros((8, 8), np.float32), name="r [live]")
+    placeholder = viewer.add_image(np.zeros((1, 8, 8), np.float32), name="r [iterates]",
+                                   visible=False)
+    meta = {"invrec": {"kind": "result"}}
+    layers = [(np.ones((8, 8), np.float32), {"name": "r", "metadata": meta,
+                                             "contrast_limits": (0.0, 1.0)}, "image")]
+    if stored:
+        stack = np.random.default_rng(0).random((stored, 8, 8), dtype=np.float32)
+        layers.append((stack, {"name": "r [iterates]", "metadata": {"invrec": {
+            "kind": "history"}}, "contrast_limits": (0.0, 1.0)}, "image"))
+    added: list = []
+    for step in show_steps(viewer, layers, live, added, placeholder):
+        step()
+    if stored:
+        assert added == [live, placeholder] and placeholder.visible
+        assert placeholder.data is stack and viewer.dims.range[0].stop == stored - 1
+        assert [lay.name for lay in viewer.layers] == ["r", "r [iterates]"]
+    else:
+        assert added == [live] and [lay.name for lay in viewer.layers] == ["r"]

@@ -28,7 +28,8 @@ def adopt_live(layer: Any, data: Any, kwargs: dict, *, grow: bool = False) -> bo
     the shapes differ (with ``grow``, a placeholder's first axis may), so the caller adds a
     new layer instead."""
     old, new = tuple(layer.data.shape), tuple(data.shape)
-    if (old[1:], len(old)) != (new[1:], len(new)) if grow else old != new:
+    fits = (old[1:], len(old)) == (new[1:], len(new)) if grow else old == new
+    if not fits:
         return False
     layer.data = data
     layer.metadata = kwargs.get("metadata", {})
