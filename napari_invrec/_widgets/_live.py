@@ -43,7 +43,6 @@ class LiveLayer:
         self.layer: Any = None
         self.history: Any = None
         self.throttle = DisplayThrottle(max_hz=30.0, duty=0.1, repaints=True)
-        self._dropped = False  # the user removed this run's live layer
         self._blank = False  # the layer shows no preview yet
         self._limits_given = False
 
@@ -53,9 +52,12 @@ class LiveLayer:
         kept for the whole run; ``None``: taken from the first preview) and, with
         ``history``, the hidden placeholder of its iterate history (the live layer stays the
         selected one)."""
-        self._dropped, self._limits_given = False, contrast is not None
+        self._limits_given = contrast is not None
         self.history = None
-        self._add(name, shape, contrast)
+        self.layer = self.viewer.add_image(
+            np.zeros(shape, np.float32), name=f"{name} [live]", colormap="gray",
+            metadata={"invrec": {"kind": "live"}}, contrast_limits=contrast or (0.0, 1.0))
+        self._blank = True
         if history:
             self.history = self.viewer.add_image(
                 np.zeros((1, *shape), np.float32), name=f"{name} [iterates]",
@@ -63,26 +65,17 @@ class LiveLayer:
                 contrast_limits=contrast or (0.0, 1.0))
             self.viewer.layers.selection.active = self.layer
 
-    def _add(self, name: str, shape: tuple[int, ...],
-             contrast: tuple[float, float] | None) -> None:
-        self.layer = self.viewer.add_image(
-            np.zeros(shape, np.float32), name=f"{name} [live]", colormap="gray",
-            metadata={"invrec": {"kind": "live"}}, contrast_limits=contrast or (0.0, 1.0))
-        self._blank = True
-
     def wants(self, last: bool) -> bool:
         """Whether a preview should be shown now (never again once the user removed the
         layer; at the last step always)."""
         if self.layer is not None and self.layer not in self.viewer.layers:
-            self.layer, self._dropped = None, True
-        return not self._dropped and self.throttle.ready(last)
+            self.layer = None  # removed by the user: not shown again in this run
+        return self.layer is not None and self.throttle.ready(last)
 
-    def show(self, preview: np.ndarray, name: str) -> None:
+    def show(self, preview: np.ndarray) -> None:
         """Show ``preview``: copied into the layer's own array (never the worker's, which
         may be a view of the solver's state) and redrawn; its cost paces the next one."""
         started = time.perf_counter()
-        if self.layer is None:
-            self._add(name, preview.shape, None)
         data = self.layer.data
         if (isinstance(data, np.ndarray) and data.shape == preview.shape
                 and np.can_cast(preview.dtype, data.dtype, casting="same_kind")):
@@ -97,13 +90,12 @@ class LiveLayer:
         self.throttle.done(started)
 
     def take(self) -> tuple[Any, Any]:
-        """The live layer, to become the result layer, and the history placeholder (each
-        ``None`` if the user removed it or there is none); the run no longer owns them."""
-        layer, self.layer = (None if self._dropped else self.layer), None
-        history, self.history = self.history, None
-        if history is not None and history not in self.viewer.layers:
-            history = None
-        return layer, history
+        """The live layer, to become the result layer, and the history placeholder (``None``
+        if the user removed the live layer, or there is no placeholder); the run no longer
+        owns them (:func:`~._results.show_steps` adds anew what the user removed since)."""
+        taken = self.layer, self.history
+        self.layer = self.history = None
+        return taken
 
     def remove(self) -> None:
         """Remove the live layer and the placeholder (a cancelled or failed run adds

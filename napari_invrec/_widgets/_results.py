@@ -16,17 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["adopt_live", "show_steps"]
+__all__ = ["adopt", "show_steps"]
 
-#: layer attributes :func:`adopt_live` carries over from a result layer tuple
+#: layer attributes :func:`adopt` carries over from a result layer tuple
 _ADOPTED = ("colormap", "blending", "scale")
 
 
-def adopt_live(layer: Any, data: Any, kwargs: dict, *, grow: bool = False) -> bool:
-    """Make the live layer ``layer`` the result layer ``(data, kwargs)``: its data, metadata,
-    name, contrast limits and display settings. Returns ``False`` (and changes nothing) when
-    the shapes differ (with ``grow``, a placeholder's first axis may), so the caller adds a
-    new layer instead."""
+def adopt(layer: Any, data: Any, kwargs: dict, *, grow: bool = False) -> bool:
+    """Make ``layer`` (the live layer, a placeholder) the layer ``(data, kwargs)``: its data,
+    metadata, name, contrast limits and display settings. Returns ``False`` (and changes
+    nothing) when the shapes differ (with ``grow``, a placeholder's first axis may), so the
+    caller adds a new layer instead."""
     old, new = tuple(layer.data.shape), tuple(data.shape)
     fits = (old[1:], len(old)) == (new[1:], len(new)) if grow else old == new
     if not fits:
@@ -63,7 +63,7 @@ def show_steps(viewer: Any, layers: list[tuple], live: Any = None,
 
     def reuse(layer: Any, t: tuple, grow: bool = False) -> Callable[[], None]:
         def step() -> None:
-            if layer in viewer.layers and adopt_live(layer, t[0], t[1], grow=grow):
+            if layer in viewer.layers and adopt(layer, t[0], t[1], grow=grow):
                 added.append(layer)
                 return
             if layer in viewer.layers:  # rare (a result shaped unlike its previews)

@@ -122,9 +122,9 @@ def viewer_open(viewer: Any) -> bool:
 
 
 def widget_alive(widget: Any) -> bool:
-    """Whether the Qt widget behind a magicgui widget still exists."""
+    """Whether the Qt widget (or the one behind a magicgui widget) still exists."""
     try:
-        widget.native.objectName()
+        getattr(widget, "native", widget).objectName()
     except RuntimeError:  # wrapped C/C++ object has been deleted
         return False
     return True

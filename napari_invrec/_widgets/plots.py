@@ -12,6 +12,8 @@ from matplotlib.figure import Figure
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
+from ._runs import widget_alive
+
 #: colours close to napari's dark theme (background, panel, text, grid)
 DARK = {
     "figure": "#262930",
@@ -48,15 +50,6 @@ def style_legend(legend: Any) -> None:
     frame.set_edgecolor(DARK["grid"])
     for text in legend.get_texts():
         text.set_color(DARK["text"])
-
-
-def _alive(widget: QWidget) -> bool:
-    """Whether the C++ object behind ``widget`` still exists."""
-    try:
-        widget.objectName()
-    except RuntimeError:
-        return False
-    return True
 
 
 class PlotCanvas(QWidget):
@@ -112,5 +105,5 @@ class PlotCanvas(QWidget):
         try:
             self.canvas.draw()
         except RuntimeError:  # the Qt widget was deleted before or during the draw (a
-            if _alive(self.canvas):  # garbage-collected dock): nothing left to draw on
+            if widget_alive(self.canvas):  # garbage-collected dock): nothing left to draw on
                 raise

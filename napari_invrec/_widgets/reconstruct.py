@@ -578,7 +578,7 @@ class ReconstructWidget(StackRuns, DockContainer):
             self.status.value = " · ".join(text)
             self._text_throttle.done(started)
         if live:
-            self.live.show(prog.preview, self._run_info["name"])
+            self.live.show(prog.preview)
 
     def _on_result(self, payload: tuple) -> None:
         """Show the finished run: the live layer becomes the result layer, then each other
